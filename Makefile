@@ -1,0 +1,27 @@
+# Everything starts from nothing: each target creates the virtual environment it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[cpu,dev]"
+	touch $(STAMP)
+
+## Run the main job offline on the embedded default.
+demo: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m kerastransfer.demo $(ARGS)
+
+## Run the whole test suite (slow tests included).
+test: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m pip install --quiet ruff && $(VENV)/bin/ruff check kerastransfer tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,73 @@
+"""kerastransfer: fast, correct and deployable transfer learning with Keras 3.
+
+The public API is imported lazily: `import kerastransfer.runtime` (the deployment
+side) must not pull in TensorFlow, so nothing here imports Keras until a name that
+needs it is used.
+
+Example:
+
+>>> import kerastransfer as kt
+>>> model = kt.TransferModel("mobilenet_v3_small", num_classes=3, weights=None,
+...                          input_shape=(64, 64, 3))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "TransferModel": "kerastransfer.model",
+    "load_model": "kerastransfer.saving",
+    "Phase": "kerastransfer.phases",
+    "PhasePlan": "kerastransfer.phases",
+    "Unfreeze": "kerastransfer.phases",
+    "freeze_backbone": "kerastransfer.phases",
+    "unfreeze": "kerastransfer.phases",
+    "trainable_summary": "kerastransfer.phases",
+    "BackboneSpec": "kerastransfer.backbones.registry",
+    "BlockRule": "kerastransfer.backbones.registry",
+    "list_backbones": "kerastransfer.backbones.registry",
+    "get_backbone": "kerastransfer.backbones.registry",
+    "register_backbone": "kerastransfer.backbones.registry",
+    "unregister_backbone": "kerastransfer.backbones.registry",
+    "ImagePreprocessing": "kerastransfer.preprocessing",
+    "GroupedOptimizer": "kerastransfer.optimizers",
+    "PhasedHistory": "kerastransfer.training",
+    "KerasTransferError": "kerastransfer.errors",
+    "UnknownBackboneError": "kerastransfer.errors",
+    "WeightsError": "kerastransfer.errors",
+    "InputShapeError": "kerastransfer.errors",
+    "DataError": "kerastransfer.errors",
+    "ExportError": "kerastransfer.errors",
+    "ExportValidationError": "kerastransfer.errors",
+    "TrainingDivergedError": "kerastransfer.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:  # for static analysis only
+    from kerastransfer.backbones.registry import (  # noqa: F401
+        BackboneSpec, BlockRule, get_backbone, list_backbones, register_backbone,
+        unregister_backbone,
+    )
+    from kerastransfer.model import TransferModel  # noqa: F401
+    from kerastransfer.phases import (  # noqa: F401
+        Phase, PhasePlan, Unfreeze, freeze_backbone, trainable_summary, unfreeze,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kerastransfer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

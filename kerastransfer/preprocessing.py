@@ -1,0 +1,80 @@
+"""The image preprocessing of each backbone family, as a serializable Keras layer.
+
+Keras Applications ship `preprocess_input` functions, but a model that calls them
+through a `Lambda` layer cannot be reloaded with `safe_mode=True`. `ImagePreprocessing`
+does the same arithmetic with `keras.ops`, so it saves, reloads and exports to ONNX
+like any other layer. Every `TransferModel` takes images as users have them
+(RGB, float values in [0, 255]) and starts with this layer.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = ["ImagePreprocessing", "PREPROCESSING_MODES"]
+
+# mode -> what it does to an RGB image in [0, 255]
+PREPROCESSING_MODES = {
+    "caffe": "RGB->BGR, minus the ImageNet BGR mean (VGG, ResNet v1)",
+    "tf": "scale to [-1, 1] (MobileNet v1/v2, ResNet v2, Inception, Xception, NASNet)",
+    "torch": "scale to [0, 1], minus ImageNet mean, divided by std (DenseNet)",
+    "unit": "scale to [0, 1]",
+    "none": "identity: the backbone preprocesses inside (EfficientNet, MobileNetV3, "
+    "ConvNeXt)",
+}
+
+_CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+
+
+@keras.saving.register_keras_serializable(package="kerastransfer")
+class ImagePreprocessing(keras.layers.Layer):
+    """Applies a backbone family's input normalization to RGB images in [0, 255].
+
+    Matches `keras.applications.<family>.preprocess_input` for the family's mode.
+
+    Args:
+        mode: one of `"caffe"`, `"tf"`, `"torch"`, `"unit"`, `"none"`. Defaults to
+            `"none"`.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = ImagePreprocessing("tf")
+    >>> np.asarray(layer(np.full((1, 2, 2, 3), 255.0)))[0, 0, 0].tolist()
+    [1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, mode: str = "none", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in PREPROCESSING_MODES:
+            raise ValueError(
+                "Unknown preprocessing mode. Use one of "
+                f"{sorted(PREPROCESSING_MODES)}. Received: mode={mode!r}"
+            )
+        self.mode = mode
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        if self.mode == "none":
+            return x
+        if self.mode == "unit":
+            return x / 255.0
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(_TORCH_MEAN, dtype=x.dtype)
+            std = ops.convert_to_tensor(_TORCH_STD, dtype=x.dtype)
+            return (x / 255.0 - mean) / std
+        # caffe: channels reversed to BGR, then the BGR mean subtracted.
+        x = ops.flip(x, axis=-1)
+        return x - ops.convert_to_tensor(_CAFFE_BGR_MEAN, dtype=x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}

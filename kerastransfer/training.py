@@ -1,0 +1,279 @@
+"""The phased `fit()` loop behind `TransferModel.fit`.
+
+Each phase sets what is trainable, builds a fresh optimizer of the compiled type
+at the phase's learning rate (a `GroupedOptimizer` for layer-wise decay), and
+recompiles under the model's distribution strategy, keeping the loss and
+metrics; then Keras's own `fit` runs with `initial_epoch` so all phases share one
+epoch axis (History, TensorBoard, ModelCheckpoint see one run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import keras
+import numpy as np
+
+from kerastransfer import phases as phases_lib
+from kerastransfer.errors import DataError
+from kerastransfer.optimizers import GroupedOptimizer, scaled_learning_rate
+
+__all__ = ["PhasedHistory", "fit_phases", "resolve_plan", "default_loss",
+           "default_metrics"]
+
+logger = logging.getLogger("kerastransfer")
+
+DEFAULT_LEARNING_RATE = 1e-3
+FINE_TUNE_FACTOR = 0.1
+
+
+class PhasedHistory(keras.callbacks.History):
+    """One `History` for all phases of a `fit()`.
+
+    Attributes:
+        history: metric name -> list of per-epoch values, all phases in order.
+        epoch: the epoch indices.
+        phases: one dict per phase that ran: `name`, `start_epoch`, `end_epoch`
+            (exclusive), `unfreeze`, `train_bn`, `learning_rate`, `lr_decay`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.history: dict[str, list] = {}
+        self.epoch: list[int] = []
+        self.phases: list[dict] = []
+
+    @property
+    def phase_boundaries(self) -> list[int]:
+        """The first epoch of each phase after the first."""
+        return [p["start_epoch"] for p in self.phases[1:]]
+
+    def extend(self, history: keras.callbacks.History, phase: dict) -> None:
+        start = len(self.epoch)
+        self.epoch.extend(history.epoch)
+        for key, values in history.history.items():
+            column = self.history.setdefault(key, [None] * start)
+            column.extend(float(v) for v in values)
+        for column in self.history.values():  # metrics absent in this phase
+            column.extend([None] * (len(self.epoch) - len(column)))
+        self.phases.append({**phase, "start_epoch": start,
+                            "end_epoch": len(self.epoch)})
+
+
+def default_loss(model):
+    """The task's loss: (sparse) categorical or binary cross-entropy, or MSE."""
+    if model.task == "multilabel":
+        return "binary_crossentropy"
+    if model.task == "regression":
+        return "mean_squared_error"
+    return "sparse_categorical_crossentropy"
+
+
+def default_metrics(model):
+    if model.task == "multilabel":
+        return [keras.metrics.BinaryAccuracy(name="accuracy")]
+    if model.task == "regression":
+        return [keras.metrics.MeanAbsoluteError(name="mae")]
+    return ["accuracy"]
+
+
+def resolve_plan(model, plan, epochs, fine_tune_epochs, learning_rate, fine_tune_lr,
+                 unfreeze, train_bn, lr_decay) -> phases_lib.PhasePlan:
+    """The `PhasePlan` a `fit()` call asks for."""
+    plan = phases_lib.coerce_plan(plan)
+    if plan is not None:
+        return plan
+    for arg, value in (("epochs", epochs), ("fine_tune_epochs", fine_tune_epochs)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(
+                f"{arg} must be a whole number >= 0. Received: {arg}={value!r}"
+            )
+    if not model.pretrained:
+        # Nothing to transfer from a random backbone: train everything at once.
+        logger.info("Backbone has random weights (weights=None): training all "
+                    "layers in one phase.")
+        return phases_lib.PhasePlan([phases_lib.Phase(
+            epochs + fine_tune_epochs, "all", learning_rate, train_bn=True,
+            name="from_scratch",
+        )])
+    return phases_lib.PhasePlan.two_phase(
+        epochs, fine_tune_epochs, learning_rate=learning_rate,
+        fine_tune_lr=fine_tune_lr, unfreeze=unfreeze, train_bn=train_bn,
+        lr_decay=lr_decay,
+    )
+
+
+def _template_optimizer(model) -> keras.optimizers.Optimizer:
+    compiled = model._user_compile or {}
+    optimizer = compiled.get("optimizer", "adam")
+    if isinstance(optimizer, GroupedOptimizer):
+        optimizer = optimizer.base_optimizer
+    return keras.optimizers.get(optimizer)
+
+
+def _base_learning_rate(template: keras.optimizers.Optimizer):
+    rate = template._learning_rate
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return rate
+    # The optimizer stores float32: round away the float32 noise (1e-3, not
+    # 0.0010000000474974513).
+    return float(f"{float(keras.ops.convert_to_numpy(rate)):.7g}")
+
+
+def _phase_learning_rate(phase, index, base):
+    if phase.learning_rate is not None:
+        return phase.learning_rate
+    return base if index == 0 else scaled_learning_rate(base, FINE_TUNE_FACTOR)
+
+
+def _build_optimizer(model, template, learning_rate, lr_decay):
+    config = template.get_config()
+    config["learning_rate"] = keras.saving.serialize_keras_object(learning_rate)
+    optimizer = template.__class__.from_config(config)
+    if lr_decay is None or lr_decay == 1.0:
+        return optimizer
+    multipliers, groups = phases_lib.learning_rate_groups(model, lr_decay)
+    return GroupedOptimizer(optimizer, multipliers, groups)
+
+
+def _fresh_metrics(metrics):
+    if metrics is None:
+        return None
+
+    def fresh(metric):
+        if isinstance(metric, keras.metrics.Metric):
+            return metric.__class__.from_config(metric.get_config())
+        return metric
+
+    if isinstance(metrics, dict):
+        return {k: fresh(v) for k, v in metrics.items()}
+    return [fresh(m) for m in metrics]
+
+
+def compile_for_phase(model, learning_rate, lr_decay) -> None:
+    """Recompiles `model` for the current trainable set (same loss/metrics/type)."""
+    compiled = dict(model._user_compile or {})
+    template = _template_optimizer(model)
+    compiled["optimizer"] = _build_optimizer(model, template, learning_rate, lr_decay)
+    compiled["metrics"] = _fresh_metrics(compiled.get("metrics"))
+    user = model._user_compile
+    model.compile(**compiled)
+    model._user_compile = user or {"optimizer": template}
+
+
+def _strategy_scope(model):
+    return model.strategy.scope() if model.strategy is not None else (
+        contextlib.nullcontext()
+    )
+
+
+def check_arrays(model, x, y) -> None:
+    """Clear errors for numpy inputs that Keras would reject deep inside."""
+    if not isinstance(x, np.ndarray):
+        return
+    if model.input_dtype_name == "string":
+        return
+    expected = model.image_shape
+    if x.ndim != len(expected) + 1 or any(
+        e is not None and a != e for a, e in zip(x.shape[1:], expected)
+    ):
+        raise DataError(
+            f"Images must have shape (batch, {', '.join(map(str, expected))}) for "
+            f"this model. Resize them, or build the model with input_shape="
+            f"{tuple(x.shape[1:])}. Received: x.shape={x.shape}"
+        )
+    if len(x) == 0:
+        raise DataError("The training data is empty. Received: x.shape="
+                        f"{x.shape}")
+    if y is None:
+        return
+    y = np.asarray(y)
+    if len(y) != len(x):
+        raise DataError(
+            f"x and y must have one label per image. Received: {len(x)} images "
+            f"and {len(y)} labels"
+        )
+    if model.task == "multiclass" and y.ndim == 1:
+        if not np.issubdtype(y.dtype, np.integer):
+            if not np.all(np.equal(np.mod(y, 1), 0)):
+                raise DataError(
+                    "Multiclass labels must be integer class indices (or one-hot "
+                    f"rows). Received: y.dtype={y.dtype}"
+                )
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= model.num_classes:
+            raise DataError(
+                f"Labels must be in [0, {model.num_classes - 1}] for "
+                f"num_classes={model.num_classes}. Fix the labels or build the "
+                f"model with more classes. Received: labels in [{low}, {high}]"
+            )
+
+
+def _labels_are_one_hot(model, y) -> bool:
+    if isinstance(y, np.ndarray):
+        return model.task == "multiclass" and y.ndim == 2 and y.shape[1] > 1
+    return False
+
+
+class _PhaseAnnouncer(keras.callbacks.Callback):
+    def __init__(self, text: str, verbose: bool):
+        super().__init__()
+        self.text = text
+        self.verbose = verbose
+
+    def on_train_begin(self, logs=None):
+        logger.info(self.text)
+        if self.verbose:
+            keras.utils.io_utils.print_msg(self.text)
+
+
+def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
+               callbacks=None, verbose: Any = "auto", **fit_kwargs) -> PhasedHistory:
+    """Runs every phase of `plan` on `model` and returns one `PhasedHistory`."""
+    check_arrays(model, x, y)
+    if model._user_compile is None:
+        model._user_compile = {"optimizer": "adam"}
+    if model._user_compile.get("loss") is None and _labels_are_one_hot(model, y):
+        model._user_compile["loss"] = "categorical_crossentropy"
+    template = _template_optimizer(model)
+    base = _base_learning_rate(template)
+    history = PhasedHistory()
+    callbacks = list(callbacks or [])
+    epoch = 0
+    active = [p for p in plan.phases if p.epochs > 0]
+    for index, phase in enumerate(plan.phases):
+        if phase.epochs == 0:
+            continue
+        rate = _phase_learning_rate(phase, index, base)
+        with _strategy_scope(model):
+            if phase.unfreeze.kind == "none":
+                model.freeze_backbone()
+            else:
+                model.unfreeze(phase.unfreeze, train_bn=phase.train_bn)
+            compile_for_phase(model, rate, phase.lr_decay)
+        number = active.index(phase) + 1
+        shown_rate = rate if isinstance(rate, float) else type(rate).__name__
+        text = (f"Phase {number}/{len(active)} '{phase.name}': backbone "
+                f"{phase.unfreeze.to_string() if phase.unfreeze.kind != 'none' else 'frozen'}"
+                f", learning rate {shown_rate}"
+                + (f", layer-wise decay {phase.lr_decay}" if phase.lr_decay else ""))
+        show = verbose not in (0, False)
+        result = keras.Model.fit(
+            model, x, y, epochs=epoch + phase.epochs, initial_epoch=epoch,
+            callbacks=[_PhaseAnnouncer(text, show), *callbacks],
+            verbose=verbose, **fit_kwargs,
+        )
+        history.extend(result, {
+            "name": phase.name,
+            "unfreeze": phase.unfreeze.to_string(),
+            "train_bn": phase.train_bn,
+            "learning_rate": rate if isinstance(rate, float) else
+            keras.saving.serialize_keras_object(rate),
+            "lr_decay": phase.lr_decay,
+        })
+        epoch = len(history.epoch)
+    history.set_model(model)
+    model.history = history
+    return history
