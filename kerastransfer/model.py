@@ -286,6 +286,10 @@ class TransferModel(keras.Model):
         validation_data=None,
         callbacks: Sequence[keras.callbacks.Callback] | None = None,
         verbose: Any = "auto",
+        checkpoint_dir: str | None = None,
+        cache_features: bool | str = False,
+        report_dir: str | None = None,
+        augmentation: Any = None,
         **kwargs,
     ):
         """Trains in phases: the head on a frozen backbone, then fine-tuning.
@@ -319,6 +323,23 @@ class TransferModel(keras.Model):
             validation_data: as for `keras.Model.fit`. Defaults to `None`.
             callbacks: Keras callbacks, shared by all phases. Defaults to `None`.
             verbose: as for `keras.Model.fit`. Defaults to `"auto"`.
+            checkpoint_dir: a folder where a checkpoint (weights, optimizer
+                state, phase, epoch, data-order seed, history) is written
+                atomically at every epoch end; rerunning the same `fit()` with it
+                resumes where training stopped, and returns the stored history
+                once training has finished. See `docs/reliability.md`. Defaults
+                to `None`.
+            cache_features: train frozen phases on backbone features computed
+                once (`True`: in memory; a folder path: in cache files there).
+                Exact: same head weights as without caching. Not used with
+                `augmentation`. Defaults to `False`.
+            report_dir: write learning curves, a confusion matrix and per-class
+                metrics (on `validation_data`) to this folder after training.
+                Defaults to `None`.
+            augmentation: `"light"`, `"medium"`, `"heavy"`, a list of Keras
+                preprocessing layers, or `None`; applied to training batches in
+                the input pipeline only (never part of the saved model).
+                Defaults to `None`.
             **kwargs: other `keras.Model.fit` arguments (`class_weight`,
                 `steps_per_epoch`, `shuffle`, ...).
 
@@ -335,8 +356,16 @@ class TransferModel(keras.Model):
         return training.fit_phases(
             self, plan, x, y, batch_size=batch_size,
             validation_data=validation_data, callbacks=callbacks,
-            verbose=verbose, **kwargs,
+            checkpoint_dir=checkpoint_dir,
+            verbose=verbose, cache_features=cache_features, report_dir=report_dir,
+            augmentation=augmentation, **kwargs,
         )
+
+    def lr_find(self, x, y=None, **kwargs):
+        """Sweeps the learning rate; see `kerastransfer.lr_finder.lr_find`."""
+        from kerastransfer.lr_finder import lr_find
+
+        return lr_find(self, x, y, **kwargs)
 
     # --- Saving -------------------------------------------------------------
     def save(self, filepath, overwrite: bool = True, **kwargs) -> None:

@@ -50,7 +50,8 @@ class PhasedHistory(keras.callbacks.History):
         """The first epoch of each phase after the first."""
         return [p["start_epoch"] for p in self.phases[1:]]
 
-    def extend(self, history: keras.callbacks.History, phase: dict) -> None:
+    def extend(self, history: keras.callbacks.History, phase: dict,
+               start_epoch: int | None = None) -> None:
         start = len(self.epoch)
         self.epoch.extend(history.epoch)
         for key, values in history.history.items():
@@ -58,8 +59,9 @@ class PhasedHistory(keras.callbacks.History):
             column.extend(float(v) for v in values)
         for column in self.history.values():  # metrics absent in this phase
             column.extend([None] * (len(self.epoch) - len(column)))
-        self.phases.append({**phase, "start_epoch": start,
-                            "end_epoch": len(self.epoch)})
+        self.phases.append({
+            **phase, "start_epoch": start if start_epoch is None else start_epoch,
+            "end_epoch": len(self.epoch)})
 
 
 def default_loss(model):
@@ -187,6 +189,17 @@ def check_arrays(model, x, y) -> None:
     if len(x) == 0:
         raise DataError("The training data is empty. Received: x.shape="
                         f"{x.shape}")
+    if x.dtype.kind not in "biuf":
+        raise DataError(
+            "Images must be real numbers (RGB values in [0, 255]). Decode or "
+            f"convert them first. Received: x.dtype={x.dtype}"
+        )
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise DataError(
+            "The images contain NaN or Inf values, which would make the loss NaN. "
+            "Clean or drop those images. Received: "
+            f"{int(np.size(x) - np.isfinite(x).sum())} non-finite values"
+        )
     if y is None:
         return
     y = np.asarray(y)
@@ -230,8 +243,15 @@ class _PhaseAnnouncer(keras.callbacks.Callback):
 
 
 def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
-               callbacks=None, verbose: Any = "auto", **fit_kwargs) -> PhasedHistory:
+               checkpoint_dir=None,
+               callbacks=None, verbose: Any = "auto", cache_features=False,
+               report_dir=None, augmentation=None, **fit_kwargs) -> PhasedHistory:
     """Runs every phase of `plan` on `model` and returns one `PhasedHistory`."""
+    from kerastransfer import data as data_lib
+    from kerastransfer import features as features_lib
+
+    x, y, fit_kwargs = data_lib.prepare_fit_inputs(
+        model, x, y, augmentation=augmentation, **fit_kwargs)
     check_arrays(model, x, y)
     if model._user_compile is None:
         model._user_compile = {"optimizer": "adam"}
@@ -239,12 +259,21 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
         model._user_compile["loss"] = "categorical_crossentropy"
     template = _template_optimizer(model)
     base = _base_learning_rate(template)
-    history = PhasedHistory()
+    from kerastransfer import checkpoint as checkpoint_lib
+
+    # Resume state, NaN guard, seeded per-epoch data order (checkpoint.py).
+    run = checkpoint_lib.CheckpointRun(model, plan, checkpoint_dir)
+    x, y, fit_kwargs = run.prepare_data(x, y, fit_kwargs)
+    history = run.history()
     callbacks = list(callbacks or [])
     epoch = 0
     active = [p for p in plan.phases if p.epochs > 0]
     for index, phase in enumerate(plan.phases):
         if phase.epochs == 0:
+            continue
+        position = run.phase_position(index)  # None, or resuming this phase
+        if position and position[0] == "skip" and not (
+                run.finished and phase is active[-1]):
             continue
         rate = _phase_learning_rate(phase, index, base)
         with _strategy_scope(model):
@@ -253,6 +282,13 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
             else:
                 model.unfreeze(phase.unfreeze, train_bn=phase.train_bn)
             compile_for_phase(model, rate, phase.lr_decay)
+            if position is not None:
+                run.restore()  # weights + optimizer state, inside the scope
+        initial_epoch = epoch
+        if run.finished:  # a rerun of a finished fit: no training
+            break
+        if position is not None:
+            epoch, initial_epoch = position[1], position[2]
         number = active.index(phase) + 1
         shown_rate = rate if isinstance(rate, float) else type(rate).__name__
         text = (f"Phase {number}/{len(active)} '{phase.name}': backbone "
@@ -260,11 +296,15 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
                 f", learning rate {shown_rate}"
                 + (f", layer-wise decay {phase.lr_decay}" if phase.lr_decay else ""))
         show = verbose not in (0, False)
-        result = keras.Model.fit(
-            model, x, y, epochs=epoch + phase.epochs, initial_epoch=epoch,
-            callbacks=[_PhaseAnnouncer(text, show), *callbacks],
-            verbose=verbose, **fit_kwargs,
+        first, last = run.callbacks(
+            index, epoch, f"phase {number}/{len(active)} '{phase.name}'", shown_rate)
+        result, cached = features_lib.run_phase(
+            model, x, y, cache_features=cache_features, augmentation=augmentation,
+            epochs=epoch + phase.epochs, initial_epoch=initial_epoch,
+            callbacks=[*first, _PhaseAnnouncer(text, show), *callbacks, *last],
+            verbose=verbose, fit_kwargs=fit_kwargs,
         )
+        run.raise_if_diverged()
         history.extend(result, {
             "name": phase.name,
             "unfreeze": phase.unfreeze.to_string(),
@@ -272,8 +312,15 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
             "learning_rate": rate if isinstance(rate, float) else
             keras.saving.serialize_keras_object(rate),
             "lr_decay": phase.lr_decay,
-        })
+            "cached_features": cached,
+        }, start_epoch=epoch)
         epoch = len(history.epoch)
+        run.end_phase(index, history.phases[-1], epoch, last=phase is active[-1])
     history.set_model(model)
     model.history = history
+    if report_dir is not None:
+        from kerastransfer import report as report_lib
+
+        report_lib.write_report(model, history, fit_kwargs.get("validation_data"),
+                                report_dir)
     return history

@@ -1,0 +1,311 @@
+"""Training the head on cached backbone features (the frozen phase, made fast).
+
+While the backbone is frozen (and no augmentation changes the images), every
+epoch pushes the same images through the same backbone to get the same
+features. `fit(..., cache_features=True)` computes them once, then trains the
+head alone on them: the *same* layer objects as the `TransferModel`'s head (so the
+weights are shared, nothing to copy back), the same loss, metrics, optimizer
+object, class and sample weights, batch size and order. Validation runs on
+cached validation features, so the cached phase reports the same `val_*`
+metrics. User callbacks see the full `TransferModel` (ModelCheckpoint saves the
+whole model, EarlyStopping and ReduceLROnPlateau work unchanged).
+
+Exactness: a frozen backbone runs in inference mode (BatchNorm frozen); the
+features are computed with `training=False`, which is the same function unless
+the backbone has train-time randomness of its own (e.g. EfficientNet's
+stochastic depth), which a frozen backbone should not apply anyway. The head
+(including its Dropout, whose seed generator is shared) sees identical inputs,
+so the head weights match the uncached run to float32 round-off (tested).
+
+Features live in memory (`cache_features=True`, a float32 array of
+`n x feature_dim`, e.g. 576 floats per image for MobileNetV3Small), or in
+TensorFlow cache files in a folder (`cache_features="<folder>"`) for data sets
+too big for memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Any
+
+import keras
+import numpy as np
+
+from kerastransfer.errors import DataError
+
+__all__ = ["head_model", "extract_features", "fit_cached_phase", "can_cache"]
+
+logger = logging.getLogger("kerastransfer")
+
+
+def head_model(model) -> keras.Model:
+    """A model from pooled features to predictions that shares the head's layers.
+
+    Args:
+        model: a `TransferModel`.
+
+    Returns:
+        A `keras.Model` whose weights are the `TransferModel`'s head weights.
+    """
+    feature_shape = tuple(model._feature_tensor.shape[1:])
+    inputs = keras.Input(shape=feature_shape, name="features")
+    layers = list(model.head_layers)
+    names = [layer.name for layer in layers]
+    if "pool" in names:
+        layers = layers[names.index("pool") + 1:]
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name=f"{model.name}_head")
+
+
+def _is_dataset(x) -> bool:
+    return hasattr(x, "element_spec") and hasattr(x, "cardinality")
+
+
+def can_cache(model, x, fit_kwargs: dict) -> tuple[bool, str]:
+    """Whether the current (frozen) phase can train on cached features, and why not."""
+    if model.backbone.trainable and model.backbone.trainable_weights:
+        return False, "the backbone is not frozen in this phase"
+    if model.input_dtype_name == "string":
+        return False, "the backbone takes strings"
+    if _is_dataset(x):
+        import tensorflow as tf
+
+        if x.cardinality() == tf.data.INFINITE_CARDINALITY:
+            return False, "the dataset repeats forever"
+    elif not isinstance(x, np.ndarray):
+        return False, f"x of type {type(x).__name__} (use arrays or a tf.data.Dataset)"
+    return True, ""
+
+
+class FeatureSet:
+    """Cached features with their labels and optional sample weights."""
+
+    def __init__(self, features, labels, sample_weight=None, dataset=None, count=0):
+        self.features = features
+        self.labels = labels
+        self.sample_weight = sample_weight
+        self.dataset = dataset  # disk mode: an unbatched, cached tf.data.Dataset
+        self.count = count if dataset is not None else len(labels)
+
+
+def _extract_fn(model):
+    import tensorflow as tf
+
+    extractor = model.feature_extractor()
+
+    @tf.function(reduce_retracing=True)
+    def extract(images):
+        return extractor(images, training=False)
+
+    return extract
+
+
+def extract_features(model, x, y=None, *, batch_size: int | None = None,
+                     sample_weight=None, cache_dir: str | None = None) -> FeatureSet:
+    """Runs the frozen backbone once over the data.
+
+    Args:
+        model: a `TransferModel`.
+        x: images (numpy) or a finite `tf.data.Dataset` of `(images, labels[,
+            sample_weight])` batches.
+        y: labels for numpy images. Defaults to `None`.
+        batch_size: batch size for numpy images. Defaults to `None` (32).
+        sample_weight: per-image weights for numpy images. Defaults to `None`.
+        cache_dir: a folder for TensorFlow cache files instead of memory.
+            Defaults to `None` (memory).
+
+    Returns:
+        A `FeatureSet`.
+
+    Raises:
+        DataError: the dataset yields no labels.
+    """
+    import tensorflow as tf
+
+    extract = _extract_fn(model)
+    batch_size = batch_size or 32
+    if not _is_dataset(x):
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (x, y) if sample_weight is None else (x, y, sample_weight)
+        ).batch(batch_size)
+    else:
+        dataset = x
+    if cache_dir is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        path = os.path.join(cache_dir, f"features-{uuid.uuid4().hex}")
+        cached = dataset.map(lambda images, *rest: (extract(images), *rest)).unbatch()
+        cached = cached.cache(path)
+        count = 0
+        for _ in cached:  # one pass fills the cache file
+            count += 1
+        return FeatureSet(None, None, dataset=cached, count=count)
+    feats, labels, weights = [], [], []
+    for element in dataset:
+        if not isinstance(element, (tuple, list)) or len(element) < 2:
+            raise DataError("Cached features need labelled data: a dataset of "
+                            "(images, labels) or (images, labels, sample_weight). "
+                            "Received: elements without labels")
+        feats.append(extract(element[0]).numpy())
+        labels.append(np.asarray(element[1]))
+        if len(element) > 2:
+            weights.append(np.asarray(element[2]))
+    if not feats:
+        raise DataError("The training data is empty. Received: 0 batches")
+    return FeatureSet(np.concatenate(feats), np.concatenate(labels),
+                      np.concatenate(weights) if weights else None)
+
+
+class _ForwardToModel(keras.callbacks.Callback):
+    """Runs the user's callbacks against the full model while the head trains."""
+
+    def __init__(self, callbacks, model):
+        super().__init__()
+        self._full = model
+        self._inner = keras.callbacks.CallbackList(list(callbacks), model=model)
+        self._head = None
+
+    def set_model(self, model):
+        self._head = model
+
+    def set_params(self, params):
+        self._inner.set_params(params)
+
+    def _sync(self):
+        if getattr(self._full, "stop_training", False) and self._head is not None:
+            self._head.stop_training = True
+
+
+def _forwarder(name):
+    def method(self, *args, **kwargs):
+        getattr(self._inner, name)(*args, **kwargs)
+        self._sync()
+
+    method.__name__ = name
+    return method
+
+
+for _hook in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+              "on_train_batch_begin", "on_train_batch_end", "on_test_begin",
+              "on_test_end", "on_test_batch_begin", "on_test_batch_end"):
+    setattr(_ForwardToModel, _hook, _forwarder(_hook))
+
+
+def _compile_head(model, head) -> None:
+    from kerastransfer import training
+
+    compiled = dict(model._user_compile or {})
+    extra = {k: v for k, v in compiled.items()
+             if k not in ("optimizer", "loss", "metrics")}
+    metrics = training._fresh_metrics(compiled.get("metrics"))
+    head.compile(
+        optimizer=model.optimizer,  # the phase's optimizer object: state shared
+        loss=compiled.get("loss") or training.default_loss(model),
+        metrics=metrics if metrics is not None else training.default_metrics(model),
+        **extra,
+    )
+
+
+def _validation_features(model, validation_data, batch_size, cache_dir):
+    if validation_data is None:
+        return None
+    if _is_dataset(validation_data):
+        return extract_features(model, validation_data, cache_dir=cache_dir)
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+        xv, yv = validation_data[0], validation_data[1]
+        wv = validation_data[2] if len(validation_data) == 3 else None
+        return extract_features(model, np.asarray(xv), np.asarray(yv),
+                                batch_size=batch_size, sample_weight=wv,
+                                cache_dir=cache_dir)
+    raise DataError("validation_data must be (x, y), (x, y, sample_weight) or a "
+                    "tf.data.Dataset. Received: validation_data of type "
+                    f"{type(validation_data).__name__}")
+
+
+def fit_cached_phase(model, x, y, *, epochs: int, initial_epoch: int, callbacks,
+                     verbose: Any, fit_kwargs: dict, cache_dir: str | None = None):
+    """Trains the head of a frozen `model` on cached features for one phase.
+
+    `model` must already be compiled for the phase (its optimizer is reused).
+    Returns the Keras `History` of the head's `fit`.
+    """
+    import tensorflow as tf
+
+    kwargs = dict(fit_kwargs)
+    batch_size = kwargs.pop("batch_size", None) or 32
+    validation_data = kwargs.pop("validation_data", None)
+    sample_weight = kwargs.pop("sample_weight", None)
+    shuffle = kwargs.pop("shuffle", True)
+    validation_batch_size = kwargs.get("validation_batch_size") or batch_size
+    if _is_dataset(x):
+        spec = x.element_spec
+        first = spec[0] if isinstance(spec, tuple) else spec
+        if first.shape.rank is not None and first.shape[0] is not None:
+            batch_size = int(first.shape[0])
+        else:  # batch size of the first batch
+            for element in x.take(1):
+                batch_size = int(element[0].shape[0])
+    train = extract_features(model, x, y, batch_size=batch_size,
+                             sample_weight=sample_weight, cache_dir=cache_dir)
+    val = _validation_features(model, validation_data, validation_batch_size,
+                               cache_dir)
+    head = head_model(model)
+    _compile_head(model, head)
+    forward = _ForwardToModel(callbacks, model)
+    model.stop_training = False
+
+    if train.dataset is not None:  # on disk
+        data = train.dataset
+        if shuffle:
+            data = data.shuffle(min(train.count, 10_000), reshuffle_each_iteration=True)
+        data = data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        val_data = None
+        if val is not None:
+            val_data = val.dataset.batch(validation_batch_size)
+        kwargs.pop("validation_split", None)
+        return head.fit(data, epochs=epochs, initial_epoch=initial_epoch,
+                        validation_data=val_data, callbacks=[forward],
+                        verbose=verbose, **kwargs)
+    val_data = None
+    if val is not None:
+        val_data = (val.features, val.labels) if val.sample_weight is None else (
+            val.features, val.labels, val.sample_weight)
+    return head.fit(train.features, train.labels, sample_weight=train.sample_weight,
+                    batch_size=batch_size, shuffle=shuffle, epochs=epochs,
+                    initial_epoch=initial_epoch, validation_data=val_data,
+                    callbacks=[forward], verbose=verbose, **kwargs)
+
+
+def run_phase(model, x, y, *, cache_features, augmentation, epochs: int,
+              initial_epoch: int, callbacks, verbose, fit_kwargs: dict):
+    """Runs one phase with Keras's `fit`, or on cached features when allowed.
+
+    Returns:
+        `(history, cached)`: the phase's Keras `History` and whether it trained on
+        cached features.
+    """
+    if cache_features and augmentation is None:
+        ok, reason = can_cache(model, x, fit_kwargs)
+        if ok:
+            cache_dir = None
+            if isinstance(cache_features, (str, os.PathLike)):
+                cache_dir = os.fspath(cache_features)
+            logger.info("Training the head on cached backbone features%s.",
+                        f" (files in {cache_dir})" if cache_dir else " (in memory)")
+            result = fit_cached_phase(
+                model, x, y, epochs=epochs, initial_epoch=initial_epoch,
+                callbacks=callbacks, verbose=verbose, fit_kwargs=fit_kwargs,
+                cache_dir=cache_dir,
+            )
+            return result, True
+        if model.backbone.trainable is False:
+            logger.info("Not caching features: %s.", reason)
+    elif cache_features and augmentation is not None:
+        logger.info("Not caching features: augmentation changes the images every "
+                    "epoch.")
+    result = keras.Model.fit(model, x, y, epochs=epochs, initial_epoch=initial_epoch,
+                             callbacks=callbacks, verbose=verbose, **fit_kwargs)
+    return result, False
