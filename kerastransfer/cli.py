@@ -78,7 +78,8 @@ class _Group(click.Group):
 
 
 def _configure_logging(quiet: bool, verbose: int) -> None:
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose else logging.INFO)
+    level = (logging.ERROR if quiet else logging.WARNING if not verbose
+             else logging.INFO if verbose == 1 else logging.DEBUG)
     for handler in list(logger.handlers):
         if handler.get_name() == _HANDLER_NAME:
             logger.removeHandler(handler)
@@ -180,7 +181,7 @@ def _stderr_progress(iterable=None, length=None, label=None):
               help="Show the full Python traceback when a command fails.")
 @click.option("-q", "--quiet", is_flag=True, help="Only print results and errors.")
 @click.option("-v", "--verbose", count=True,
-              help="More log output (-vv includes TensorFlow/tf2onnx logs).")
+              help="More log output: -v progress, -vv debug (with tf2onnx logs).")
 @click.version_option(package_name="kerastransfer", prog_name="kerastransfer")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, quiet: bool, verbose: int) -> None:
@@ -373,10 +374,6 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
         data_dir, image_size=image_size, batch_size=batch_size,
         validation_split=validation_split, seed=seed, shuffle=True, strict=strict,
     )
-    _report_skipped(data)
-    logger.info("Found %d training and %d validation images in %d classes: %s",
-                data.num_train, data.num_validation, len(data.class_names),
-                ", ".join(data.class_names))
     model = TransferModel(
         spec.name, weights=weights, input_shape=(*image_size, spec.channels),
         class_names=data.class_names, dropout=dropout,
@@ -407,19 +404,6 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
         written = write_report(model, history, data.validation, plots)
         click.echo(f"Wrote the report to {plots}")
         logger.debug("Report files: %s", written)
-
-
-def _report_skipped(data) -> None:
-    skipped = list(getattr(data, "skipped", None) or [])
-    if not skipped:
-        return
-    logger.warning("Skipped %d unreadable file(s):", len(skipped))
-    for item in skipped[:20]:
-        logger.warning("  %s", item if isinstance(item, str) else " - ".join(
-            str(part) for part in (item if isinstance(item, (tuple, list)) else [item])
-        ))
-    if len(skipped) > 20:
-        logger.warning("  ... and %d more", len(skipped) - 20)
 
 
 # --- export -----------------------------------------------------------------
@@ -509,32 +493,8 @@ def _export_details(result: Any) -> str:
 
 
 # --- predict ----------------------------------------------------------------
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif",
-                     ".tiff")
-
-
-def _expand_images(paths: Sequence[str]) -> list[str]:
-    files: list[str] = []
-    for path in paths:
-        if os.path.isdir(path):
-            found = sorted(
-                os.path.join(root, name)
-                for root, _, names in os.walk(path) for name in names
-                if name.lower().endswith(_IMAGE_EXTENSIONS)
-            )
-            if not found:
-                raise click.BadParameter(
-                    f"The folder has no image files ({', '.join(_IMAGE_EXTENSIONS)})."
-                    f" Received: {path!r}", param_hint="'IMAGES'",
-                )
-            files.extend(found)
-        else:
-            files.append(path)
-    return files
-
-
 class _KerasPredictor:
-    """Predicts with a .keras model; decodes images like the ONNX runtime."""
+    """Predicts with a .keras model; decodes files exactly as `OnnxPredictor`."""
 
     def __init__(self, path: str):
         from kerastransfer.saving import load_model
@@ -542,18 +502,36 @@ class _KerasPredictor:
         self.model = load_model(path)
         self.class_names = list(self.model.class_names)
         self.input_shape = tuple(self.model.image_shape)
+        self.skipped: list[tuple[str, str]] = []
 
     def predict(self, images):
         import numpy as np
 
-        return np.asarray(self.model(images, training=False))
+        return np.asarray(self.model.predict_on_batch(
+            np.asarray(images, dtype="float32")))
 
-    def predict_files(self, files: Sequence[str], top_k: int = 5) -> list[dict]:
-        from kerastransfer import runtime
+    def predict_files(self, paths: Sequence[str], top_k: int = 5) -> list[dict]:
+        import numpy as np
 
-        images = runtime.load_images(files, self.input_shape)
-        return runtime.top_k_results(self.predict(images), self.class_names, files,
-                                     top_k)
+        from kerastransfer.runtime import decode_images
+
+        images, self.skipped = decode_images(paths, self.input_shape[:2])
+        if self.skipped:
+            logger.warning("Skipped %d unreadable file(s): %s", len(self.skipped),
+                           "; ".join(f"{p} ({r})" for p, r in self.skipped[:10]))
+        bad = {p for p, _ in self.skipped}
+        good = [p for p in paths if p not in bad]
+        if not good:
+            return []
+        results = []
+        for path, scores in zip(good, self.predict(images)):
+            order = np.argsort(-scores)[:top_k]
+            results.append({
+                "path": path,
+                "top_k": [(self.class_names[i], float(scores[i])) for i in order],
+                "probabilities": scores,
+            })
+        return results
 
 
 def _open_predictor(model_path: str):
@@ -573,35 +551,61 @@ def _open_predictor(model_path: str):
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32,
               show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (with every class's probability).")
 def predict(model_path, images, top_k, batch_size, as_json):
     """Classify IMAGES (files or folders) with a .keras or .onnx MODEL.
 
-    A .onnx model runs on onnxruntime without importing TensorFlow.
+    A .onnx model runs on onnxruntime without importing TensorFlow. Unreadable
+    files are reported on stderr and skipped; the command fails (exit 1) only
+    when no image could be read.
 
     \b
     Examples:
       kerastransfer predict model.onnx cat.jpg dog.jpg
       kerastransfer predict model.keras photos/ --top-k 3 --json
     """
-    files = _expand_images(images)
+    from kerastransfer.runtime import list_image_files
+
+    files = list_image_files(images)
+    if not files:
+        raise click.BadParameter(
+            "No image files found (a folder is searched for "
+            ".jpg/.jpeg/.png/.bmp/.gif/.webp/.tif files). "
+            f"Received: {' '.join(images)}", param_hint="'IMAGES'",
+        )
     predictor = _open_predictor(model_path)
     top_k = min(top_k, len(predictor.class_names))
     chunks = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
     results: list[dict] = []
+    skipped: list[tuple[str, str]] = []
+
+    def run(chunk):
+        results.extend(predictor.predict_files(chunk, top_k=top_k))
+        skipped.extend(getattr(predictor, "skipped", []) or [])
+
     if len(files) >= _PROGRESS_MIN_FILES and not _quiet():
         with _stderr_progress(chunks, label="Predicting") as bar:
             for chunk in bar:
-                results.extend(predictor.predict_files(chunk, top_k=top_k))
+                run(chunk)
     else:
         for chunk in chunks:
-            results.extend(predictor.predict_files(chunk, top_k=top_k))
+            run(chunk)
+    if not results:
+        raise click.ClickException(
+            f"None of the {len(files)} file(s) is a readable image."
+        )
     if as_json:
-        _echo_json(results)
+        _echo_json([
+            {"path": r["path"],
+             "top_k": [{"class_name": c, "probability": p} for c, p in r["top_k"]],
+             "probabilities": dict(zip(predictor.class_names,
+                                       (float(v) for v in r["probabilities"])))}
+            for r in results
+        ] + [{"path": p, "error": reason} for p, reason in skipped])
         return
     for item in results:
-        ranked = ", ".join(f"{p['class_name']} {p['probability']:.3f}"
-                           for p in item["predictions"])
+        ranked = ", ".join(f"{c} {p:.3f}" for c, p in item["top_k"])
         click.echo(f"{item['path']}: {ranked}")
 
 
@@ -660,7 +664,6 @@ def evaluate(model_path, data_dir, batch_size, as_json):
     data = load_image_folder(data_dir, image_size=(height, width),
                              batch_size=batch_size, validation_split=0.0,
                              shuffle=False)
-    _report_skipped(data)
     names = list(predictor.class_names)
     unknown = [c for c in data.class_names if c not in names]
     if unknown:
@@ -723,7 +726,7 @@ def _onnx_info(path: str) -> dict:
     from kerastransfer.runtime import OnnxPredictor
 
     predictor = OnnxPredictor(path)
-    session = getattr(predictor, "session", None)
+    session = getattr(predictor, "_session", None)  # input/output names, shapes
     info = {
         "format": "onnx",
         "path": path,

@@ -1,0 +1,459 @@
+"""An HTTP inference service over `kerastransfer.runtime.OnnxPredictor`.
+
+No TensorFlow: Falcon (WSGI framework) served by Waitress (a pure-Python,
+multi-threaded production WSGI server), onnxruntime, numpy and Pillow. The model
+is loaded once at start-up and shared by every request thread
+(`onnxruntime.InferenceSession.run` is thread-safe).
+
+Endpoints:
+    GET  /health    -> {"status": "ok"}
+    GET  /metadata  -> the model's classes, input spec, providers, limits
+    POST /predict   -> {"predictions": [{"top_k": [{"class_name", "index",
+                       "probability"}...]}...]}; the body is one raw image
+                       (Content-Type image/* or application/octet-stream), a
+                       multipart/form-data upload of one or more image files, or
+                       JSON {"instances": [[[[r, g, b], ...]]]} (RGB values in
+                       [0, 255], shape (N, H, W, 3) or (H, W, 3)). Query
+                       parameters: top_k (default 5), probabilities=true to add
+                       the full probability vector.
+
+Every bad request gets a JSON error {"error": {"status": ..., "message": ...}}
+with a 4xx status; an unexpected failure inside a request answers 500 and the
+service keeps running.
+
+Run (from the repository root):
+
+    python -m export.service model.onnx --host 0.0.0.0 --port 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import math
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import falcon
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from kerastransfer.runtime import OnnxPredictor, decode_images
+
+__all__ = ["Limits", "create_app", "make_server", "main"]
+
+logger = logging.getLogger("kerastransfer.service")
+
+_RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may send.
+
+    Attributes:
+        max_body_bytes: largest request body. Defaults to 10 MiB.
+        max_image_pixels: largest decoded image (width x height). Defaults to
+            25 megapixels.
+        max_batch: most images (files or JSON instances) in one request.
+            Defaults to `32`.
+        max_top_k: largest `top_k`. Defaults to `100`.
+    """
+
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 25_000_000
+    max_batch: int = 32
+    max_top_k: int = 100
+
+
+class RequestError(falcon.HTTPError):
+    """A 4xx answer with a one-line message."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(status, title=message)
+        self.message = message
+
+
+def _error_body(status: str, message: str) -> dict:
+    return {"error": {"status": int(status.split()[0]), "message": message}}
+
+
+def _serialize_error(req, resp, exception: falcon.HTTPError) -> None:
+    message = getattr(exception, "message", None) or exception.title or "Error"
+    if exception.description:
+        message = f"{message}: {exception.description}"
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json.dumps(_error_body(exception.status, message))
+
+
+def _unexpected_error(req, resp, error, params) -> None:
+    if isinstance(error, falcon.HTTPError):
+        raise error
+    logger.exception("Unexpected error while answering %s %s", req.method, req.path)
+    resp.status = falcon.HTTP_500
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json.dumps(_error_body(
+        falcon.HTTP_500, f"Internal error ({type(error).__name__}); see the logs"
+    ))
+
+
+def decode_image(data: bytes, size: Sequence[int], max_pixels: int) -> np.ndarray:
+    """Decodes image bytes to an RGB float32 array of `size` (height, width).
+
+    The same steps as `OnnxPredictor.predict_files`: Pillow decode, RGB, bilinear
+    resize, values in [0, 255].
+
+    Raises:
+        RequestError: 400 for data that is no image, 413 for too many pixels.
+    """
+    try:
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        width, height = image.size
+        if width * height > max_pixels:
+            raise RequestError(
+                falcon.HTTP_413,
+                f"Image too large: {width}x{height} pixels; the limit is "
+                f"{max_pixels} pixels. Resize it before sending",
+            )
+    except RequestError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise RequestError(falcon.HTTP_413, f"Image too large: {error}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise RequestError(
+            falcon.HTTP_400,
+            f"Could not decode the image ({type(error).__name__}). Send a JPEG, "
+            "PNG, BMP or GIF file",
+        ) from None
+    # The very decoding of OnnxPredictor.predict_files (Pillow, RGB, bilinear).
+    images, failed = decode_images([io.BytesIO(data)], size)
+    if failed:
+        reason = failed[0][1].split(":")[0]
+        raise RequestError(
+            falcon.HTTP_400,
+            f"Could not decode the image ({reason}). Send a complete JPEG, PNG, "
+            "BMP or GIF file",
+        )
+    return images[0]
+
+
+class _Model:
+    """The predictor with its input size; shared by every request thread."""
+
+    def __init__(self, predictor: Any):
+        self.predictor = predictor
+        self.image_shape = tuple(predictor.input_shape)  # (height, width, channels)
+        self.class_names = list(predictor.class_names)
+        self.requests = 0
+        self.lock = threading.Lock()
+
+
+class Health:
+    def __init__(self, model: _Model, started: float):
+        self.model = model
+        self.started = started
+
+    def on_get(self, req, resp):
+        resp.media = {"status": "ok", "uptime_s": round(time.time() - self.started, 3),
+                      "requests": self.model.requests}
+
+
+class Metadata:
+    def __init__(self, model: _Model, limits: Limits):
+        self.model = model
+        self.limits = limits
+
+    def on_get(self, req, resp):
+        predictor = self.model.predictor
+        resp.media = {
+            "class_names": self.model.class_names,
+            "input_shape": [None, *self.model.image_shape],
+            "input": "RGB images; raw upload, multipart files, or JSON instances "
+                     "with values in [0, 255]",
+            "providers": list(predictor.providers),
+            "metadata": _jsonable(dict(predictor.metadata)),
+            "limits": asdict(self.limits),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+class Predict:
+    def __init__(self, model: _Model, limits: Limits):
+        self.model = model
+        self.limits = limits
+
+    def on_post(self, req, resp):
+        top_k = self._top_k(req.get_param("top_k"))
+        with_probabilities = req.get_param_as_bool("probabilities") or False
+        length = req.content_length
+        if length is None:
+            raise RequestError(falcon.HTTP_411, "Send a Content-Length header")
+        if length > self.limits.max_body_bytes:
+            raise RequestError(
+                falcon.HTTP_413,
+                f"Request body too large: {length} bytes; the limit is "
+                f"{self.limits.max_body_bytes} bytes",
+            )
+        if length == 0:
+            raise RequestError(falcon.HTTP_400, "Empty request body; send an image")
+        content_type = (req.content_type or "").split(";")[0].strip().lower()
+        names: list[str | None]
+        if content_type == "application/json":
+            images, names, top_k, with_probabilities = self._json(
+                req, top_k, with_probabilities)
+        elif content_type == "multipart/form-data":
+            images, names = self._multipart(req)
+        elif content_type.startswith(_RAW_IMAGE_TYPES):
+            data = req.bounded_stream.read(self.limits.max_body_bytes + 1)
+            images = np.stack([self._decode(data)])
+            names = [None]
+        else:
+            raise RequestError(
+                falcon.HTTP_415,
+                "Unsupported Content-Type. Send image/* or "
+                "application/octet-stream (one raw image), multipart/form-data "
+                f"(image files) or application/json (instances). Received: "
+                f"{content_type or 'none'!r}",
+            )
+        probabilities = np.asarray(self.model.predictor.predict(images))
+        with self.model.lock:
+            self.model.requests += 1
+        resp.media = {"predictions": [
+            self._entry(row, name, top_k, with_probabilities)
+            for row, name in zip(probabilities, names)
+        ]}
+
+    # --- request bodies ----------------------------------------------------------
+    def _top_k(self, value: Any) -> int:
+        if value is None:
+            return min(5, len(self.model.class_names))
+        try:
+            top_k = int(value)
+        except (TypeError, ValueError):
+            top_k = 0
+        if isinstance(value, bool) or not 1 <= top_k <= self.limits.max_top_k:
+            raise RequestError(
+                falcon.HTTP_400,
+                f"top_k must be a whole number from 1 to {self.limits.max_top_k}. "
+                f"Received: top_k={value!r}",
+            )
+        return min(top_k, len(self.model.class_names))
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        if not data:
+            raise RequestError(falcon.HTTP_400, "Empty image; send an image file")
+        return decode_image(data, self.model.image_shape[:2],
+                            self.limits.max_image_pixels)
+
+    def _multipart(self, req) -> tuple[np.ndarray, list[str | None]]:
+        images, names = [], []
+        try:
+            for part in req.get_media():
+                if part.filename is None and not (part.content_type or "").startswith(
+                        "image/"):
+                    continue  # an ordinary form field
+                if len(images) >= self.limits.max_batch:
+                    raise RequestError(
+                        falcon.HTTP_413,
+                        f"Too many images; the limit is {self.limits.max_batch} "
+                        "per request",
+                    )
+                images.append(self._decode(part.stream.read(
+                    self.limits.max_body_bytes + 1)))
+                names.append(part.filename)
+        except falcon.MediaMalformedError as error:
+            raise RequestError(falcon.HTTP_400,
+                               f"Malformed multipart body: {error.description or ''}"
+                               .rstrip(": ")) from None
+        if not images:
+            raise RequestError(
+                falcon.HTTP_400,
+                "The multipart body has no file; send images as file fields, e.g. "
+                "curl -F file=@cat.jpg",
+            )
+        return np.stack(images), names
+
+    def _json(self, req, top_k, with_probabilities):
+        try:
+            body = json.loads(req.bounded_stream.read(self.limits.max_body_bytes + 1))
+        except (ValueError, UnicodeDecodeError):
+            raise RequestError(falcon.HTTP_400, "Malformed JSON body") from None
+        if not isinstance(body, dict) or "instances" not in body:
+            raise RequestError(
+                falcon.HTTP_400,
+                'The JSON body must be an object with "instances": a list of '
+                "images of shape (H, W, 3) with values in [0, 255]",
+            )
+        if "top_k" in body:
+            top_k = self._top_k(body["top_k"])
+        if "probabilities" in body:
+            with_probabilities = bool(body["probabilities"])
+        try:
+            instances = np.asarray(body["instances"], dtype="float32")
+        except (ValueError, TypeError):
+            raise RequestError(
+                falcon.HTTP_400,
+                '"instances" must be a rectangular nested list of numbers',
+            ) from None
+        expected = self.model.image_shape
+        if instances.ndim == len(expected):
+            instances = instances[None]
+        if instances.ndim != len(expected) + 1 or any(
+            e is not None and e > 0 and a != e
+            for a, e in zip(instances.shape[1:], expected)
+        ):
+            raise RequestError(
+                falcon.HTTP_400,
+                f'"instances" must have shape (N, {", ".join(map(str, expected))}). '
+                f"Received: shape {list(instances.shape)}",
+            )
+        if len(instances) == 0 or len(instances) > self.limits.max_batch:
+            raise RequestError(
+                falcon.HTTP_413 if len(instances) else falcon.HTTP_400,
+                f"Send 1 to {self.limits.max_batch} instances. Received: "
+                f"{len(instances)}",
+            )
+        if not np.all(np.isfinite(instances)):
+            raise RequestError(falcon.HTTP_400,
+                               '"instances" contains NaN or infinite values')
+        return instances, [None] * len(instances), top_k, with_probabilities
+
+    def _entry(self, row: np.ndarray, name: str | None, top_k: int,
+               with_probabilities: bool) -> dict:
+        order = np.argsort(-row)[:top_k]  # as OnnxPredictor.predict_files
+        entry: dict[str, Any] = {}
+        if name is not None:
+            entry["filename"] = name
+        entry["top_k"] = [
+            {"class_name": self.model.class_names[i], "index": int(i),
+             "probability": float(row[i])}
+            for i in order
+        ]
+        if with_probabilities:
+            entry["probabilities"] = [float(v) for v in row]
+        return entry
+
+
+def create_app(predictor: Any, limits: Limits | None = None) -> falcon.App:
+    """Builds the WSGI application around an already loaded predictor.
+
+    Args:
+        predictor: an `OnnxPredictor` (anything with `predict`, `class_names`,
+            `input_shape`, `metadata` and `providers`).
+        limits: request limits. Defaults to `Limits()`.
+
+    Returns:
+        A `falcon.App` (a WSGI callable).
+    """
+    limits = limits or Limits()
+    model = _Model(predictor)
+    app = falcon.App()
+    app.req_options.strip_url_path_trailing_slash = True
+    app.set_error_serializer(_serialize_error)
+    app.add_error_handler(Exception, _unexpected_error)
+    app.add_route("/health", Health(model, time.time()))
+    app.add_route("/metadata", Metadata(model, limits))
+    app.add_route("/predict", Predict(model, limits))
+    return app
+
+
+def make_server(model_path: str, *, host: str = "127.0.0.1", port: int = 8080,
+                threads: int = 4, limits: Limits | None = None,
+                providers: Sequence[str] | None = None):
+    """Loads the model once and returns a Waitress server (call `.run()`).
+
+    Args:
+        model_path: the `.onnx` file.
+        host: the address to listen on. Defaults to `"127.0.0.1"`.
+        port: the port; `0` picks a free one (read `server.effective_port`).
+            Defaults to `8080`.
+        threads: request threads sharing the one model. Defaults to `4`.
+        limits: request limits. Defaults to `Limits()`.
+        providers: onnxruntime execution providers. Defaults to `None`
+            (CUDA first when onnxruntime-gpu sees a GPU, else CPU).
+
+    Returns:
+        A `waitress` server.
+    """
+    from waitress import create_server
+
+    limits = limits or Limits()
+    predictor = OnnxPredictor(model_path, providers=providers)
+    app = create_app(predictor, limits)
+    # Waitress buffers bodies up to its own limit; the app answers JSON 413 below
+    # that, so waitress's plain-text 413 only meets far larger bodies.
+    return create_server(
+        app, host=host, port=port, threads=threads,
+        max_request_body_size=4 * limits.max_body_bytes + 65536,
+        channel_timeout=60, ident="kerastransfer-service",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: `python -m export.service MODEL.onnx [--port 8080] ...`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m export.service",
+        description="Serve an ONNX model exported by kerastransfer over HTTP.",
+    )
+    parser.add_argument("model", help="the .onnx file")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0 for all interfaces; "
+                             "default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="port (0 picks a free one; default 8080)")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="request threads (default 4)")
+    parser.add_argument("--max-body-mb", type=float, default=10.0,
+                        help="largest request body in MiB (default 10)")
+    parser.add_argument("--max-image-pixels", type=int, default=25_000_000,
+                        help="largest image, width x height (default 25000000)")
+    parser.add_argument("--max-batch", type=int, default=32,
+                        help="most images per request (default 32)")
+    parser.add_argument("--provider", action="append", default=None,
+                        help="onnxruntime provider, e.g. CUDAExecutionProvider "
+                             "(repeatable; default: best available)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.model.lower().endswith(".onnx"):
+        parser.error(f"MODEL must be a .onnx file. Received: {args.model!r}")
+    for name in ("threads", "max_batch", "max_image_pixels"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.max_body_mb <= 0 or not math.isfinite(args.max_body_mb):
+        parser.error("--max-body-mb must be > 0")
+    limits = Limits(max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+                    max_image_pixels=args.max_image_pixels,
+                    max_batch=args.max_batch)
+    try:
+        server = make_server(args.model, host=args.host, port=args.port,
+                             threads=args.threads, limits=limits,
+                             providers=args.provider)
+    except Exception as error:  # noqa: BLE001 -- one clear line, then exit 1
+        print(f"Error: cannot start the service: {error}", file=sys.stderr)
+        return 1
+    # The first line on stdout names the address (tests and scripts read it).
+    print(f"Serving {args.model} on http://{args.host}:{server.effective_port}",
+          flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
