@@ -1,0 +1,469 @@
+"""Keras -> ONNX conversion with tf2onnx, made to work for every catalog backbone.
+
+`convert_to_onnx` traces the model with an explicit `input_signature` (batch axis
+symbolic, input named "image") and returns the ONNX `ModelProto`. Two things in
+Keras's TensorFlow backend produce graphs onnxruntime refuses (ConvNeXt):
+
+- grouped convolutions run inside `tf.function(jit_compile=True)`, which stays an
+  unconverted `StatefulPartitionedCall`;
+- exact GELU is lowered by TensorFlow to `Erfc`, which tf2onnx cannot convert.
+
+While tracing for export only, `_export_patches()` swaps in a grouped convolution
+without the XLA wrapper (plain `tf.nn.convolution`, which tf2onnx maps to an ONNX
+`Conv` with `group`) and an exact GELU written with `erf`
+(`0.5 * x * (1 + erf(x / sqrt(2)))`, mathematically the same). Both are restored
+when the context exits, so training and inference in Keras are unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kerastransfer.errors import ExportError
+
+__all__ = ["export_onnx", "ExportReport", "convert_to_onnx", "export_patches", "quiet_tf2onnx", "reference_model"]
+
+logger = logging.getLogger(__name__)
+_PATCH_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def export_patches() -> Iterator[None]:
+    """Makes Keras's TensorFlow backend trace ONNX-convertible ops; restores after.
+
+    Replaces `keras.src.backend.tensorflow.nn.conv` (grouped convolutions without
+    `tf.function(jit_compile=True)`) and `...nn.gelu` (exact GELU through `erf`).
+    """
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import nn as tf_nn
+
+    original_conv = tf_nn.conv
+    original_gelu = tf_nn.gelu
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None,
+             dilation_rate=1):
+        from keras.src import backend
+
+        data_format = backend.standardize_data_format(data_format)
+        channels = inputs.shape[-1] if data_format == "channels_last" else inputs.shape[1]
+        if channels == kernel.shape[-2] or len(inputs.shape) == 5:
+            return original_conv(inputs, kernel, strides, padding, data_format,
+                                 dilation_rate)
+        # Grouped convolution: the same call as Keras's `_conv`, without XLA.
+        return tf.nn.convolution(
+            inputs, kernel, strides, padding.upper(),
+            data_format=tf_nn._convert_data_format(data_format, len(inputs.shape)),
+            dilations=dilation_rate,
+        )
+
+    def gelu(x, approximate=True):
+        if approximate:
+            return original_gelu(x, approximate=True)
+        x = tf.convert_to_tensor(x)
+        half = tf.cast(0.5, x.dtype)
+        return half * x * (1.0 + tf.math.erf(x / tf.cast(math.sqrt(2.0), x.dtype)))
+
+    with _PATCH_LOCK:
+        tf_nn.conv, tf_nn.gelu = conv, gelu
+        try:
+            yield
+        finally:
+            tf_nn.conv, tf_nn.gelu = original_conv, original_gelu
+
+
+class _Tf2OnnxFilter(logging.Filter):
+    """Turns tf2onnx's optimizer tracebacks into one short line each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and (
+            record.exc_info or "Failed to apply" in str(record.msg)
+        ):
+            summary = record.getMessage().splitlines()[0][:200]
+            logger.debug("tf2onnx: %s", summary)
+            record.exc_info = None
+            record.exc_text = None
+            record.msg, record.args = f"tf2onnx: {summary} (details at DEBUG)", ()
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logger.isEnabledFor(logging.DEBUG)
+        return True
+
+
+@contextlib.contextmanager
+def quiet_tf2onnx() -> Iterator[None]:
+    """Keeps tf2onnx's optimizer tracebacks from flooding the user's log."""
+    names = ["tf2onnx", "tf2onnx.optimizer", "tf2onnx.tfonnx", "tf2onnx.tf_utils",
+             "tf2onnx.tf_loader", "tf2onnx.onnx_opset"]
+    log_filter = _Tf2OnnxFilter()
+    loggers = [logging.getLogger(n) for n in names]
+    handlers = []
+    for lg in loggers:
+        lg.addFilter(log_filter)
+        for handler in lg.handlers:
+            handler.addFilter(log_filter)
+            handlers.append(handler)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(log_filter)
+        for handler in handlers:
+            handler.removeFilter(log_filter)
+
+
+def reference_model(model: Any, *, include_preprocessing: bool = True,
+                    output: str = "predictions") -> Any:
+    """The Keras model an export reproduces (shares weights with `model`).
+
+    Args:
+        model: a `TransferModel`.
+        include_preprocessing: start from raw RGB [0, 255] images (`True`) or from
+            the preprocessing layer's output (`False`). Defaults to `True`.
+        output: `"predictions"` (the head's output) or `"features"` (pooled
+            backbone features). Defaults to `"predictions"`.
+
+    Returns:
+        A `keras.Model` with one input named "image".
+    """
+    import keras
+
+    if output not in ("predictions", "features"):
+        raise ValueError(
+            "output must be 'predictions' or 'features'. "
+            f"Received: output={output!r}"
+        )
+    if include_preprocessing:
+        if output == "predictions":
+            return model
+        return model.feature_extractor()
+    inputs = keras.Input(shape=model.image_shape, dtype="float32", name="image")
+    x = model.backbone(inputs)
+    for layer in model.head_layers:
+        x = layer(x)
+        if output == "features" and layer.name == "pool":
+            break
+    if output == "features" and len(x.shape) == 4:
+        raise ExportError(  # the head has no pool layer: features are vectors
+            "Unexpected feature map output. Report this as a bug. "
+            f"Received: shape={x.shape}"
+        )
+    return keras.Model(inputs, x, name=f"{model.name}_{output}_nopre")
+
+
+def convert_to_onnx(keras_model: Any, image_shape: tuple, *, opset: int = 17) -> Any:
+    """Converts a one-input Keras image model with tf2onnx.
+
+    Args:
+        keras_model: a `keras.Model` taking float32 NHWC images.
+        image_shape: `(height, width, channels)` of one image.
+        opset: the ONNX opset. Defaults to `17`.
+
+    Returns:
+        The ONNX `ModelProto` (input "image", batch axis symbolic).
+
+    Raises:
+        ExportError: tf2onnx failed.
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None, *image_shape), tf.float32, name="image"),)
+    with export_patches(), quiet_tf2onnx():
+        try:
+            proto, _ = tf2onnx.convert.from_keras(
+                keras_model, input_signature=spec, opset=opset
+            )
+        except Exception as error:  # noqa: BLE001 - tf2onnx raises anything
+            raise ExportError(
+                f"tf2onnx could not convert the model: {error}. Try another opset "
+                f"or report the backbone. Received: opset={opset}"
+            ) from error
+    return proto
+
+
+# --------------------------------------------------------------------------
+# export_onnx: convert -> optimize -> validate -> quantize -> metadata -> file
+# --------------------------------------------------------------------------
+
+@dataclass
+class ExportReport:
+    """What `export_onnx` wrote and measured.
+
+    Attributes:
+        path: the ONNX file.
+        opset: the ONNX opset.
+        include_preprocessing: whether the graph normalizes raw RGB [0, 255].
+        output: `"predictions"` or `"features"`.
+        validated: whether Keras/onnxruntime parity was checked.
+        max_abs_diff: the largest |onnx - keras| of the float32 graph over the
+            validation batches (None when `validate=False`).
+        optimization: the onnxruntime level saved offline, or None.
+        transpose_nodes_raw: Transpose nodes in tf2onnx's graph.
+        transpose_nodes: Transpose nodes in the float32 file after optimization.
+        nodes: node count of the file written.
+        quantization: `"dynamic"`, `"static"`, `"fp16"` or None.
+        agreement: top-1 agreement of the quantized/fp16 model with float32
+            (None without quantization).
+        agreement_data: `"validation_data"`, `"calibration_data"` or
+            `"random"` (pessimistic) — what `agreement` was measured on.
+        quantized_max_abs_diff: the largest |quantized - float32| output
+            difference on that data.
+        warnings: warnings raised (also logged), e.g. low agreement.
+        file_size: bytes of the file written.
+        seconds: wall-clock time of the export.
+        metadata: the `kerastransfer.*` metadata written.
+    """
+
+    path: str
+    opset: int
+    include_preprocessing: bool
+    output: str
+    validated: bool
+    max_abs_diff: float | None
+    optimization: str | None
+    transpose_nodes_raw: int
+    transpose_nodes: int
+    nodes: int
+    quantization: str | None = None
+    agreement: float | None = None
+    agreement_data: str | None = None
+    quantized_max_abs_diff: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    file_size: int = 0
+    seconds: float = 0.0
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def export_onnx(
+    model: Any,
+    path: str | os.PathLike,
+    *,
+    opset: int = 17,
+    include_preprocessing: bool = True,
+    validate: bool = True,
+    atol: float = 1e-4,
+    quantize: str | None = None,
+    calibration_data: Any = None,
+    validation_data: Any = None,
+    fp16: bool = False,
+    optimize: bool = True,
+    output: str = "predictions",
+    agreement_threshold: float = 0.99,
+    reduce_range: bool = True,
+) -> ExportReport:
+    """Exports a `TransferModel` to ONNX, checked, optimized and self-describing.
+
+    The file takes float32 NHWC RGB images in [0, 255] (input "image", any batch
+    size) and carries its class names, input shape, task and versions as
+    `kerastransfer.*` metadata. It is written atomically: to a temporary file in
+    the target folder, loaded in onnxruntime (always) and compared with Keras
+    (`validate=True`), then renamed onto `path`. A failed export leaves `path`
+    as it was.
+
+    Args:
+        model: a `TransferModel`.
+        path: the `.onnx` file to write.
+        opset: the ONNX opset. Defaults to `17`.
+        include_preprocessing: the graph includes the backbone family's
+            normalization and takes raw RGB [0, 255] images. With `False` the
+            graph starts after the preprocessing layer (inputs must already be
+            normalized; `OnnxPredictor` does it in numpy from the metadata).
+            Defaults to `True`.
+        validate: compare onnxruntime with Keras on random images at batch sizes
+            1 and 3. Defaults to `True`.
+        atol: the largest absolute output difference allowed. Defaults to `1e-4`.
+        quantize: `"dynamic"` (int8 weights), `"static"` (int8 QDQ, per-channel,
+            calibrated on `calibration_data`) or `None`. Defaults to `None`.
+        calibration_data: images for static calibration: an array
+            `(n, h, w, c)` in [0, 255] or a folder of image files. Defaults to
+            `None`.
+        validation_data: images on which the quantized model's agreement with
+            float32 is measured (same forms). Defaults to `None` (the calibration
+            data, else random images — a pessimistic figure).
+        fp16: convert to float16 with float32 inputs/outputs (for GPUs).
+            Defaults to `False`.
+        optimize: save onnxruntime's portable ("basic") graph optimizations in
+            the file. Defaults to `True`.
+        output: `"predictions"` or `"features"` (pooled backbone features).
+            Defaults to `"predictions"`.
+        agreement_threshold: warn when the quantized model agrees with float32
+            on fewer samples than this. Defaults to `0.99`.
+        reduce_range: 7-bit int8 weights (needed on CPUs without VNNI).
+            Defaults to `True`.
+
+    Returns:
+        An `ExportReport`.
+
+    Raises:
+        ExportError: string-input models, tf2onnx failures, or a file
+            onnxruntime refuses.
+        ExportValidationError: outputs differ from Keras by more than `atol`
+            (lists every mismatch).
+        ValueError: invalid arguments.
+
+    Example:
+
+    >>> from kerastransfer.export import export_onnx
+    >>> report = export_onnx(model, "model.onnx")  # doctest: +SKIP
+    >>> report.max_abs_diff < 1e-4  # doctest: +SKIP
+    True
+    """
+    import onnx
+
+    from kerastransfer.export import metadata as metadata_lib
+    from kerastransfer.export import quantize as quantize_lib
+    from kerastransfer.export.optimize import count_ops, optimize_onnx
+    from kerastransfer.export.validate import load_session, random_images, validate_onnx
+    from kerastransfer.io import atomic_path
+    from kerastransfer.runtime import preprocess_images
+
+    start = time.perf_counter()
+    _check_export_args(model, opset, atol, quantize, fp16, agreement_threshold)
+    path = os.fspath(path)
+    image_shape = tuple(model.image_shape)
+    if any(s is None for s in image_shape):
+        raise ExportError(
+            "ONNX export needs a fixed image size. Build the model with "
+            f"input_shape=(height, width, 3). Received: input_shape={image_shape}"
+        )
+
+    def to_graph_input(images):
+        if include_preprocessing:
+            return images
+        return preprocess_images(images, model.preprocessing_mode)
+
+    reference = reference_model(model, include_preprocessing=include_preprocessing,
+                                output=output)
+    proto = convert_to_onnx(reference, image_shape, opset=opset)
+    transposes_raw = count_ops(proto, "Transpose")
+    level = None
+    if optimize:
+        proto = optimize_onnx(proto, "basic")
+        level = "basic"
+    transposes = count_ops(proto, "Transpose")
+    session = load_session(proto.SerializeToString())
+
+    max_diff = None
+    if validate:
+        inputs = [to_graph_input(random_images(b, image_shape, seed=b)) for b in (1, 3)]
+        max_diff = validate_onnx(reference, session, inputs, atol=atol)["max_abs_diff"]
+
+    report_warnings: list[str] = []
+    mode = quantize or ("fp16" if fp16 else None)
+    agreement = quantized_diff = agreement_data = None
+    final = proto
+    if mode is not None:
+        calibration = None
+        if calibration_data is not None:
+            calibration = quantize_lib.load_calibration_images(
+                calibration_data, image_shape)
+        if validation_data is not None:
+            evaluation = quantize_lib.load_calibration_images(
+                validation_data, image_shape, limit=None)
+            agreement_data = "validation_data"
+        elif calibration is not None:
+            evaluation, agreement_data = calibration, "calibration_data"
+        else:
+            evaluation, agreement_data = random_images(32, image_shape), "random"
+        if mode == "fp16":
+            final = quantize_lib.convert_fp16(proto)
+        else:
+            final = quantize_lib.quantize_onnx(
+                proto, mode,
+                calibration_images=(None if calibration is None
+                                    else to_graph_input(calibration)),
+                reduce_range=reduce_range,
+            )
+        candidate = load_session(final.SerializeToString())
+        graph_input = to_graph_input(evaluation)
+        reference_out = _run(session, graph_input)
+        candidate_out = _run(candidate, graph_input)
+        quantized_diff = float(np.max(np.abs(reference_out - candidate_out)))
+        if output == "predictions":
+            agreement = quantize_lib.agreement(reference_out, candidate_out, model.task)
+        if agreement is not None and agreement < agreement_threshold:
+            message = (
+                f"The {mode} model agrees with float32 on only {agreement:.1%} of "
+                f"{len(evaluation)} images ({agreement_data}), below "
+                f"agreement_threshold={agreement_threshold}. Calibrate on more "
+                "representative images or export without quantization."
+            )
+            logger.warning(message)
+            report_warnings.append(message)
+        logger.info("%s model: agreement %s, max |diff| %.3g", mode, agreement,
+                    quantized_diff)
+
+    meta = metadata_lib.build_metadata(
+        model, include_preprocessing=include_preprocessing, output=output,
+        quantization=mode, opset=opset, optimized=level,
+    )
+    metadata_lib.set_metadata(final, meta)
+    with atomic_path(path, suffix=".onnx") as tmp:
+        onnx.save(final, tmp)
+        load_session(tmp)  # the file as written loads in onnxruntime
+    report = ExportReport(
+        path=path, opset=opset, include_preprocessing=include_preprocessing,
+        output=output, validated=validate, max_abs_diff=max_diff,
+        optimization=level, transpose_nodes_raw=transposes_raw,
+        transpose_nodes=transposes, nodes=len(final.graph.node), quantization=mode,
+        agreement=agreement, agreement_data=agreement_data,
+        quantized_max_abs_diff=quantized_diff, warnings=report_warnings,
+        file_size=os.path.getsize(path), seconds=time.perf_counter() - start,
+        metadata=meta,
+    )
+    logger.info("Exported %s (%d bytes) in %.1f s", path, report.file_size,
+                report.seconds)
+    return report
+
+
+def _run(session: Any, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    name = session.get_inputs()[0].name
+    outs = [session.run(None, {name: images[i:i + batch_size]})[0]
+            for i in range(0, len(images), batch_size)]
+    return np.concatenate(outs).astype("float64")
+
+
+def _check_export_args(model, opset, atol, quantize, fp16, agreement_threshold):
+    from kerastransfer.export.quantize import QUANTIZATION_MODES
+
+    if not hasattr(model, "image_shape") or not hasattr(model, "head_layers"):
+        raise TypeError(
+            "export_onnx exports a kerastransfer.TransferModel. Wrap your Keras "
+            f"model in one. Received: model={type(model).__name__}"
+        )
+    if getattr(model, "input_dtype_name", "float32") == "string":
+        raise ExportError(
+            "ONNX export does not support string inputs: tf2onnx writes text ops "
+            "(e.g. StringSplitV2) that onnxruntime cannot run. Serve text models "
+            "with TensorFlow instead. Received: input_dtype='string'"
+        )
+    if not isinstance(opset, int) or not 13 <= opset <= 18:
+        raise ValueError(
+            f"opset must be an int between 13 and 18. Received: opset={opset!r}"
+        )
+    if not isinstance(atol, (int, float)) or atol < 0:
+        raise ValueError(f"atol must be a number >= 0. Received: atol={atol!r}")
+    if quantize not in (None, *QUANTIZATION_MODES):
+        raise ValueError(
+            f"quantize must be one of {QUANTIZATION_MODES} or None. "
+            f"Received: quantize={quantize!r}"
+        )
+    if quantize is not None and fp16:
+        raise ValueError(
+            "Choose int8 quantization or fp16, not both. "
+            f"Received: quantize={quantize!r}, fp16=True"
+        )
+    if not 0.0 <= agreement_threshold <= 1.0:
+        raise ValueError(
+            "agreement_threshold must be in [0, 1]. "
+            f"Received: agreement_threshold={agreement_threshold}"
+        )
