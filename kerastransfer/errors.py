@@ -20,6 +20,7 @@ __all__ = [
     "ExportError",
     "ExportValidationError",
     "TrainingDivergedError",
+    "CheckpointError",
     "closest_names",
 ]
 
@@ -66,6 +67,10 @@ class ExportValidationError(ExportError):
 
 class TrainingDivergedError(KerasTransferError, RuntimeError):
     """The loss became NaN or infinite during `fit()`."""
+
+
+class CheckpointError(KerasTransferError, ValueError):
+    """A training checkpoint that cannot be written, read or resumed."""
 
 
 def closest_names(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:

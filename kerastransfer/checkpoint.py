@@ -1,0 +1,478 @@
+"""Resumable, divergence-safe phased training.
+
+`TransferModel.fit(..., checkpoint_dir=...)` writes one checkpoint file,
+`<checkpoint_dir>/checkpoint.npz`, atomically at the end of every epoch (and at the
+end of every phase). It holds everything a resumed run needs:
+
+* every model variable (weights, BatchNorm statistics, dropout RNG states);
+* every optimizer variable, including a `GroupedOptimizer`'s sub-optimizers and a
+  `LossScaleOptimizer`'s inner optimizer — so the iteration count (the position of
+  a learning-rate schedule) and Adam's moments resume exactly;
+* the phase being trained, where it started, the next epoch, the seed of the
+  per-epoch data order, the per-epoch History so far, and whether training
+  finished.
+
+Running the same `fit()` again with the same `checkpoint_dir` resumes: finished
+phases are skipped, the current phase's unfreeze rule and recompile are applied
+again, the weights and optimizer state are restored, and Keras's `fit` continues
+with `initial_epoch` at the next epoch. After the last phase the checkpoint is
+marked finished: a rerun restores the final weights and returns the stored history
+without training.
+
+NumPy training data is fed in an order drawn from `(seed, epoch)` (a
+`keras.utils.PyDataset`), so a resumed run sees the same batches as an
+uninterrupted one. A `tf.data.Dataset` is used as given: make its order
+deterministic yourself.
+
+`DivergenceGuard` stops training at the first NaN/Inf loss, restores the weights
+of the last good epoch end *before* any other callback's `on_epoch_end` runs (so a
+`ModelCheckpoint` never saves NaN weights), and `fit` raises
+`TrainingDivergedError`. A checkpoint is never written from non-finite weights.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import json
+import logging
+import math
+import os
+from typing import Any
+
+import keras
+import numpy as np
+
+from kerastransfer.errors import CheckpointError, TrainingDivergedError
+from kerastransfer.io import atomic_write_bytes
+
+__all__ = ["CheckpointRun", "DivergenceGuard", "SeededArrayDataset",
+           "CHECKPOINT_FILE", "read_checkpoint_state"]
+
+logger = logging.getLogger("kerastransfer")
+
+CHECKPOINT_FILE = "checkpoint.npz"
+FORMAT_VERSION = 1
+
+
+def _finite(arrays) -> bool:
+    for array in arrays:
+        array = np.asarray(array)
+        if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+            return False
+    return True
+
+
+def _optimizer_variables(model) -> list:
+    optimizer = getattr(model, "optimizer", None)
+    return list(optimizer.variables) if optimizer is not None else []
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)
+
+
+def read_checkpoint_state(checkpoint_dir: str | os.PathLike) -> dict | None:
+    """Returns the JSON state of the checkpoint in `checkpoint_dir`, or None.
+
+    Args:
+        checkpoint_dir: the folder given to `fit(checkpoint_dir=...)`.
+
+    Returns:
+        A dict with `phase_index`, `phase_start`, `next_epoch`, `finished`,
+        `seed`, `epoch_logs` (one dict per completed epoch) and `phases`; None if
+        there is no checkpoint yet.
+
+    Raises:
+        CheckpointError: the checkpoint file is corrupt.
+    """
+    path = os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return json.loads(str(data["state"]))
+    except Exception as error:  # noqa: BLE001 -- any reader error means corrupt
+        raise CheckpointError(
+            f"The training checkpoint is corrupt or unreadable ({type(error).__name__}"
+            f": {error}). Delete it to start over, or pass another checkpoint_dir. "
+            f"Received: path={path!r}"
+        ) from error
+
+
+class SeededArrayDataset(keras.utils.PyDataset):
+    """NumPy arrays in batches, in an order drawn from `(seed, epoch)`.
+
+    A resumed run that starts at epoch `e` sees exactly the batches an
+    uninterrupted run sees at epoch `e`, whatever happened before.
+
+    Args:
+        x: images.
+        y: labels (or None).
+        batch_size: samples per batch. Defaults to `32`.
+        seed: the base seed. Defaults to `0`.
+        shuffle: reorder every epoch. Defaults to `True`.
+        sample_weight: per-sample weights. Defaults to `None`.
+    """
+
+    def __init__(self, x, y=None, batch_size: int = 32, seed: int = 0,
+                 shuffle: bool = True, sample_weight=None):
+        super().__init__()
+        self.x, self.y, self.sample_weight = x, y, sample_weight
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fixes the order of the batches of `epoch`."""
+        self.epoch = int(epoch)
+        n = len(self.x)
+        if self.shuffle:
+            self.order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
+        else:
+            self.order = np.arange(n)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, index):
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = np.sort(rows) if not self.shuffle else rows
+        batch = (self.x[rows],)
+        if self.y is not None:
+            batch += (self.y[rows],)
+            if self.sample_weight is not None:
+                batch += (self.sample_weight[rows],)
+        return batch
+
+
+class _EpochSetter(keras.callbacks.Callback):
+    def __init__(self, dataset: SeededArrayDataset):
+        super().__init__()
+        self.dataset = dataset
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.dataset.set_epoch(epoch)
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops at the first NaN/Inf loss and restores the last good weights.
+
+    It must run before other callbacks (fit puts it first): the weights are
+    restored inside `on_train_batch_end`, so callbacks that save at
+    `on_epoch_end` (ModelCheckpoint, the resume checkpoint) only ever see good
+    weights. `fit` then raises `TrainingDivergedError` (see `raise_if_diverged`).
+
+    Args:
+        phase_text: how the phase is named in the error, e.g. "phase 2/2
+            'fine_tune'".
+        learning_rate: the phase's learning rate, for the error message.
+    """
+
+    def __init__(self, phase_text: str, learning_rate: Any):
+        super().__init__()
+        self.phase_text = phase_text
+        self.learning_rate = learning_rate
+        self.diverged: dict | None = None
+        self._good: list | None = None
+        self._good_epoch: int | None = None
+        self._epoch = 0
+
+    def _snapshot(self, epoch):
+        values = [v.numpy() for v in self.model.variables]
+        if _finite(values):
+            self._good, self._good_epoch = values, epoch
+
+    def on_train_begin(self, logs=None):
+        self._snapshot(None)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.diverged is not None or not logs or "loss" not in logs:
+            return
+        loss = float(np.asarray(logs["loss"]))
+        if math.isfinite(loss):
+            return
+        self.diverged = {"epoch": self._epoch, "batch": batch, "loss": loss}
+        self.model.stop_training = True
+        if self._good is not None:
+            for variable, value in zip(self.model.variables, self._good):
+                variable.assign(value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged is None:
+            self._snapshot(epoch)
+
+    def raise_if_diverged(self) -> None:
+        """Raises `TrainingDivergedError` if this phase's loss became NaN/Inf."""
+        if self.diverged is None:
+            return
+        info = self.diverged
+        restored = ("the start of training" if self._good_epoch is None
+                    else f"the end of epoch {self._good_epoch + 1}")
+        raise TrainingDivergedError(
+            f"Training diverged: the loss became {info['loss']} in {self.phase_text} "
+            f"at epoch {info['epoch'] + 1} (batch {info['batch'] + 1}). The "
+            f"learning rate ({self.learning_rate}) is probably too high, or the "
+            f"inputs or labels contain NaN/Inf or badly scaled values: lower "
+            f"learning_rate / fine_tune_lr, or check the data. The weights were "
+            f"restored to {restored}; no NaN weights were saved. Received: "
+            f"loss={info['loss']}, learning_rate={self.learning_rate}"
+        )
+
+
+class _CheckpointSaver(keras.callbacks.Callback):
+    def __init__(self, run: CheckpointRun, phase_index: int, phase_start: int):
+        super().__init__()
+        self.run = run
+        self.phase_index = phase_index
+        self.phase_start = phase_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training and self.run.guard_diverged():
+            return
+        entry = {k: float(np.asarray(v)) for k, v in (logs or {}).items()
+                 if np.asarray(v).size == 1}
+        del self.run.epoch_logs[epoch:]
+        self.run.epoch_logs.append(entry)
+        self.run.save(phase_index=self.phase_index, phase_start=self.phase_start,
+                      next_epoch=epoch + 1)
+
+
+class CheckpointRun:
+    """The resume state of one `fit()` call with `checkpoint_dir`.
+
+    Args:
+        model: the `TransferModel`.
+        plan: the `PhasePlan`.
+        checkpoint_dir: the folder for `checkpoint.npz` (created if missing), or
+            None for no checkpointing (divergence is still caught).
+        seed: the seed of the per-epoch data order on a fresh start. Defaults to
+            `None` (drawn from NumPy's global generator, so seeded by
+            `keras.utils.set_random_seed`).
+
+    Raises:
+        CheckpointError: the folder cannot be created or written, the checkpoint
+            is corrupt, or it was written by a different model or plan.
+    """
+
+    def __init__(self, model, plan, checkpoint_dir=None, seed: int | None = None):
+        self.model = model
+        self.plan = plan
+        self.dir = os.fspath(checkpoint_dir) if checkpoint_dir is not None else None
+        self.guards: list[DivergenceGuard] = []
+        self._data_callbacks: list = []
+        self.fingerprint = {
+            "backbone": str(model.backbone_name),
+            "num_classes": int(model.num_classes),
+            "image_shape": list(model.image_shape),
+            "task": model.task,
+            "num_variables": len(model.variables),
+            "phases": [
+                {"epochs": p.epochs, "unfreeze": p.unfreeze.to_string(),
+                 "train_bn": p.train_bn, "lr_decay": p.lr_decay}
+                for p in plan.phases
+            ],
+        }
+        self.state = None
+        if self.dir is not None:
+            if os.path.exists(self.dir) and not os.path.isdir(self.dir):
+                raise CheckpointError(
+                    "checkpoint_dir must be a folder. Pass a folder path. "
+                    f"Received: checkpoint_dir={self.dir!r}"
+                )
+            try:
+                os.makedirs(self.dir, exist_ok=True)
+            except OSError as error:
+                raise CheckpointError(
+                    f"Cannot create the checkpoint folder ({error.strerror}). Pass a "
+                    f"writable checkpoint_dir. Received: checkpoint_dir={self.dir!r}"
+                ) from error
+            if not os.access(self.dir, os.W_OK):
+                raise CheckpointError(
+                    "The checkpoint folder is not writable. Pass a writable "
+                    f"checkpoint_dir. Received: checkpoint_dir={self.dir!r}"
+                )
+            self.state = read_checkpoint_state(self.dir)
+        self.resume_state = self.state  # what this fit() call started from
+        if self.state is not None:
+            stored = self.state.get("fingerprint")
+            if stored != self.fingerprint:
+                raise CheckpointError(
+                    "The checkpoint in checkpoint_dir was written by a different "
+                    "model or training plan, so it cannot be resumed. Use a new "
+                    "checkpoint_dir (or delete the old one) to start over. "
+                    f"Received: checkpoint_dir={self.dir!r}, stored={stored}, "
+                    f"current={self.fingerprint}"
+                )
+            self.seed = int(self.state["seed"])
+            self.epoch_logs = list(self.state["epoch_logs"])
+            self.phases = list(self.state["phases"])
+            logger.info(
+                "Resuming from %s: phase %d, epoch %d%s.", self.dir,
+                self.state["phase_index"] + 1, self.state["next_epoch"] + 1,
+                " (finished)" if self.state["finished"] else "")
+        else:
+            self.seed = int(seed) if seed is not None else int(
+                np.random.randint(0, 2**31 - 1))
+            self.epoch_logs, self.phases = [], []
+
+    # --- state ----------------------------------------------------------------
+    @property
+    def resuming(self) -> bool:
+        return self.resume_state is not None
+
+    @property
+    def finished(self) -> bool:
+        """The checkpoint this fit() call started from was already finished."""
+        return bool(self.resume_state and self.resume_state.get("finished"))
+
+    def phase_position(self, index: int) -> tuple[str, int, int] | None:
+        """How to run plan phase `index`: ("skip"|"run", phase_start, initial_epoch)."""
+        state = self.resume_state
+        if state is None:
+            return None
+        current = state["phase_index"]
+        if index < current:
+            return ("skip", 0, 0)
+        if index == current:
+            return ("run", state["phase_start"], state["next_epoch"])
+        return None
+
+    def history(self):
+        """A `PhasedHistory` holding the stored epochs and finished phases."""
+        from kerastransfer.training import PhasedHistory
+
+        history = PhasedHistory()
+        history.epoch = list(range(len(self.epoch_logs)))
+        keys: list[str] = []
+        for logs in self.epoch_logs:
+            keys.extend(k for k in logs if k not in keys)
+        history.history = {k: [logs.get(k) for logs in self.epoch_logs] for k in keys}
+        history.phases = [dict(p) for p in self.phases]
+        return history
+
+    # --- callbacks --------------------------------------------------------------
+    def callbacks(self, phase_index: int, phase_start: int, phase_text: str,
+                  learning_rate) -> tuple[list, list]:
+        """(callbacks to run first, callbacks to run last) for one phase."""
+        guard = DivergenceGuard(phase_text, learning_rate)
+        self.guards.append(guard)
+        last = []
+        if self.dir is not None:
+            last.append(_CheckpointSaver(self, phase_index, phase_start))
+        return [*self._data_callbacks, guard], last
+
+    def guard_diverged(self) -> bool:
+        return bool(self.guards and self.guards[-1].diverged is not None)
+
+    def raise_if_diverged(self) -> None:
+        if self.guards:
+            self.guards[-1].raise_if_diverged()
+
+    # --- data -----------------------------------------------------------------
+    def prepare_data(self, x, y, fit_kwargs: dict):
+        """Wraps NumPy arrays in a `SeededArrayDataset` (deterministic per-epoch
+        order) when checkpointing; returns (x, y, fit_kwargs)."""
+        if self.dir is None or not isinstance(x, np.ndarray) or (
+            y is not None and not isinstance(y, np.ndarray)
+        ):
+            return x, y, fit_kwargs
+        kwargs = dict(fit_kwargs)
+        if kwargs.get("validation_split"):
+            split = float(kwargs.pop("validation_split"))
+            cut = int(len(x) * (1.0 - split))
+            if kwargs.get("validation_data") is None:
+                kwargs["validation_data"] = (x[cut:], y[cut:]) if y is not None \
+                    else x[cut:]
+            x, y = x[:cut], (y[:cut] if y is not None else None)
+        sample_weight = kwargs.pop("sample_weight", None)
+        dataset = SeededArrayDataset(
+            x, y, batch_size=kwargs.pop("batch_size", None) or 32, seed=self.seed,
+            shuffle=kwargs.pop("shuffle", True) is not False,
+            sample_weight=None if sample_weight is None else np.asarray(sample_weight),
+        )
+        kwargs["shuffle"] = False  # Keras would reorder the batches at random
+        self._data_callbacks = [_EpochSetter(dataset)]
+        return dataset, None, kwargs
+
+    # --- saving and restoring ---------------------------------------------------
+    def end_phase(self, phase_index: int, record: dict, next_epoch: int,
+                  last: bool) -> None:
+        """Records a finished phase (and, after the last one, the whole run)."""
+        self.phases.append(record)
+        if self.dir is not None:
+            self.save(phase_index=phase_index + 1, phase_start=next_epoch,
+                      next_epoch=next_epoch, finished=last)
+
+    def save(self, *, phase_index: int, phase_start: int, next_epoch: int,
+             finished: bool = False) -> bool:
+        """Writes the checkpoint atomically; refuses non-finite weights."""
+        model_values = [v.numpy() for v in self.model.variables]
+        optimizer_values = [v.numpy() for v in _optimizer_variables(self.model)]
+        if not _finite(model_values):
+            logger.warning("Not writing a checkpoint: the weights contain NaN/Inf.")
+            return False
+        state = {
+            "format": FORMAT_VERSION,
+            "fingerprint": self.fingerprint,
+            "phase_index": phase_index,
+            "phase_start": phase_start,
+            "next_epoch": next_epoch,
+            "finished": finished,
+            "seed": self.seed,
+            "epoch_logs": self.epoch_logs,
+            "phases": self.phases,
+            "num_optimizer_variables": len(optimizer_values),
+        }
+        arrays = {"state": np.array(json.dumps(state, default=_json_default))}
+        arrays.update({f"m{i}": v for i, v in enumerate(model_values)})
+        arrays.update({f"o{i}": v for i, v in enumerate(optimizer_values)})
+        buffer = _io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(os.path.join(self.dir, CHECKPOINT_FILE), buffer.getvalue())
+        self.state = state
+        return True
+
+    def restore(self) -> None:
+        """Loads the stored model and optimizer variables into the compiled model.
+
+        Raises:
+            CheckpointError: the stored variables do not fit the model.
+        """
+        path = os.path.join(self.dir, CHECKPOINT_FILE)
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        with np.load(path, allow_pickle=False) as data:
+            targets = [("m", self.model.variables),
+                       ("o", _optimizer_variables(self.model))]
+            for prefix, variables in targets:
+                stored = sorted((k for k in data.files if k.startswith(prefix)),
+                                key=lambda k: int(k[1:]))
+                if prefix == "o" and len(stored) != len(variables):
+                    logger.warning(
+                        "The checkpoint's optimizer state has %d variables, the "
+                        "optimizer has %d: starting the optimizer afresh.",
+                        len(stored), len(variables))
+                    continue
+                if len(stored) != len(variables):
+                    raise CheckpointError(
+                        "The checkpoint does not fit this model (different number "
+                        "of variables). Use a new checkpoint_dir. Received: "
+                        f"{len(stored)} stored, {len(variables)} in the model"
+                    )
+                for key, variable in zip(stored, variables):
+                    value = data[key]
+                    if tuple(value.shape) != tuple(variable.shape):
+                        raise CheckpointError(
+                            "The checkpoint does not fit this model (variable "
+                            f"{variable.path} has another shape). Use a new "
+                            f"checkpoint_dir. Received: stored shape {value.shape}, "
+                            f"model shape {tuple(variable.shape)}"
+                        )
+                    variable.assign(value)
