@@ -239,7 +239,8 @@ class _PhaseAnnouncer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         logger.info(self.text)
         if self.verbose:
-            keras.utils.io_utils.print_msg(self.text)
+            # keras.utils has no io_utils in Keras 3: Keras's own printer lives here.
+            keras.src.utils.io_utils.print_msg(self.text)
 
 
 def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
