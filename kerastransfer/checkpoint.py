@@ -186,10 +186,12 @@ class DivergenceGuard(keras.callbacks.Callback):
             self._good, self._good_epoch = values, epoch
 
     def on_train_begin(self, logs=None):
-        self._snapshot(None)
+        self._good = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        if self._good is None:  # the weights this phase (or resume) starts from
+            self._snapshot(epoch - 1)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.diverged is not None or not logs or "loss" not in logs:
@@ -212,7 +214,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         if self.diverged is None:
             return
         info = self.diverged
-        restored = ("the start of training" if self._good_epoch is None
+        restored = ("the start of training" if self._good_epoch in (None, -1)
                     else f"the end of epoch {self._good_epoch + 1}")
         raise TrainingDivergedError(
             f"Training diverged: the loss became {info['loss']} in {self.phase_text} "

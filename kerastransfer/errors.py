@@ -20,6 +20,7 @@ __all__ = [
     "ExportError",
     "ExportValidationError",
     "TrainingDivergedError",
+    "HubModelError",
     "CheckpointError",
     "closest_names",
 ]
@@ -67,6 +68,10 @@ class ExportValidationError(ExportError):
 
 class TrainingDivergedError(KerasTransferError, RuntimeError):
     """The loss became NaN or infinite during `fit()`."""
+
+
+class HubModelError(KerasTransferError, ValueError):
+    """A TF-Hub handle that cannot be resolved, loaded or used as a backbone."""
 
 
 class CheckpointError(KerasTransferError, ValueError):
