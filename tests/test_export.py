@@ -1,0 +1,264 @@
+"""ONNX export: parity with Keras, metadata, validation errors, atomicity."""
+
+import os
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import kerastransfer as kt
+from kerastransfer.errors import ExportError, ExportValidationError
+from kerastransfer.export import export_onnx, read_metadata
+from kerastransfer.export import onnx as onnx_export
+from kerastransfer.export.optimize import count_ops
+from kerastransfer.export.validate import set_batchnorm_statistics
+from kerastransfer.runtime import OnnxPredictor
+
+
+def _images(n, size, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
+def _model(backbone, size, num_classes=3, **kwargs):
+    """A random-weight model whose BatchNorm statistics come from one pass, so
+    its outputs vary with the input (otherwise they are constant)."""
+    model = kt.TransferModel(backbone, num_classes=num_classes, weights=None,
+                             input_shape=(size, size, 3), **kwargs)
+    set_batchnorm_statistics(model, _images(8, size, seed=99))
+    return model
+
+
+def _ort(path):
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def mnv3():
+    keras.utils.set_random_seed(1)
+    return _model("mobilenet_v3_small", 32, class_names=["cat", "dog", "bird"])
+
+
+@pytest.fixture(scope="module")
+def mnv3_onnx(mnv3, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("onnx") / "mnv3.onnx")
+    report = export_onnx(mnv3, path)
+    return path, report
+
+
+def test_parity_on_fresh_inputs(mnv3, mnv3_onnx):
+    path, report = mnv3_onnx
+    assert report.validated and report.max_abs_diff <= 1e-4
+    x = _images(5, 32, seed=7)
+    expected = np.asarray(mnv3(x))
+    assert expected.std(axis=0).max() > 1e-3  # outputs really depend on the input
+    actual = _ort(path).run(None, {"image": x})[0]
+    assert actual.shape == (5, 3)
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+def test_input_and_output_signature(mnv3_onnx):
+    proto = onnx.load(mnv3_onnx[0])
+    (graph_input,) = proto.graph.input
+    assert graph_input.name == "image"
+    dims = graph_input.type.tensor_type.shape.dim
+    assert not dims[0].HasField("dim_value")  # symbolic batch axis
+    assert [d.dim_value for d in dims[1:]] == [32, 32, 3]
+    assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_feature_parity(mnv3, tmp_path):
+    path = str(tmp_path / "features.onnx")
+    # Features are unbounded (not probabilities): compare relative to their scale.
+    report = export_onnx(mnv3, path, output="features", atol=1e-2)
+    x = _images(4, 32, seed=3)
+    expected = np.asarray(mnv3.feature_extractor()(x))
+    actual = _ort(path).run(None, {"image": x})[0]
+    assert actual.shape == (4, 576)
+    scale = np.abs(expected).max()
+    assert scale > 1.0
+    assert report.max_abs_diff / scale <= 1e-4
+    assert np.abs(actual - expected).max() / scale <= 1e-4
+    assert read_metadata(path)["output"] == "features"
+
+
+def test_metadata_round_trip(mnv3, mnv3_onnx):
+    meta = read_metadata(mnv3_onnx[0])
+    assert meta["class_names"] == ["cat", "dog", "bird"]
+    assert meta["input_shape"] == [None, 32, 32, 3]
+    assert meta["input_layout"] == "NHWC"
+    assert meta["input_dtype"] == "float32"
+    assert meta["value_range"] == [0, 255]
+    assert meta["task"] == "multiclass"
+    assert meta["backbone"] == "mobilenet_v3_small"
+    assert meta["include_preprocessing"] is True
+    assert meta["quantization"] == "none"
+    assert meta["keras_version"] == keras.__version__
+    assert meta["tf2onnx_version"] == __import__("tf2onnx").__version__
+    assert meta["kerastransfer_version"] == kt.__version__
+    predictor = OnnxPredictor(mnv3_onnx[0])
+    assert predictor.metadata == meta
+    assert predictor.class_names == ["cat", "dog", "bird"]
+    assert predictor.input_shape == (32, 32, 3)
+    assert predictor.task == "multiclass"
+
+
+def test_offline_optimization_removes_transposes(mnv3, mnv3_onnx, tmp_path):
+    path, report = mnv3_onnx
+    raw_path = str(tmp_path / "raw.onnx")
+    raw_report = export_onnx(mnv3, raw_path, optimize=False)
+    raw = count_ops(onnx.load(raw_path), "Transpose")
+    optimized = count_ops(onnx.load(path), "Transpose")
+    assert raw_report.optimization is None and report.optimization == "basic"
+    assert raw == report.transpose_nodes_raw >= 50
+    assert optimized == report.transpose_nodes <= 5
+    x = _images(2, 32, seed=5)
+    np.testing.assert_allclose(_ort(path).run(None, {"image": x})[0],
+                               _ort(raw_path).run(None, {"image": x})[0], atol=1e-5)
+
+
+def test_without_preprocessing(mnv3, tmp_path):
+    model = _model("resnet50", 32)  # caffe preprocessing: BGR and mean
+    path = str(tmp_path / "nopre.onnx")
+    report = export_onnx(model, path, include_preprocessing=False)
+    assert report.max_abs_diff <= 1e-4
+    x = _images(3, 32, seed=11)
+    preprocessed = np.asarray(model.preprocessor(x))
+    actual = _ort(path).run(None, {"image": preprocessed})[0]
+    np.testing.assert_allclose(actual, np.asarray(model(x)), atol=1e-4)
+    meta = read_metadata(path)
+    assert meta["include_preprocessing"] is False
+    assert meta["preprocessing_mode"] == "caffe"
+    # the predictor applies the preprocessing from the metadata
+    np.testing.assert_allclose(OnnxPredictor(path).predict(x), np.asarray(model(x)),
+                               atol=1e-4)
+
+
+class _PerturbedSession:
+    def __init__(self, session):
+        self._session = session
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+    def run(self, names, feeds):
+        return [o + 0.01 for o in self._session.run(names, feeds)]
+
+
+def test_validation_collects_every_mismatch_and_keeps_old_file(
+        mnv3, tmp_path, monkeypatch):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"previous model bytes")
+    real = onnx_export.__dict__  # noqa: F841 - keep module import explicit
+    from kerastransfer.export import validate
+
+    original = validate.load_session
+    monkeypatch.setattr(validate, "load_session",
+                        lambda source: _PerturbedSession(original(source)))
+    with pytest.raises(ExportValidationError) as info:
+        export_onnx(mnv3, str(path), atol=1e-3)
+    mismatches = info.value.mismatches
+    assert len(mismatches) == 2
+    assert "batch size 1" in mismatches[0] and "batch size 3" in mismatches[1]
+    assert "0.01" in mismatches[0] and "atol=0.001" in mismatches[0]
+    assert path.read_bytes() == b"previous model bytes"
+    assert os.listdir(tmp_path) == ["model.onnx"]  # no temporary file left
+
+
+def test_tolerance_argument_is_used(mnv3, tmp_path, monkeypatch):
+    from kerastransfer.export import validate
+
+    original = validate.load_session
+    monkeypatch.setattr(validate, "load_session",
+                        lambda source: _PerturbedSession(original(source)))
+    report = export_onnx(mnv3, str(tmp_path / "m.onnx"), atol=0.02)
+    assert 0.0099 < report.max_abs_diff < 0.0101
+
+
+def test_file_onnxruntime_refuses_is_an_error_even_without_validation(
+        mnv3, tmp_path, monkeypatch):
+    real_convert = onnx_export.convert_to_onnx
+
+    def broken(*args, **kwargs):
+        proto = real_convert(*args, **kwargs)
+        proto.graph.node[0].op_type = "StringSplitV2"  # an op ORT does not have
+        return proto
+
+    monkeypatch.setattr(onnx_export, "convert_to_onnx", broken)
+    path = tmp_path / "model.onnx"
+    with pytest.raises(ExportError, match="onnxruntime refuses"):
+        export_onnx(mnv3, str(path), validate=False, optimize=False)
+    assert not path.exists() and os.listdir(tmp_path) == []
+
+
+def test_string_inputs_are_refused(tmp_path):
+    from kerastransfer.backbones.registry import BackboneSpec
+
+    def build(shape, weights):
+        inputs = keras.Input(shape=(), dtype="string")
+        x = keras.layers.StringLookup(vocabulary=["a", "b"], output_mode="one_hot")(
+            inputs)
+        return keras.Model(inputs, keras.layers.Dense(4)(x))
+
+    spec = BackboneSpec(name="toy_text", builder=build, family="text",
+                        input_dtype="string", default_size=None)
+    model = kt.TransferModel(spec, num_classes=2, weights=None)
+    with pytest.raises(ExportError, match="does not support string inputs"):
+        export_onnx(model, str(tmp_path / "text.onnx"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_export_patches_are_restored(mnv3_onnx):
+    from keras.src.backend.tensorflow import nn as tf_nn
+
+    conv, gelu = tf_nn.conv, tf_nn.gelu
+    with onnx_export.export_patches():
+        assert tf_nn.conv is not conv and tf_nn.gelu is not gelu
+        x = np.linspace(-4, 4, 33, dtype="float32")
+        exact = np.asarray(keras.ops.gelu(x, approximate=False))
+    assert tf_nn.conv is conv and tf_nn.gelu is gelu
+    np.testing.assert_allclose(exact, np.asarray(keras.ops.gelu(x, approximate=False)),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(opset=9), "opset"),
+    (dict(atol=-1), "atol"),
+    (dict(quantize="int4"), "quantize"),
+    (dict(quantize="dynamic", fp16=True), "not both"),
+    (dict(output="logits"), "output"),
+])
+def test_bad_arguments(mnv3, tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        export_onnx(mnv3, str(tmp_path / "m.onnx"), **kwargs)
+
+
+# One backbone per family at a small size (ConvNeXt included: grouped
+# convolutions and exact GELU need the export patches).
+FAMILIES = [
+    ("mobilenet", 32), ("mobilenet_v2", 32), ("efficientnet_b0", 32),
+    ("efficientnet_v2_b0", 32), ("resnet50", 32), ("resnet50_v2", 32),
+    ("densenet121", 32), ("vgg16", 32), ("inception_v3", 75),
+    ("inception_resnet_v2", 75), ("xception", 71), ("nasnet_mobile", 32),
+    ("convnext_tiny", 32),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone, size", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_every_family_exports_with_parity(backbone, size, tmp_path):
+    spec = kt.get_backbone(backbone)
+    size = max(size, spec.min_size)
+    model = _model(backbone, size)
+    path = str(tmp_path / f"{backbone}.onnx")
+    report = export_onnx(model, path)
+    assert report.max_abs_diff <= 1e-4
+    ops = count_ops(onnx.load(path))
+    assert "StatefulPartitionedCall" not in ops and "Erfc" not in ops
+    x = _images(2, size, seed=21)
+    np.testing.assert_allclose(_ort(path).run(None, {"image": x})[0],
+                               np.asarray(model(x)), atol=1e-4)
+    if backbone == "convnext_tiny":
+        assert ops.get("Erf", 0) > 0  # exact GELU kept, written with erf
