@@ -142,6 +142,8 @@ def extract_features(model, x, y=None, *, batch_size: int | None = None,
         count = 0
         for _ in cached:  # one pass fills the cache file
             count += 1
+        # a known length lets Keras run whole epochs on the cached file
+        cached = cached.apply(tf.data.experimental.assert_cardinality(count))
         return FeatureSet(None, None, dataset=cached, count=count)
     feats, labels, weights = [], [], []
     for element in dataset:
