@@ -378,15 +378,14 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
         spec.name, weights=weights, input_shape=(*image_size, spec.channels),
         class_names=data.class_names, dropout=dropout,
     )
-    fit_kwargs: dict[str, Any] = {}
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
-        fit_kwargs["checkpoint_dir"] = checkpoint_dir
     history = model.fit(
         data.train, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
         learning_rate=learning_rate, fine_tune_lr=fine_tune_lr, unfreeze=unfreeze,
         train_bn=train_bn, lr_decay=lr_decay, validation_data=data.validation,
-        verbose=0 if _quiet() else 2, **fit_kwargs,
+        checkpoint_dir=checkpoint_dir, report_dir=plots,
+        verbose=0 if _quiet() else 2,
     )
     model.save(out)
     for phase in history.phases:
@@ -398,12 +397,8 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
     if summary:
         click.echo("Final: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
     if plots is not None:
-        from kerastransfer.report import write_report
-
-        os.makedirs(plots, exist_ok=True)
-        written = write_report(model, history, data.validation, plots)
-        click.echo(f"Wrote the report to {plots}")
-        logger.debug("Report files: %s", written)
+        click.echo(f"Wrote the report (learning curves, confusion matrix, "
+                   f"metrics.json) to {plots}")
 
 
 # --- export -----------------------------------------------------------------
@@ -471,25 +466,24 @@ def export(model_path, out, opset, quantize, calibration_dir, fp16, no_validate,
         bar.update(1)
     size = os.path.getsize(out)
     click.echo(f"Wrote {out} ({size / 1e6:.2f} MB)")
-    details = _export_details(result)
-    if details:
-        click.echo(details)
+    click.echo(_export_details(result))
 
 
-def _export_details(result: Any) -> str:
-    """A line about validation from export_onnx's return value, if it has one."""
-    if result is None:
-        return ""
-    fields = {}
-    for key in ("max_abs_diff", "max_diff", "validated", "atol", "opset"):
-        value = result.get(key) if isinstance(result, dict) else getattr(
-            result, key, None)
-        if value is not None and not callable(value):
-            fields[key] = value
-    return ", ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-        for k, v in fields.items()
-    )
+def _export_details(report: Any) -> str:
+    """One line about what `export_onnx` checked (its `ExportReport`)."""
+    parts = []
+    if getattr(report, "validated", False):
+        parts.append(f"validated: max |onnx - keras| = {report.max_abs_diff:.3g}")
+    else:
+        parts.append("not validated")
+    if getattr(report, "quantization", None):
+        parts.append(f"{report.quantization}")
+        if report.agreement is not None:
+            parts.append(f"top-1 agreement with float32 {report.agreement:.3f} "
+                         f"(on {report.agreement_data})")
+    for warning in getattr(report, "warnings", None) or []:
+        logger.warning("%s", warning)
+    return "; ".join(parts)
 
 
 # --- predict ----------------------------------------------------------------
@@ -610,31 +604,6 @@ def predict(model_path, images, top_k, batch_size, as_json):
 
 
 # --- evaluate ---------------------------------------------------------------
-def _classification_metrics(y_true, y_pred, num_classes: int) -> dict:
-    import numpy as np
-
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (y_true, y_pred), 1)
-    true_pos = np.diag(matrix).astype(float)
-    predicted = matrix.sum(axis=0).astype(float)
-    actual = matrix.sum(axis=1).astype(float)
-    precision = np.divide(true_pos, predicted, out=np.zeros_like(true_pos),
-                          where=predicted > 0)
-    recall = np.divide(true_pos, actual, out=np.zeros_like(true_pos),
-                       where=actual > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(true_pos),
-                   where=denom > 0)
-    return {
-        "accuracy": float(true_pos.sum() / max(matrix.sum(), 1)),
-        "precision": precision.tolist(),
-        "recall": recall.tolist(),
-        "f1": f1.tolist(),
-        "support": actual.astype(int).tolist(),
-        "confusion_matrix": matrix.tolist(),
-    }
-
-
 @cli.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True,
                                                                dir_okay=False))
@@ -677,27 +646,22 @@ def evaluate(model_path, data_dir, batch_size, as_json):
         probabilities = predictor.predict(np.asarray(images, dtype="float32"))
         y_pred.append(np.argmax(probabilities, axis=-1))
         y_true.append(to_model[np.asarray(labels).astype(int)])
-    metrics = _classification_metrics(np.concatenate(y_true),
-                                      np.concatenate(y_pred), len(names))
-    metrics["class_names"] = names
-    metrics["num_images"] = int(sum(metrics["support"]))
+    from kerastransfer.report import classification_metrics, format_classification_report
+
+    metrics = classification_metrics(np.concatenate(y_true), np.concatenate(y_pred),
+                                     names)
     if as_json:
         _echo_json(metrics)
         return
-    click.echo(f"Images: {metrics['num_images']}  accuracy: "
-               f"{metrics['accuracy']:.4f}")
-    width_name = max(len(n) for n in names + ["class"])
-    click.echo(f"{'class'.ljust(width_name)}  precision  recall  f1      support")
-    for i, name in enumerate(names):
-        click.echo(f"{name.ljust(width_name)}  {metrics['precision'][i]:9.4f}  "
-                   f"{metrics['recall'][i]:6.4f}  {metrics['f1'][i]:6.4f}  "
-                   f"{metrics['support'][i]:7d}")
-    click.echo("Confusion matrix (rows: true, columns: predicted):")
-    cell = max(len(str(v)) for row in metrics["confusion_matrix"] for v in row)
-    cell = max(cell, 3)
+    click.echo(f"Images: {metrics['num_samples']}  accuracy: {metrics['accuracy']:.4f}")
+    click.echo(format_classification_report(metrics).rstrip())
+    click.echo("Confusion matrix (rows: true class, columns: predicted class):")
+    width = max(len(n) for n in names)
+    cell = max([3] + [len(n) for n in names] +
+               [len(str(v)) for row in metrics["confusion_matrix"] for v in row])
+    click.echo(" " * (width + 2) + " ".join(n.rjust(cell) for n in names))
     for name, row in zip(names, metrics["confusion_matrix"]):
-        click.echo(f"{name.ljust(width_name)}  " +
-                   " ".join(str(v).rjust(cell) for v in row))
+        click.echo(f"{name.ljust(width)}  " + " ".join(str(v).rjust(cell) for v in row))
 
 
 # --- info -------------------------------------------------------------------

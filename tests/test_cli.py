@@ -1,0 +1,462 @@
+"""The `kerastransfer` command line, through click's CliRunner (and a subprocess
+for the no-TensorFlow checks). Tiny data: 40 px PNG folders, `--weights none`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from export.tiny_model import build_tiny_onnx
+from kerastransfer.cli import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _write_folder(root, classes=("green", "red"), per_class=10, size=40, seed=0):
+    """Class subfolders of PNGs whose class shows in their colour."""
+    rng = np.random.default_rng(seed)
+    for index, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.zeros((size, size, 3))
+            pixels[..., index % 3] = 210.0
+            pixels += rng.normal(0, 20, pixels.shape)
+            Image.fromarray(np.clip(pixels, 0, 255).astype("uint8")).save(
+                folder / f"{i}.png")
+    return root
+
+
+def _invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
+
+
+def _usage_error(result, option):
+    assert result.exit_code == 2, result.output
+    assert option in result.output
+    assert "Traceback" not in result.output
+
+
+def _runtime_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines()
+                   if line.startswith("Error: ")]
+    assert len(error_lines) == 1, result.output
+    for fragment in fragments:
+        assert fragment in error_lines[0], error_lines[0]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return _write_folder(tmp_path_factory.mktemp("data") / "images")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """One real `train` run shared by the export/predict/evaluate/info tests."""
+    out = tmp_path_factory.mktemp("trained")
+    model = out / "model.keras"
+    result = _invoke("train", data_dir, "--backbone", "mobilenet_v3_small",
+                     "--weights", "none", "--image-size", "40", "--epochs", "1",
+                     "--batch-size", "8", "--validation-split", "0.2",
+                     "--out", model, "--plots", out / "report",
+                     "--checkpoint-dir", out / "ckpt", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def onnx_model(trained):
+    path = trained / "model.onnx"
+    if not path.exists():
+        result = _invoke("export", trained / "model.keras", path)
+        assert result.exit_code == 0, result.output
+    return path
+
+
+# --- help, group options ---------------------------------------------------------
+@pytest.mark.parametrize("command", ["backbones", "train", "export", "predict",
+                                     "evaluate", "info", "benchmark"])
+def test_every_command_has_help_with_examples(command):
+    result = _invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "Examples:" in result.output
+    assert f"kerastransfer {command}" in result.output
+
+
+def test_group_help_lists_commands():
+    result = _invoke("--help")
+    assert result.exit_code == 0
+    for command in ("backbones", "train", "export", "predict", "evaluate", "info",
+                    "benchmark"):
+        assert command in result.output
+    _usage_error(_invoke("--quiet", "--verbose", "backbones"), "--quiet")
+    _usage_error(_invoke("no-such-command"), "no-such-command")
+
+
+# --- backbones -------------------------------------------------------------------
+def test_backbones_lists_the_catalog():
+    from kerastransfer.backbones.registry import get_backbone, list_backbones
+
+    result = _invoke("backbones", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["name"] for r in rows] == list_backbones()
+    by_name = {r["name"]: r for r in rows}
+    spec = get_backbone("inception_v3")
+    assert by_name["inception_v3"]["min_size"] == spec.min_size == 75
+    assert by_name["inception_v3"]["default_size"] == 299
+    assert by_name["mobilenet_v3_small"]["feature_dim"] == 576
+    text = _invoke("backbones", "--family", "resnet")
+    assert text.exit_code == 0
+    lines = text.output.strip().splitlines()
+    assert lines[0].split()[:4] == ["name", "family", "default", "min"]
+    assert {line.split()[0] for line in lines[1:]} == {"resnet50", "resnet101",
+                                                      "resnet152"}
+    _usage_error(_invoke("backbones", "--family", "resnt"), "--family")
+
+
+# --- train -----------------------------------------------------------------------
+@pytest.mark.slow
+def test_train_writes_a_model_report_and_checkpoint(trained):
+    from kerastransfer.saving import load_model
+
+    model = load_model(trained / "model.keras")
+    assert model.class_names == ["green", "red"]
+    assert model.image_shape == (40, 40, 3)
+    assert model.backbone_name == "mobilenet_v3_small"
+    assert model.pretrained is False
+    assert (trained / "report" / "learning_curves.png").stat().st_size > 1000
+    metrics = json.loads((trained / "report" / "metrics.json").read_text())
+    assert sum(metrics["confusion_matrix"][0]) + sum(
+        metrics["confusion_matrix"][1]) == 4  # 20% of 20 images held out
+    assert os.listdir(trained / "ckpt")
+
+
+def test_train_missing_folder_is_a_usage_error(tmp_path):
+    _usage_error(_invoke("train", tmp_path / "nope", "--weights", "none"), "DATA_DIR")
+
+
+def test_train_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _invoke("train", tmp_path / "empty", "--weights", "none",
+                     "--image-size", "32", "--out", tmp_path / "m.keras")
+    _runtime_error(result)
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_train_one_class_folder(tmp_path):
+    root = _write_folder(tmp_path / "one", classes=("only",), per_class=3)
+    result = _invoke("train", root, "--weights", "none", "--image-size", "32",
+                     "--out", tmp_path / "m.keras")
+    _runtime_error(result, "class")
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_train_strict_rejects_a_corrupt_file(tmp_path):
+    root = _write_folder(tmp_path / "d", per_class=3)
+    (root / "red" / "broken.png").write_bytes(b"this is not a png")
+    result = _invoke("train", root, "--weights", "none", "--image-size", "32",
+                     "--strict", "--out", tmp_path / "m.keras")
+    _runtime_error(result, "broken.png")
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--backbone", "mobilenet_v3_smal"], "--backbone"),
+    (["--backbone", "inception_v3", "--image-size", "64"], "--image-size"),
+    (["--image-size", "0"], "--image-size"),
+    (["--image-size", "abc"], "--image-size"),
+    (["--unfreeze", "blocks:two"], "--unfreeze"),
+    (["--unfreeze", "sideways"], "--unfreeze"),
+    (["--weights", "/no/such/weights.h5"], "--weights"),
+    (["--out", "model.h5"], "--out"),
+    (["--out", "/no/such/folder/model.keras"], "--out"),
+    (["--validation-split", "1.5"], "--validation-split"),
+    (["--epochs", "-1"], "--epochs"),
+])
+def test_train_bad_options_are_usage_errors(data_dir, args, option):
+    result = _invoke("train", data_dir, "--weights", "none", *args)
+    _usage_error(result, option)
+
+
+def test_train_unknown_backbone_suggests_names(data_dir):
+    result = _invoke("train", data_dir, "--backbone", "resnet5")
+    _usage_error(result, "--backbone")
+    assert "Did you mean" in result.output and "resnet50" in result.output.lower()
+
+
+def test_train_image_below_minimum_names_the_minimum(data_dir):
+    result = _invoke("train", data_dir, "--backbone", "inception_v3",
+                     "--image-size", "64x80", "--weights", "none")
+    _usage_error(result, "--image-size")
+    assert "75x75" in result.output
+
+
+@pytest.mark.slow
+def test_train_skips_a_corrupt_file_and_trains_two_phases(tmp_path):
+    root = _write_folder(tmp_path / "d", per_class=6)
+    (root / "green" / "notes.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    weights = tmp_path / "backbone.weights.h5"
+    import kerastransfer as kt
+
+    kt.TransferModel("mobilenet_v3_small", num_classes=2, weights=None,
+                     input_shape=(32, 32, 3)).backbone.save_weights(weights)
+    result = _invoke("-v", "train", root, "--weights", weights, "--image-size", "32",
+                     "--epochs", "1", "--fine-tune-epochs", "1", "--unfreeze",
+                     "blocks:2", "--batch-size", "6", "--validation-split", "0",
+                     "--out", tmp_path / "m.keras")
+    assert result.exit_code == 0, result.output
+    assert "notes.png" in result.output  # reported as skipped
+    assert "Phase frozen" in result.output and "Phase fine_tune" in result.output
+    model = kt.load_model(tmp_path / "m.keras")
+    assert model.pretrained is True
+    assert model.phase_state["unfreeze"] == "blocks:2"
+
+
+# --- export ----------------------------------------------------------------------
+@pytest.mark.slow
+def test_export_writes_a_valid_onnx_model(trained, onnx_model):
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(onnx_model)))
+    from kerastransfer.runtime import OnnxPredictor
+
+    predictor = OnnxPredictor(onnx_model)
+    assert predictor.class_names == ["green", "red"]
+    assert predictor.input_shape == (40, 40, 3)
+
+
+@pytest.mark.parametrize("extra, option", [
+    (["--quantize", "static"], "--calibration-dir"),
+    (["--fp16", "--quantize", "dynamic"], "--fp16"),
+    (["--quantize", "int4"], "--quantize"),
+    (["--opset", "9"], "--opset"),
+    (["--atol", "0"], "--atol"),
+])
+def test_export_conflicting_options(tmp_path, extra, option):
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"x")  # never read: options are checked first
+    _usage_error(_invoke("export", model, tmp_path / "m.onnx", *extra), option)
+
+
+def test_export_calibration_dir_needs_static(tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"x")
+    result = _invoke("export", model, tmp_path / "m.onnx", "--calibration-dir",
+                     tmp_path)
+    _usage_error(result, "--calibration-dir")
+
+
+def test_export_wrong_file_types(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    _usage_error(_invoke("export", model, tmp_path / "out.onnx"), "MODEL")
+    keras_file = tmp_path / "m.keras"
+    keras_file.write_bytes(b"x")
+    _usage_error(_invoke("export", keras_file, tmp_path / "out.txt"), "OUT")
+
+
+def test_export_corrupt_keras_file_fails_cleanly(tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"not a zip archive")
+    result = _invoke("export", model, tmp_path / "m.onnx")
+    _runtime_error(result, "m.keras")
+    assert not (tmp_path / "m.onnx").exists()
+    debug = _invoke("--debug", "export", model, tmp_path / "m.onnx")
+    assert debug.exit_code == 1
+    assert debug.exception is not None  # --debug lets the traceback through
+    assert type(debug.exception).__name__ == "ModelLoadError"
+
+
+# --- predict ---------------------------------------------------------------------
+@pytest.fixture
+def tiny_onnx(tmp_path):
+    return build_tiny_onnx(str(tmp_path / "tiny.onnx"), class_names=["a", "b", "c"],
+                           image_size=32)
+
+
+def test_predict_onnx_matches_the_runtime(tiny_onnx, data_dir):
+    from kerastransfer.runtime import OnnxPredictor
+
+    files = sorted(str(p) for p in (data_dir / "red").iterdir())[:3]
+    result = _invoke("predict", tiny_onnx, *files, "--top-k", "2", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    expected = OnnxPredictor(tiny_onnx).predict_files(files, top_k=2)
+    assert [r["path"] for r in rows] == files
+    for row, want in zip(rows, expected):
+        assert [(t["class_name"], t["probability"]) for t in row["top_k"]] == [
+            (c, pytest.approx(p, abs=1e-7)) for c, p in want["top_k"]]
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    text = _invoke("predict", tiny_onnx, files[0], "--top-k", "1")
+    assert text.exit_code == 0
+    name, probability = expected[0]["top_k"][0]
+    assert text.output.strip() == f"{files[0]}: {name} {probability:.3f}"
+
+
+def test_predict_folder_with_a_corrupt_file(tiny_onnx, tmp_path):
+    folder = _write_folder(tmp_path / "imgs", per_class=10)
+    (folder / "red" / "zz_broken.png").write_bytes(b"garbage")
+    result = _invoke("predict", tiny_onnx, folder, "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output[result.output.index("["):])
+    assert len([r for r in rows if "top_k" in r]) == 20
+    [error] = [r for r in rows if "error" in r]
+    assert error["path"].endswith("zz_broken.png")
+
+
+def test_predict_only_corrupt_files_fails(tiny_onnx, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    _runtime_error(_invoke("predict", tiny_onnx, bad), "readable image")
+
+
+def test_predict_bad_inputs(tiny_onnx, tmp_path):
+    image = tmp_path / "a.png"
+    Image.new("RGB", (10, 10)).save(image)
+    _usage_error(_invoke("predict", image, image), "MODEL")
+    _usage_error(_invoke("predict", tiny_onnx, tmp_path / "missing.png"), "IMAGES")
+    _usage_error(_invoke("predict", tiny_onnx), "IMAGES")
+    _usage_error(_invoke("predict", tiny_onnx, image, "--top-k", "0"), "--top-k")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _usage_error(_invoke("predict", tiny_onnx, empty), "IMAGES")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not onnx")
+    _runtime_error(_invoke("predict", corrupt, image))
+
+
+@pytest.mark.slow
+def test_predict_keras_and_onnx_agree(trained, onnx_model, data_dir):
+    files = sorted(str(p) for p in (data_dir / "green").iterdir())[:4]
+    keras_rows = json.loads(_invoke("predict", trained / "model.keras", *files,
+                                    "--json").output)
+    onnx_rows = json.loads(_invoke("predict", onnx_model, *files, "--json").output)
+    for k, o in zip(keras_rows, onnx_rows):
+        assert k["path"] == o["path"]
+        for name in ("green", "red"):
+            assert k["probabilities"][name] == pytest.approx(
+                o["probabilities"][name], abs=1e-4)
+
+
+# --- evaluate --------------------------------------------------------------------
+@pytest.mark.slow
+def test_evaluate_keras_and_onnx(trained, onnx_model, data_dir):
+    results = {}
+    for model in (trained / "model.keras", onnx_model):
+        result = _invoke("evaluate", model, data_dir, "--json")
+        assert result.exit_code == 0, result.output
+        results[model.suffix] = json.loads(result.output)
+    metrics = results[".keras"]
+    assert metrics["num_samples"] == 20
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.sum() == 20 and matrix.sum(axis=1).tolist() == [10, 10]
+    assert metrics["accuracy"] == pytest.approx(np.trace(matrix) / 20)
+    assert results[".onnx"]["confusion_matrix"] == metrics["confusion_matrix"]
+    text = _invoke("evaluate", onnx_model, data_dir)
+    assert text.exit_code == 0
+    assert "precision" in text.output and "Confusion matrix" in text.output
+
+
+@pytest.mark.slow
+def test_evaluate_unknown_class_and_bad_folders(trained, tmp_path):
+    other = _write_folder(tmp_path / "other", classes=("green", "blue"), per_class=2)
+    result = _invoke("evaluate", trained / "model.keras", other)
+    _runtime_error(result, "blue")
+    (tmp_path / "empty").mkdir()
+    _runtime_error(_invoke("evaluate", trained / "model.keras", tmp_path / "empty"))
+    _usage_error(_invoke("evaluate", trained / "model.keras", tmp_path / "nope"),
+                 "DATA_DIR")
+
+
+# --- info ------------------------------------------------------------------------
+def test_info_onnx(tiny_onnx):
+    result = _invoke("info", tiny_onnx, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["format"] == "onnx"
+    assert info["class_names"] == ["a", "b", "c"]
+    assert info["input_shape"] == [32, 32, 3]
+    assert info["inputs"][0]["name"] == "image"
+    assert info["providers"] == ["CPUExecutionProvider"]
+    text = _invoke("info", tiny_onnx)
+    assert "class_names: ['a', 'b', 'c']" in text.output
+
+
+@pytest.mark.slow
+def test_info_keras(trained):
+    result = _invoke("info", trained / "model.keras", "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["format"] == "keras"
+    assert info["backbone"] == "mobilenet_v3_small"
+    assert info["class_names"] == ["green", "red"]
+    assert info["input"]["shape"] == [None, 40, 40, 3]
+    assert info["parameters"] > 1000
+
+
+def test_info_wrong_and_corrupt_files(tmp_path):
+    text = tmp_path / "model.txt"
+    text.write_text("x")
+    _usage_error(_invoke("info", text), "MODEL")
+    _usage_error(_invoke("info", tmp_path / "missing.onnx"), "MODEL")
+    corrupt = tmp_path / "m.keras"
+    corrupt.write_bytes(b"junk")
+    _runtime_error(_invoke("info", corrupt), "m.keras")
+
+
+# --- benchmark -------------------------------------------------------------------
+def test_benchmark_reports_percentiles(tiny_onnx):
+    result = _invoke("benchmark", tiny_onnx, "--runs", "20", "--warmup", "2",
+                     "--batch-size", "4", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["runs"] == 20 and report["batch_size"] == 4
+    assert report["input_shape"] == [4, 32, 32, 3]
+    assert 0 < report["p50_ms"] <= report["p90_ms"] <= report["p99_ms"]
+    assert report["throughput_images_per_s"] > 0
+    assert report["providers"] == ["CPUExecutionProvider"]
+    _usage_error(_invoke("benchmark", tiny_onnx, "--runs", "0"), "--runs")
+
+
+def test_benchmark_needs_onnx(tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"x")
+    _usage_error(_invoke("benchmark", model), "MODEL")
+
+
+# --- no TensorFlow on the deployment side ----------------------------------------
+@pytest.mark.parametrize("command", [
+    ["--help"], ["info", "{model}"], ["predict", "{model}", "{image}"],
+    ["benchmark", "{model}", "--runs", "3"],
+])
+def test_deployment_commands_do_not_import_tensorflow(tiny_onnx, tmp_path, command):
+    image = tmp_path / "x.png"
+    Image.new("RGB", (20, 20), (200, 10, 10)).save(image)
+    args = [a.format(model=tiny_onnx, image=image) for a in command]
+    code = (
+        "import sys\n"
+        "from kerastransfer.cli import cli\n"
+        "try:\n"
+        f"    cli.main(args={args!r}, prog_name='kerastransfer')\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print('TF', 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "TF False False"
+
+
+def test_console_script_entry_point():
+    out = subprocess.run([sys.executable, "-m", "kerastransfer.cli", "--version"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0
+    assert "0.1.0" in out.stdout
