@@ -162,6 +162,8 @@ def _set_bn_trainable(layers, trainable: bool) -> None:
         for sub in layer._flatten_layers(include_self=True):
             if isinstance(sub, keras.layers.BatchNormalization):
                 sub.trainable = trainable
+            elif hasattr(sub, "train_bn"):  # BatchNorm inside a SavedModel (TF-Hub)
+                sub.train_bn = trainable
 
 
 def freeze_backbone(model) -> None:
@@ -243,8 +245,9 @@ def unfreeze(
     chosen = {id(layer) for layer in selected}
     for layer in _backbone_layers(model):
         layer.trainable = id(layer) in chosen
-    if not train_bn:
-        _set_bn_trainable(selected, False)
+    # Both ways: `layer.trainable = True` is skipped when it is already True, so a
+    # BatchNorm frozen by an earlier phase would otherwise stay frozen.
+    _set_bn_trainable(selected, bool(train_bn))
     if not selected:
         model.backbone.trainable = False
     model._phase_state = {"unfreeze": rule.to_string(), "train_bn": bool(train_bn)}

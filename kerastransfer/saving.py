@@ -53,8 +53,23 @@ def load_model(path: str | os.PathLike, *, safe_mode: bool = True, compile: bool
     try:
         return keras.saving.load_model(path, safe_mode=safe_mode, compile=compile)
     except Exception as error:  # noqa: BLE001 -- wrapped with the file's name
+        cause = _kerastransfer_cause(error)
+        if cause is not None:  # already says what is wrong (e.g. a TF-Hub handle)
+            raise cause from None
         raise ModelLoadError(
             f"Could not load the model ({type(error).__name__}: "
             f"{str(error)[:400]}). The file may be corrupt or saved by an "
             f"incompatible version. Received: path={path!r}"
         ) from error
+
+
+def _kerastransfer_cause(error: BaseException) -> KerasTransferError | None:
+    """The first `KerasTransferError` in an exception's chain (Keras wraps errors
+    raised while deserializing a layer in a `TypeError`)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KerasTransferError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
