@@ -273,3 +273,48 @@ def test_service_start_errors(tmp_path):
     assert out.returncode == 1
     assert "cannot start the service" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_real_exported_model_served(tmp_path, capsys):
+    """A TransferModel exported by export_onnx: the service answers exactly what
+    OnnxPredictor answers, and what the Keras model computes."""
+    import kerastransfer as kt
+    from kerastransfer.export import export_onnx
+
+    model = kt.TransferModel("mobilenet_v3_small", weights=None,
+                             input_shape=(64, 64, 3), class_names=["a", "b", "c"])
+    path = str(tmp_path / "real.onnx")
+    report = export_onnx(model, path)
+    assert report.validated
+    predictor = OnnxPredictor(path)
+    process, url = service_load.start_service(path)
+    try:
+        data = _png(80, 70, seed=4)
+        (tmp_path / "x.png").write_bytes(data)
+        expected = predictor.predict_files([str(tmp_path / "x.png")], top_k=3)[0]
+        status, _, raw = _request(url, "POST", "/predict?probabilities=true", data,
+                                  {"Content-Type": "image/png"})
+        assert status == 200, raw
+        [entry] = json.loads(raw)["predictions"]
+        np.testing.assert_allclose(entry["probabilities"], expected["probabilities"],
+                                   atol=1e-7)
+        batch = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).round()
+        status, _, raw = _request(
+            url, "POST", "/predict?probabilities=true",
+            json.dumps({"instances": batch.tolist()}).encode(),
+            {"Content-Type": "application/json"})
+        served = np.array([p["probabilities"] for p in json.loads(raw)["predictions"]])
+        keras_out = np.asarray(model(batch.astype("float32"), training=False))
+        np.testing.assert_allclose(served, keras_out, atol=1e-4)
+        result = service_load.run_load(url, _png(64, 64, seed=9), clients=8,
+                                       requests=50)
+        with capsys.disabled():
+            print(f"\nservice load (MobileNetV3Small 64 px): {result['completed']} "
+                  f"requests, {result['errors']} errors, "
+                  f"{result['throughput_rps']:.1f} req/s, p50 {result['p50_ms']:.2f}"
+                  f" ms, p95 {result['p95_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms")
+        assert result["errors"] == 0, result["error_samples"]
+        assert result["completed"] == 400
+    finally:
+        service_load.stop_service(process)
