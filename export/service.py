@@ -229,7 +229,7 @@ class Predict:
             self.model.requests += 1
         resp.media = {"predictions": [
             self._entry(row, name, top_k, with_probabilities)
-            for row, name in zip(probabilities, names)
+            for row, name in zip(probabilities, names, strict=True)
         ]}
 
     # --- request bodies ----------------------------------------------------------
@@ -309,7 +309,7 @@ class Predict:
             instances = instances[None]
         if instances.ndim != len(expected) + 1 or any(
             e is not None and e > 0 and a != e
-            for a, e in zip(instances.shape[1:], expected)
+            for a, e in zip(instances.shape[1:], expected, strict=True)
         ):
             raise RequestError(
                 falcon.HTTP_400,

@@ -258,7 +258,8 @@ def backbones(family: str | None, as_json: bool) -> None:
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())
 
 
 # --- train ------------------------------------------------------------------
@@ -356,7 +357,8 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
     try:
         spec.resolve_input_shape((*image_size, spec.channels))
     except InputShapeError as error:
-        raise click.BadParameter(_one_line(error), param_hint="'--image-size'") from None
+        raise click.BadParameter(_one_line(error),
+                                 param_hint="'--image-size'") from None
     from kerastransfer.phases import Unfreeze
 
     try:
@@ -518,7 +520,7 @@ class _KerasPredictor:
         if not good:
             return []
         results = []
-        for path, scores in zip(good, self.predict(images)):
+        for path, scores in zip(good, self.predict(images), strict=True):
             order = np.argsort(-scores)[:top_k]
             results.append({
                 "path": path,
@@ -593,8 +595,9 @@ def predict(model_path, images, top_k, batch_size, as_json):
         _echo_json([
             {"path": r["path"],
              "top_k": [{"class_name": c, "probability": p} for c, p in r["top_k"]],
-             "probabilities": dict(zip(predictor.class_names,
-                                       (float(v) for v in r["probabilities"])))}
+             "probabilities": dict(zip(
+                 predictor.class_names, (float(v) for v in r["probabilities"]),
+                 strict=True))}
             for r in results
         ] + [{"path": p, "error": reason} for p, reason in skipped])
         return
@@ -646,7 +649,10 @@ def evaluate(model_path, data_dir, batch_size, as_json):
         probabilities = predictor.predict(np.asarray(images, dtype="float32"))
         y_pred.append(np.argmax(probabilities, axis=-1))
         y_true.append(to_model[np.asarray(labels).astype(int)])
-    from kerastransfer.report import classification_metrics, format_classification_report
+    from kerastransfer.report import (
+        classification_metrics,
+        format_classification_report,
+    )
 
     metrics = classification_metrics(np.concatenate(y_true), np.concatenate(y_pred),
                                      names)
@@ -660,7 +666,7 @@ def evaluate(model_path, data_dir, batch_size, as_json):
     cell = max([3] + [len(n) for n in names] +
                [len(str(v)) for row in metrics["confusion_matrix"] for v in row])
     click.echo(" " * (width + 2) + " ".join(n.rjust(cell) for n in names))
-    for name, row in zip(names, metrics["confusion_matrix"]):
+    for name, row in zip(names, metrics["confusion_matrix"], strict=True):
         click.echo(f"{name.ljust(width)}  " + " ".join(str(v).rjust(cell) for v in row))
 
 

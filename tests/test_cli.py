@@ -290,7 +290,7 @@ def test_predict_onnx_matches_the_runtime(tiny_onnx, data_dir):
     rows = json.loads(result.output)
     expected = OnnxPredictor(tiny_onnx).predict_files(files, top_k=2)
     assert [r["path"] for r in rows] == files
-    for row, want in zip(rows, expected):
+    for row, want in zip(rows, expected, strict=True):
         assert [(t["class_name"], t["probability"]) for t in row["top_k"]] == [
             (c, pytest.approx(p, abs=1e-7)) for c, p in want["top_k"]]
         assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -338,7 +338,7 @@ def test_predict_keras_and_onnx_agree(trained, onnx_model, data_dir):
     keras_rows = json.loads(_invoke("predict", trained / "model.keras", *files,
                                     "--json").output)
     onnx_rows = json.loads(_invoke("predict", onnx_model, *files, "--json").output)
-    for k, o in zip(keras_rows, onnx_rows):
+    for k, o in zip(keras_rows, onnx_rows, strict=True):
         assert k["path"] == o["path"]
         for name in ("green", "red"):
             assert k["probabilities"][name] == pytest.approx(

@@ -150,7 +150,7 @@ def test_multipart_many_files_match_predictor(service, predictor, tmp_path):
     assert status == 200, raw
     predictions = json.loads(raw)["predictions"]
     assert [p["filename"] for p in predictions] == [n for n, _ in images]
-    for entry, want in zip(predictions, expected):
+    for entry, want in zip(predictions, expected, strict=True):
         np.testing.assert_allclose(entry["probabilities"], want["probabilities"],
                                    atol=1e-7)
         assert [t["class_name"] for t in entry["top_k"]] == [n for n, _ in
