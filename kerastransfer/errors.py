@@ -22,6 +22,7 @@ __all__ = [
     "TrainingDivergedError",
     "HubModelError",
     "CheckpointError",
+    "OutputPathError",
     "closest_names",
 ]
 
@@ -76,6 +77,22 @@ class HubModelError(KerasTransferError, ValueError):
 
 class CheckpointError(KerasTransferError, ValueError):
     """A training checkpoint that cannot be written, read or resumed."""
+
+
+class OutputPathError(KerasTransferError, OSError):
+    """An output path that cannot be written (missing folder, not writable).
+
+    `kerastransfer.io` raises the subclasses `OutputFolderNotFoundError` (also a
+    `FileNotFoundError`) and `OutputNotWritableError` (also a `PermissionError`).
+    """
+
+
+class OutputFolderNotFoundError(OutputPathError, FileNotFoundError):
+    """The folder of an output path does not exist."""
+
+
+class OutputNotWritableError(OutputPathError, PermissionError):
+    """An output path whose folder cannot be written."""
 
 
 def closest_names(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:

@@ -25,24 +25,34 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
             Defaults to `""`.
 
     Raises:
-        PermissionError / FileNotFoundError: the destination folder is not
-            writable or does not exist, with the path in the message.
+        OutputNotWritableError / OutputFolderNotFoundError: (`PermissionError` /
+            `FileNotFoundError` subclasses of `OutputPathError`) the destination
+            folder is not writable or does not exist, with the path in the
+            message.
     """
+    from kerastransfer.errors import OutputFolderNotFoundError, OutputNotWritableError
+
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise FileNotFoundError(
+        raise OutputFolderNotFoundError(
             f"The output folder does not exist. Create it first. Received: "
             f"path={path!r}"
         )
     if not os.access(folder, os.W_OK):
-        raise PermissionError(
+        raise OutputNotWritableError(
             f"The output folder is not writable. Choose another path. Received: "
             f"path={path!r}"
         )
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder
-    )
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder
+        )
+    except OSError as error:  # read-only file system, quota, ...
+        raise OutputNotWritableError(
+            f"Cannot write in the output folder ({error.strerror}). Choose another "
+            f"path. Received: path={path!r}"
+        ) from error
     os.close(fd)
     os.remove(tmp)  # writers such as Keras refuse to overwrite silently
     try:

@@ -224,7 +224,16 @@ class OnnxPredictor:
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         chosen = _choose_providers(providers)
-        self._session = ort.InferenceSession(self.path, options, providers=chosen)
+        try:
+            self._session = ort.InferenceSession(self.path, options, providers=chosen)
+        except Exception as error:  # onnxruntime raises its own pybind types
+            from kerastransfer.saving import ModelLoadError
+
+            raise ModelLoadError(
+                f"onnxruntime cannot load this ONNX model ({type(error).__name__}: "
+                f"{str(error)[:300]}). The file may be corrupt or truncated, or not "
+                f"an ONNX model: export it again. Received: path={self.path!r}"
+            ) from error
         self.providers = list(self._session.get_providers())
         logger.info("OnnxPredictor %s runs on %s", self.path, self.providers)
 

@@ -222,6 +222,12 @@ def check_arrays(model, x, y) -> None:
                 f"num_classes={model.num_classes}. Fix the labels or build the "
                 f"model with more classes. Received: labels in [{low}, {high}]"
             )
+        if low == high and len(y) > 1:
+            raise DataError(
+                f"The labels contain only one class ({low}): a classifier needs "
+                "examples of at least two classes to learn anything. Add images "
+                f"of the other classes. Received: {len(y)} labels, all {low}"
+            )
 
 
 def _labels_are_one_hot(model, y) -> bool:
