@@ -120,6 +120,24 @@ def test_signature_and_output_key_select_an_output(image_hub):
         HubBackbone(image_hub, signature="serving_default", output_key="probs")
 
 
+def test_signature_in_the_handle_fragment_survives_save_and_load(image_hub, tmp_path):
+    name = "tfhub:" + image_hub + "#signature=serving_default&output_key=logits"
+    spec = kt.get_backbone(name)
+    assert (spec.name, spec.feature_dim) == (name, 3)
+    model = kt.TransferModel(name, num_classes=2)
+    layer = _hub_layer(model)
+    assert (layer.handle, layer.signature, layer.output_key) == (
+        image_hub, "serving_default", "logits")
+    x, _ = separable_images(3, size=32)
+    expected = model.predict(x, verbose=0)
+    model.save(tmp_path / "sig.keras")
+    loaded = kt.load_model(tmp_path / "sig.keras")
+    assert loaded.backbone_name == name
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-6)
+    with pytest.raises(HubModelError, match="only 'signature' and 'output_key'"):
+        kt.get_backbone("tfhub:" + image_hub + "#tags=serve")
+
+
 def test_regularization_losses_are_added_when_trainable(image_hub):
     model = kt.TransferModel("tfhub:" + image_hub, num_classes=2)
     kernel = _hub_value(model, "kernel")

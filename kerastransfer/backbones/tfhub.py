@@ -39,6 +39,8 @@ __all__ = [
     "HubMetadata",
     "hub_backbone_spec",
     "load_hub_object",
+    "resolve_handle",
+    "split_handle",
     "export_saved_model",
     "CACHE_ENV",
 ]
@@ -564,6 +566,42 @@ def _remember_metadata(handle, signature, output_key, meta) -> None:
         _METADATA[(_cache_key(handle), signature, output_key)] = meta
 
 
+def split_handle(handle: str, signature: str | None = None,
+                 output_key: str | None = None) -> tuple[str, str | None, str | None]:
+    """Splits `"<handle>#signature=...&output_key=..."` into its three parts.
+
+    Raises:
+        HubModelError: an unknown fragment key, or a value that contradicts the
+            `signature`/`output_key` arguments.
+    """
+    base, sep, fragment = handle.rpartition("#")
+    if not sep or "=" not in fragment:
+        return handle, signature, output_key
+    values = {"signature": signature, "output_key": output_key}
+    for part in filter(None, fragment.split("&")):
+        key, _, value = part.partition("=")
+        if key not in values:
+            raise HubModelError(
+                "A TF-Hub handle fragment may set only 'signature' and 'output_key' "
+                f"(e.g. '#signature=serving_default&output_key=features'). "
+                f"Received: handle={handle!r}"
+            )
+        if values[key] is not None and values[key] != value:
+            raise HubModelError(
+                f"The handle sets {key}={value!r} but {key}={values[key]!r} was "
+                f"passed too. Pass it once. Received: handle={handle!r}"
+            )
+        values[key] = value or None
+    return base, values["signature"], values["output_key"]
+
+
+def join_handle(handle: str, signature: str | None, output_key: str | None) -> str:
+    """The inverse of `split_handle`."""
+    parts = [f"{k}={v}" for k, v in (("signature", signature),
+                                       ("output_key", output_key)) if v]
+    return handle + ("#" + "&".join(parts) if parts else "")
+
+
 def hub_backbone_spec(
     handle: str, *, signature: str | None = None, output_key: str | None = None
 ) -> BackboneSpec:
@@ -574,8 +612,13 @@ def hub_backbone_spec(
     functions. Image models get `preprocessing="unit"` (TF-Hub image models take
     RGB in [0, 1]); text models take a string tensor and no preprocessing.
 
+    A signature and output key can also ride on the handle as a fragment, so a
+    registry name says everything (and a saved model reloads with them):
+    `"tfhub:/models/enc#signature=serving_default&output_key=features"`.
+
     Args:
-        handle: a SavedModel directory, a `file://` path or an https URL.
+        handle: a SavedModel directory, a `file://` path or an https URL,
+            optionally followed by `#signature=...&output_key=...`.
         signature: as for `HubBackbone`. Defaults to `None`.
         output_key: as for `HubBackbone`. Defaults to `None`.
 
@@ -592,6 +635,7 @@ def hub_backbone_spec(
     >>> spec.default_size  # doctest: +SKIP
     224
     """
+    handle, signature, output_key = split_handle(handle, signature, output_key)
     key = (_cache_key(handle), signature, output_key)
     with _LOCK:
         meta = _METADATA.get(key)
@@ -605,7 +649,7 @@ def hub_backbone_spec(
     default_size = meta.default_size
     if default_size is None and not is_text:
         default_size = FALLBACK_SIZE
-    name = f"{HUB_PREFIX}{handle}"
+    name = f"{HUB_PREFIX}{join_handle(handle, signature, output_key)}"
 
     def builder(input_shape, weights):
         if weights is None:
