@@ -7,9 +7,16 @@ Every hub model here is a small SavedModel the tests build themselves
 import os
 import shutil
 
-import keras
 import numpy as np
 import pytest
+from conftest import separable_images
+from hub_fixtures import (
+    REG_SCALE,
+    make_image_hub,
+    make_stateless_hub,
+    make_text_hub,
+    make_tf1_hub_module,
+)
 
 import kerastransfer as kt
 from kerastransfer.backbones import tfhub
@@ -21,16 +28,6 @@ from kerastransfer.errors import (
     WeightsError,
 )
 from kerastransfer.phases import backbone_blocks
-
-from conftest import separable_images
-from hub_fixtures import (
-    BN_MOMENTUM,
-    REG_SCALE,
-    make_image_hub,
-    make_stateless_hub,
-    make_text_hub,
-    make_tf1_hub_module,
-)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +47,7 @@ def text_hub(tmp_path_factory):
 
 
 def _hub_layer(model) -> HubBackbone:
-    layers = [layer for layer in model.backbone.layers if isinstance(layer, HubBackbone)]
+    layers = [x for x in model.backbone.layers if isinstance(x, HubBackbone)]
     assert len(layers) == 1
     return layers[0]
 
@@ -112,7 +109,8 @@ def test_signature_and_output_key_select_an_output(image_hub):
     np.testing.assert_allclose(np.asarray(logits(x)), plain @ head, atol=1e-5)
     assert features.compute_output_shape((None, 32, 32, 3)) == (None, 8)
     assert logits.compute_output_shape((None, 32, 32, 3)) == (None, 3)
-    with pytest.raises(HubModelError, match=r"output_key= one of \['features', 'logits'\]"):
+    several = r"output_key= one of \['features', 'logits'\]"
+    with pytest.raises(HubModelError, match=several):
         HubBackbone(image_hub, signature="serving_default")
     with pytest.raises(HubModelError, match="no signature 'serve'"):
         HubBackbone(image_hub, signature="serve")
@@ -386,6 +384,21 @@ def test_input_shape_without_a_concrete_function(image_hub):
     assert "(32, 32, 3)" in str(info.value) and "(48, 48, 3)" in str(info.value)
     with pytest.raises(InputShapeError, match="3-channel"):
         kt.TransferModel("tfhub:" + image_hub, num_classes=2, input_shape=(32, 32, 1))
+
+
+def test_weights_file_of_the_backbone_loads_into_the_hub_variables(image_hub,
+                                                                   tmp_path):
+    source = kt.TransferModel("tfhub:" + image_hub, num_classes=2)
+    kernel = _hub_layer(source).hub_variables[0]
+    assert kernel.name == "conv_kernel"
+    kernel.assign(np.full(kernel.shape, 0.25, "float32"))
+    path = tmp_path / "backbone.weights.h5"
+    source.backbone.save_weights(path)
+    model = kt.TransferModel("tfhub:" + image_hub, num_classes=2, weights=str(path))
+    np.testing.assert_array_equal(_hub_value(model, "kernel"),
+                                  np.full((3, 3, 3, 8), 0.25, "float32"))
+    # The SavedModel on disk is untouched: a fresh load has its own values.
+    assert not np.allclose(HubBackbone(image_hub)._hub_object.kernel.numpy(), 0.25)
 
 
 def test_weights_none_is_refused(image_hub):

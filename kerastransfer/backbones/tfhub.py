@@ -242,7 +242,8 @@ class HubMetadata:
         full = (None, *shape)
         for declared in self.input_shapes:
             if len(declared) == len(full) and all(
-                d is None or s is None or d == s for d, s in zip(declared, full)
+                d is None or s is None or d == s
+                for d, s in zip(declared, full, strict=True)
             ):
                 return True
         return False
@@ -299,7 +300,8 @@ def _endpoint(obj, handle: str, signature: str | None):
             )
         function = signatures[signature]
         return function, [function]
-    function = getattr(obj, "__call__", None)
+    # The SavedModel's __call__ is an instance attribute: callable(obj) misses it.
+    function = getattr(obj, "__call__", None)  # noqa: B004
     concrete = list(getattr(function, "concrete_functions", None) or [])
     if function is None or not concrete:
         names = sorted(getattr(obj, "signatures", {}) or {})
