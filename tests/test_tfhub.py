@@ -354,6 +354,22 @@ def test_unreachable_https_handle_fails_fast_with_a_clear_error(tmp_path, monkey
     assert isinstance(info.value, KerasTransferError)
 
 
+def test_https_handle_loads_offline_from_a_filled_cache(tmp_path, monkeypatch):
+    import hashlib
+
+    handle = ("https://tfhub.dev/google/imagenet/mobilenet_v3_small_100_224/"
+              "feature_vector/5")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(cache))
+    # TF-Hub's cache layout: <TFHUB_CACHE_DIR>/<sha1(handle)>/saved_model.pb
+    make_image_hub(cache / hashlib.sha1(handle.encode("utf8")).hexdigest())
+    model = kt.TransferModel("tfhub:" + handle, num_classes=2)
+    assert model.image_shape == (32, 32, 3)
+    assert _hub_layer(model).handle == handle
+    x, _ = separable_images(2, size=32)
+    assert model.predict(x, verbose=0).shape == (4, 2)
+
+
 def test_missing_and_non_savedmodel_paths(tmp_path):
     with pytest.raises(HubModelError, match="does not exist"):
         kt.get_backbone("tfhub:" + str(tmp_path / "nowhere"))
