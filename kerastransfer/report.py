@@ -64,6 +64,9 @@ def plot_learning_curves(history, path: str) -> str:
         DataError: the history has no epochs.
     """
     plt = _pyplot()
+    import matplotlib
+    import matplotlib.ticker  # noqa: F401  (integer epoch ticks)
+
     values = {k: v for k, v in history.history.items() if not k.startswith("val_")}
     if not history.history or not history.epoch:
         raise DataError("The history has no epochs to plot. Train first. "
@@ -90,6 +93,7 @@ def plot_learning_curves(history, path: str) -> str:
                         xycoords=("data", "axes fraction"), va="top", fontsize=8,
                         color="gray")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_title(name)
         ax.legend(fontsize=8)
     fig.tight_layout()
