@@ -232,6 +232,22 @@ def test_export_writes_a_valid_onnx_model(trained, onnx_model):
     assert predictor.input_shape == (40, 40, 3)
 
 
+@pytest.mark.slow
+def test_export_static_quantization_with_calibration_folder(trained, data_dir):
+    import onnx
+
+    out = trained / "model-int8.onnx"
+    result = _invoke("export", trained / "model.keras", out, "--quantize", "static",
+                     "--calibration-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    assert "static" in result.output and "agreement" in result.output
+    info = json.loads(_invoke("info", out, "--json").output)
+    assert info["metadata"]["quantization"] == "static"
+    assert info["class_names"] == ["green", "red"]
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+
+
 @pytest.mark.parametrize("extra, option", [
     (["--quantize", "static"], "--calibration-dir"),
     (["--fp16", "--quantize", "dynamic"], "--fp16"),
