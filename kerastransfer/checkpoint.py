@@ -364,10 +364,17 @@ class CheckpointRun:
         """(callbacks to run first, callbacks to run last) for one phase."""
         guard = DivergenceGuard(phase_text, learning_rate)
         self.guards.append(guard)
+        first = [*self._data_callbacks, guard]
+        from kerastransfer import distribute
+
+        strategy = getattr(self.model, "strategy", None)
+        if distribute.is_multi_worker(strategy):
+            # Same BN statistics on every worker before anything is saved.
+            first.append(distribute.SyncNonTrainableVariables(strategy))
         last = []
         if self.dir is not None:
             last.append(_CheckpointSaver(self, phase_index, phase_start))
-        return [*self._data_callbacks, guard], last
+        return first, last
 
     def guard_diverged(self) -> bool:
         return bool(self.guards and self.guards[-1].diverged is not None)

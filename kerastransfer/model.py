@@ -367,6 +367,51 @@ class TransferModel(keras.Model):
 
         return lr_find(self, x, y, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 (TF backend) reduces the first distributed batch with
+        # strategy.reduce("MEAN", ...), which fails under
+        # MultiWorkerMirroredStrategy ("Attempt to convert a value (PerReplica..."
+        # ). Only the batch's shapes are needed: take one local replica's batch.
+        strategy = getattr(self, "_distribute_strategy", None)
+        in_multi_worker = getattr(getattr(strategy, "extended", None),
+                                  "_in_multi_worker_mode", None)
+        if iterator is not None and data_batch is None and in_multi_worker and (
+                in_multi_worker()):
+            import tensorflow as tf
+
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v,
+                    next(it))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _multi_worker(self) -> bool:
+        strategy = getattr(self, "_distribute_strategy", None)
+        check = getattr(getattr(strategy, "extended", None), "_in_multi_worker_mode",
+                        None)
+        return bool(check and check())
+
+    @staticmethod
+    def _rank1_logs(logs):
+        # Keras 3.15 reduces step logs under MultiWorkerMirroredStrategy with
+        # strategy.reduce("MEAN", v, axis=0), which fails on scalars: give each
+        # log a length-1 axis, which that reduction turns back into a scalar.
+        import tensorflow as tf
+
+        return {k: tf.reshape(v, [1]) if getattr(v, "shape", None) is not None
+                and len(v.shape) == 0 else v for k, v in logs.items()}
+
+    def train_step(self, data):
+        logs = super().train_step(data)
+        return self._rank1_logs(logs) if self._multi_worker() else logs
+
+    def test_step(self, data):
+        logs = super().test_step(data)
+        return self._rank1_logs(logs) if self._multi_worker() else logs
+
     # --- Saving -------------------------------------------------------------
     def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
         """Saves to `.keras` atomically: a failed save never leaves a broken file
