@@ -96,8 +96,8 @@ def test_unfreeze_selects_the_right_layers(tiny_spec):
     assert trainable_layer_names(model) == ["blockB_conv", "blockC_conv"]
     # 6 layers with weights -> the top 3 (blockB_bn, blockC_conv, blockC_bn);
     # BatchNorm stays frozen, so only blockC_conv trains.
-    assert model.unfreeze(0.5) == ["blockB_bn", "blockB_relu", "blockC_conv",
-                                   "blockC_bn", "blockC_relu"]
+    assert model.unfreeze(0.5) == ["blockB_bn", "blockB_relu", "blockB_pool",
+                                   "blockC_conv", "blockC_bn", "blockC_relu"]
     assert trainable_layer_names(model) == ["blockC_conv"]
     model.unfreeze("all")
     assert trainable_layer_names(model) == ["blockA_conv", "blockB_conv",
