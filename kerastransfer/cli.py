@@ -25,7 +25,6 @@ __all__ = ["cli", "main"]
 
 logger = logging.getLogger("kerastransfer")
 
-_HANDLER_NAME = "kerastransfer-cli"
 _PROGRESS_MIN_FILES = 16  # show a progress bar from this many files on
 
 
@@ -77,25 +76,36 @@ class _Group(click.Group):
             raise click.ClickException(message) from None
 
 
-def _configure_logging(quiet: bool, verbose: int) -> None:
+def _configure_logging(ctx: click.Context, quiet: bool, verbose: int) -> None:
+    """Routes kerastransfer's logs to stderr at the chosen level for this command,
+    and puts every logger back as it was when the command ends (commands also run
+    in-process, e.g. under `CliRunner`)."""
     level = (logging.ERROR if quiet else logging.WARNING if not verbose
              else logging.INFO if verbose == 1 else logging.DEBUG)
-    for handler in list(logger.handlers):
-        if handler.get_name() == _HANDLER_NAME:
-            logger.removeHandler(handler)
+    third_party = logging.DEBUG if verbose > 1 else logging.ERROR
+    # root: onnxruntime.quantization warns through the root logger.
+    names = ["kerastransfer", "tf2onnx", "absl", "tensorflow", ""]
+    saved = [(logging.getLogger(n), logging.getLogger(n).level,
+              logging.getLogger(n).propagate) for n in names]
     handler = logging.StreamHandler(sys.stderr)
-    handler.set_name(_HANDLER_NAME)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+    for name in names[1:-1]:
+        logging.getLogger(name).setLevel(third_party)
     if not verbose:
+        logging.getLogger().setLevel(logging.ERROR)
         # TensorFlow's C++ logs (read when TensorFlow is first imported).
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    for name in ("tf2onnx", "absl", "tensorflow"):
-        logging.getLogger(name).setLevel(
-            logging.DEBUG if verbose > 1 else logging.ERROR
-        )
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        for each, old_level, old_propagate in saved:
+            each.setLevel(old_level)
+            each.propagate = old_propagate
+
+    ctx.call_on_close(restore)
 
 
 # --- Parameter types --------------------------------------------------------
@@ -204,7 +214,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool, verbose: int) -> None:
     ctx.meta["kerastransfer.debug"] = debug
     ctx.meta["kerastransfer.quiet"] = quiet
     ctx.meta["kerastransfer.verbose"] = verbose
-    _configure_logging(quiet, verbose)
+    _configure_logging(ctx, quiet, verbose)
 
 
 def _quiet() -> bool:

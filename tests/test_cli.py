@@ -476,3 +476,19 @@ def test_console_script_entry_point():
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0
     assert "0.1.0" in out.stdout
+
+
+def test_log_levels_and_restored_loggers(tiny_onnx):
+    import logging
+
+    package_logger = logging.getLogger("kerastransfer")
+    before = (package_logger.level, package_logger.propagate,
+              list(package_logger.handlers), logging.getLogger().level)
+    verbose = _invoke("-v", "info", tiny_onnx)
+    assert verbose.exit_code == 0
+    assert "INFO: OnnxPredictor" in verbose.output
+    default = _invoke("info", tiny_onnx)
+    assert "INFO:" not in default.output and "class_names" in default.output
+    after = (package_logger.level, package_logger.propagate,
+             list(package_logger.handlers), logging.getLogger().level)
+    assert after == before
