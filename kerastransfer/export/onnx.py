@@ -328,6 +328,11 @@ def export_onnx(
 
     start = time.perf_counter()
     _check_export_args(model, opset, atol, quantize, fp16, agreement_threshold)
+    if quantize == "static" and calibration_data is None:
+        raise ValueError(
+            "Static quantization needs calibration images. Pass calibration_data "
+            "(an array of images or a folder). Received: calibration_data=None"
+        )
     path = os.fspath(path)
     image_shape = tuple(model.image_shape)
     if any(s is None for s in image_shape):
@@ -340,6 +345,21 @@ def export_onnx(
         if include_preprocessing:
             return images
         return preprocess_images(images, model.preprocessing_mode)
+
+    mode = quantize or ("fp16" if fp16 else None)
+    calibration = evaluation = agreement_data = None
+    if mode is not None:  # read the images first: bad data fails before converting
+        if calibration_data is not None:
+            calibration = quantize_lib.load_calibration_images(
+                calibration_data, image_shape)
+        if validation_data is not None:
+            evaluation = quantize_lib.load_calibration_images(
+                validation_data, image_shape, limit=None)
+            agreement_data = "validation_data"
+        elif calibration is not None:
+            evaluation, agreement_data = calibration, "calibration_data"
+        else:
+            evaluation, agreement_data = random_images(32, image_shape), "random"
 
     reference = reference_model(model, include_preprocessing=include_preprocessing,
                                 output=output)
@@ -358,22 +378,9 @@ def export_onnx(
         max_diff = validate_onnx(reference, session, inputs, atol=atol)["max_abs_diff"]
 
     report_warnings: list[str] = []
-    mode = quantize or ("fp16" if fp16 else None)
-    agreement = quantized_diff = agreement_data = None
+    agreement = quantized_diff = None
     final = proto
     if mode is not None:
-        calibration = None
-        if calibration_data is not None:
-            calibration = quantize_lib.load_calibration_images(
-                calibration_data, image_shape)
-        if validation_data is not None:
-            evaluation = quantize_lib.load_calibration_images(
-                validation_data, image_shape, limit=None)
-            agreement_data = "validation_data"
-        elif calibration is not None:
-            evaluation, agreement_data = calibration, "calibration_data"
-        else:
-            evaluation, agreement_data = random_images(32, image_shape), "random"
         if mode == "fp16":
             final = quantize_lib.convert_fp16(proto)
         else:
