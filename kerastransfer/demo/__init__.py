@@ -8,9 +8,7 @@ MNIST's 28x28 framing). `kerastransfer.demo.pretrain` trains the small
 what that pretraining buys on the target at a few labels per class.
 """
 
-from kerastransfer.demo.digits import load_source
-from kerastransfer.demo.digits import load_target
-from kerastransfer.demo.digits import target_split
+from kerastransfer.demo.digits import load_source, load_target, target_split
 from kerastransfer.demo.pretrain import digits_cnn
 
 __all__ = ["digits_cnn", "load_source", "load_target", "target_split"]

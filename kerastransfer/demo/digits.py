@@ -7,6 +7,7 @@ downloaded.
 
 from __future__ import annotations
 
+import functools
 import logging
 import pathlib
 
@@ -80,6 +81,12 @@ def load_target() -> tuple[np.ndarray, np.ndarray]:
     >>> images.shape
     (1797, 28, 28, 1)
     """
+    images, labels = _load_target_cached()
+    return images.copy(), labels.copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _load_target_cached() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -137,7 +144,8 @@ def target_split(
         if labels_per_class > len(pool):
             raise ValueError(
                 f"`labels_per_class` exceeds the {len(pool)} images of class {cls} "
-                f"left after the test set. Received: labels_per_class={labels_per_class}"
+                "left after the test set. "
+                f"Received: labels_per_class={labels_per_class}"
             )
         pool = train_rng.permutation(pool)
         train_index.append(pool[:labels_per_class])

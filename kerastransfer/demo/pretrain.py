@@ -14,14 +14,12 @@ import os
 import pathlib
 import time
 
-from kerastransfer.demo.digits import DATA_DIR
-from kerastransfer.demo.digits import IMAGE_SHAPE
-from kerastransfer.demo.digits import NUM_CLASSES
+from kerastransfer.demo.digits import DATA_DIR, IMAGE_SHAPE, NUM_CLASSES
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_PATH = DATA_DIR / "digits_cnn.weights.h5"
-FILTERS = (32, 64, 128)
+FILTERS = (16, 32, 64)
 
 
 def digits_cnn(
@@ -33,7 +31,7 @@ def digits_cnn(
     Each block is `Conv2D(3x3, no bias) -> BatchNormalization -> ReLU`,
     followed by 2x2 max pooling after the first two blocks and global average
     pooling after the last, so the output is a pooled feature vector of
-    length 128. Inputs are grayscale images scaled to `[0, 1]`, digit white
+    length 64. Inputs are grayscale images scaled to `[0, 1]`, digit white
     on black (MNIST convention).
 
     Args:
@@ -45,7 +43,7 @@ def digits_cnn(
 
     Returns:
         A functional `keras.Model` named `"digits_cnn"` mapping images of
-        `input_shape` to features of shape `(128,)`.
+        `input_shape` to features of shape `(64,)`.
 
     Raises:
         ValueError: if `weights` is neither `None`, `"mnist"` nor an existing
@@ -57,11 +55,15 @@ def digits_cnn(
 
     >>> backbone = digits_cnn(weights="mnist")
     >>> backbone.output_shape
-    (None, 128)
+    (None, 64)
     """
     import keras
 
-    if weights is not None and weights != "mnist" and not pathlib.Path(weights).is_file():
+    if (
+        weights is not None
+        and weights != "mnist"
+        and not pathlib.Path(weights).is_file()
+    ):
         raise ValueError(
             "`weights` must be None, 'mnist', or the path of an existing "
             f".weights.h5 file. Received: weights={weights!r}"
@@ -82,7 +84,8 @@ def digits_cnn(
         if not WEIGHTS_PATH.exists():
             raise FileNotFoundError(
                 "The pretrained digits_cnn weights are missing. Recreate them with "
-                f"`python -m kerastransfer.demo.pretrain`. Received: path={WEIGHTS_PATH}"
+                "`python -m kerastransfer.demo.pretrain`. "
+                f"Received: path={WEIGHTS_PATH}"
             )
         model.load_weights(WEIGHTS_PATH)
     elif weights is not None:
@@ -182,7 +185,10 @@ def pretrain(
 
     backbone = digits_cnn()
     classifier = keras.Sequential(
-        [backbone, keras.layers.Dense(NUM_CLASSES, activation="softmax", name="source_head")],
+        [
+            backbone,
+            keras.layers.Dense(NUM_CLASSES, activation="softmax", name="source_head"),
+        ],
         name="digits_cnn_source_classifier",
     )
     classifier.compile(
