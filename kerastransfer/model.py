@@ -303,8 +303,10 @@ class TransferModel(keras.Model):
 
         Args:
             x, y: training data, as for `keras.Model.fit` (arrays, a
-                `tf.data.Dataset` of `(images, labels)`, ...). Images are RGB
-                float values in [0, 255].
+                `tf.data.Dataset` of `(images, labels)`, ...), or an `ImageData`
+                from `kerastransfer.data` (its validation split is used unless
+                `validation_data` is given). Images are RGB float values in
+                [0, 255].
             epochs: epochs of the frozen phase. Defaults to `1`.
             fine_tune_epochs: epochs of the fine-tuning phase. Defaults to `0`.
             learning_rate: learning rate of the frozen phase. Defaults to the
@@ -340,8 +342,8 @@ class TransferModel(keras.Model):
                 preprocessing layers, or `None`; applied to training batches in
                 the input pipeline only (never part of the saved model).
                 Defaults to `None`.
-            **kwargs: other `keras.Model.fit` arguments (`class_weight`,
-                `steps_per_epoch`, `shuffle`, ...).
+            **kwargs: other `keras.Model.fit` arguments (`class_weight`, also
+                `"balanced"`; `steps_per_epoch`, `shuffle`, ...).
 
         Returns:
             A `PhasedHistory` (a `keras.callbacks.History`) covering all epochs,
