@@ -183,7 +183,12 @@ def convert_fp16(model_proto: Any) -> Any:
             "fp16 export needs onnxconverter-common. Install it with "
             "`pip install onnxconverter-common`. Received: fp16=True"
         ) from error
-    converted = float16.convert_float_to_float16(model_proto, keep_io_types=True)
+    import warnings
+
+    with warnings.catch_warnings():  # one warning per tiny weight clipped to 1e-7
+        warnings.filterwarnings("ignore", category=UserWarning,
+                                module="onnxconverter_common")
+        converted = float16.convert_float_to_float16(model_proto, keep_io_types=True)
     return converted
 
 
