@@ -9,8 +9,8 @@ float32 ONNX model on the calibration-like images below (random weights make
 these figures pessimistic). Also compares session options at batch 1.
 
 Usage:
-    python benchmarks/onnx_speed.py [--models mobilenet_v3_small,resnet50,efficientnet_b0]
-        [--size 224] [--repeats 20]
+    python benchmarks/onnx_speed.py [--size 224] [--repeats 20]
+        [--models mobilenet_v3_small,efficientnet_b0,resnet50]
 """
 
 from __future__ import annotations
@@ -50,12 +50,10 @@ def _images(n, size, seed):
 
 def bench(name: str, size: int, repeats: int, folder: str) -> None:
     import keras
-    import numpy as np
     import tensorflow as tf
 
     import kerastransfer as kt
     from kerastransfer.export import export_onnx
-    from kerastransfer.export.quantize import agreement
     from kerastransfer.export.validate import set_batchnorm_statistics
     from kerastransfer.runtime import OnnxPredictor
 
@@ -79,12 +77,14 @@ def bench(name: str, size: int, repeats: int, folder: str) -> None:
         x = _images(batch, size, seed=10 + batch)
         tx = tf.constant(x)
         reps = repeats if batch == 1 else max(3, repeats // 5)
-        results[("tf.function", batch)] = _median_seconds(lambda: call(tx), reps)
+        results[("tf.function", batch)] = _median_seconds(
+            lambda tx=tx: call(tx), reps)
         results[("predict", batch)] = _median_seconds(
-            lambda: model.predict(x, batch_size=batch, verbose=0), max(3, reps // 4))
+            lambda x=x, b=batch: model.predict(x, batch_size=b, verbose=0),
+            max(3, reps // 4))
         for k, predictor in predictors.items():
             results[(k, batch)] = _median_seconds(
-                lambda p=predictor: p.predict(x, batch_size=batch), reps)
+                lambda p=predictor, x=x, b=batch: p.predict(x, batch_size=b), reps)
 
     print(f"\n== {name} at {size}px ==")
     print(f"{'':<28}{'batch 1':>12}{'batch 32':>12}")

@@ -280,11 +280,12 @@ class OnnxPredictor:
                 f"Convert them, e.g. grayscale to RGB. Received: "
                 f"images.shape={array.shape}"
             )
-        for got, want in zip(array.shape[1:3], expected[:2]):
+        for got, want in zip(array.shape[1:3], expected[:2], strict=True):
             if want is not None and got != want:
                 raise ValueError(
                     f"images must be {expected[0]}x{expected[1]} pixels. Resize "
-                    f"them, or use predict_files(). Received: images.shape={array.shape}"
+                    "them, or use predict_files(). "
+                    f"Received: images.shape={array.shape}"
                 )
         return array.astype("float32", copy=False)
 
@@ -304,7 +305,8 @@ class OnnxPredictor:
         """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(
-                f"batch_size must be a positive int. Received: batch_size={batch_size!r}"
+                "batch_size must be a positive int. "
+                f"Received: batch_size={batch_size!r}"
             )
         array = self._check(images)
         outputs = []
@@ -312,9 +314,8 @@ class OnnxPredictor:
             batch = array[start:start + batch_size]
             if self._preprocessing is not None:
                 batch = preprocess_images(batch, self._preprocessing)
-            outputs.append(
-                self._session.run(None, {self._input_name: np.ascontiguousarray(batch)})[0]
-            )
+            feed = {self._input_name: np.ascontiguousarray(batch)}
+            outputs.append(self._session.run(None, feed)[0])
         if not outputs:
             return np.zeros((0, *self._session.get_outputs()[0].shape[1:]), "float32")
         return np.concatenate(outputs)
@@ -362,7 +363,7 @@ class OnnxPredictor:
             if not good:
                 continue
             outputs = self.predict(images, batch_size=batch_size)
-            for path, scores in zip(good, outputs):
+            for path, scores in zip(good, outputs, strict=True):
                 order = np.argsort(-scores)[:top_k]
                 names = self.class_names
                 results.append({

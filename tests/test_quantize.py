@@ -21,7 +21,8 @@ def _tiny_backbone():
     inputs = keras.Input((SIZE, SIZE, 3))
     x = inputs
     for filters in (16, 32, 64):
-        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same",
+                                use_bias=False)(x)
         x = keras.layers.BatchNormalization(momentum=0.5)(x)
         x = keras.layers.ReLU()(x)
     x = keras.layers.DepthwiseConv2D(3, padding="same")(x)

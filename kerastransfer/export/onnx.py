@@ -31,7 +31,8 @@ import numpy as np
 
 from kerastransfer.errors import ExportError
 
-__all__ = ["export_onnx", "ExportReport", "convert_to_onnx", "export_patches", "quiet_tf2onnx", "reference_model"]
+__all__ = ["export_onnx", "ExportReport", "convert_to_onnx", "export_patches",
+           "quiet_tf2onnx", "reference_model"]
 
 logger = logging.getLogger(__name__)
 _PATCH_LOCK = threading.Lock()
@@ -55,7 +56,8 @@ def export_patches() -> Iterator[None]:
         from keras.src import backend
 
         data_format = backend.standardize_data_format(data_format)
-        channels = inputs.shape[-1] if data_format == "channels_last" else inputs.shape[1]
+        channel_axis = -1 if data_format == "channels_last" else 1
+        channels = inputs.shape[channel_axis]
         if channels == kernel.shape[-2] or len(inputs.shape) == 5:
             return original_conv(inputs, kernel, strides, padding, data_format,
                                  dilation_rate)

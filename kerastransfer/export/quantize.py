@@ -81,8 +81,9 @@ def load_calibration_images(
         image_shape
     ):
         raise DataError(
-            f"Calibration images must have shape (n, {', '.join(map(str, image_shape))})"
-            ". Resize them to the model's input size. "
+            "Calibration images must have shape "
+            f"(n, {', '.join(map(str, image_shape))}). Resize them to the "
+            "model's input size. "
             f"Received: calibration_data.shape={array.shape}"
         )
     if len(array) == 0:

@@ -84,7 +84,7 @@ def validate_onnx(
                 f"{len(expected)} Keras outputs"
             )
             continue
-        for name, a, e in zip(output_names, actual, expected):
+        for name, a, e in zip(output_names, actual, expected, strict=True):
             where = f"output {name!r}, batch size {len(x)}"
             if a.shape != e.shape:
                 mismatches.append(f"{where}: shape {a.shape} != Keras {e.shape}")
