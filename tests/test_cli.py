@@ -450,7 +450,7 @@ def test_benchmark_needs_onnx(tmp_path):
 # --- no TensorFlow on the deployment side ----------------------------------------
 @pytest.mark.parametrize("command", [
     ["--help"], ["info", "{model}"], ["predict", "{model}", "{image}"],
-    ["benchmark", "{model}", "--runs", "3"],
+    ["benchmark", "{model}", "--runs", "3"], ["backbones"],
 ])
 def test_deployment_commands_do_not_import_tensorflow(tiny_onnx, tmp_path, command):
     image = tmp_path / "x.png"

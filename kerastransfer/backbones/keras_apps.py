@@ -197,14 +197,9 @@ def load_weights_file(model, path, backbone_name: str) -> None:
 
 def keras_application_specs() -> list[BackboneSpec]:
     """Returns a `BackboneSpec` for every Keras Applications constructor."""
-    import importlib
-
     specs = []
     for keras_name, module, family, mode, size, min_size, dim, blocks in _CATALOG:
         name = snake_name(keras_name)
-        preprocess = importlib.import_module(
-            f"keras.applications.{module}"
-        ).preprocess_input
         specs.append(
             BackboneSpec(
                 name=name,
@@ -216,7 +211,7 @@ def keras_application_specs() -> list[BackboneSpec]:
                 feature_dim=dim,
                 blocks=blocks,
                 preprocessing_inside=(mode == "none"),
-                preprocess_input=preprocess,
+                preprocess_module=f"keras.applications.{module}",
                 keras_name=keras_name,
                 aliases=(keras_name,),
                 source="keras",

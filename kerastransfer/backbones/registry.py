@@ -91,7 +91,9 @@ class BackboneSpec:
         feature_dim: channels of its output features (None if unknown).
         blocks: its natural unfreezing blocks, or None.
         preprocessing_inside: True when the Keras model normalizes its own input.
-        preprocess_input: the Keras Applications `preprocess_input` of the family.
+        preprocess_module: the `keras.applications` module whose
+            `preprocess_input` is the family's (imported only when used, so that
+            listing the catalog does not start TensorFlow).
         keras_name: the `keras.applications` constructor name, if any.
         channels: input channels. Defaults to 3.
         aliases: other accepted names.
@@ -109,13 +111,22 @@ class BackboneSpec:
     feature_dim: int | None = None
     blocks: BlockRule | None = None
     preprocessing_inside: bool = False
-    preprocess_input: Callable | None = None
+    preprocess_module: str | None = None
     keras_name: str | None = None
     channels: int = 3
     aliases: tuple[str, ...] = field(default_factory=tuple)
     source: str = "user"
     supports_imagenet: bool = False
     input_dtype: str = "float32"
+
+    @property
+    def preprocess_input(self) -> Callable | None:
+        """The family's Keras Applications `preprocess_input`, or None."""
+        if self.preprocess_module is None:
+            return None
+        import importlib
+
+        return importlib.import_module(self.preprocess_module).preprocess_input
 
     def build(
         self,
