@@ -13,6 +13,8 @@ import kerastransfer as kt
 from kerastransfer import data as kd
 from kerastransfer.errors import DataError
 
+from test_features import tiny_backbone
+
 
 def write_image(path, colour, size=(20, 16), fmt=None):
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -154,14 +156,13 @@ def test_fit_accepts_image_data_and_balanced_weights(tmp_path):
     root = make_folder(str(tmp_path / "imgs"))
     data = kd.load_image_folder(root, image_size=(32, 32), batch_size=4,
                                 validation_split=0.3)
-    model = kt.TransferModel("mobilenet_v3_small", weights=None,
-                             input_shape=(32, 32, 3), class_names=data.class_names)
+    model = kt.TransferModel(tiny_backbone(), input_shape=(32, 32, 3),
+                             class_names=data.class_names)
     history = model.fit(data, epochs=1, class_weight="balanced", verbose=0)
     assert "val_loss" in history.history  # the ImageData's validation split
     assert data.class_weight() == pytest.approx(
         kd.balanced_class_weight(data.train_labels, 3))
-    bad = kt.TransferModel("mobilenet_v3_small", num_classes=2, weights=None,
-                           input_shape=(32, 32, 3))
+    bad = kt.TransferModel(tiny_backbone(), num_classes=2, input_shape=(32, 32, 3))
     with pytest.raises(DataError, match="3 classes"):
         bad.fit(data, epochs=1, verbose=0)
 
@@ -218,8 +219,7 @@ def test_augmentation_presets_train_only(tmp_path):
         assert not np.allclose(out.numpy(), x)
     with pytest.raises(ValueError, match="Unknown augmentation preset"):
         kd.augmentation_layers("extreme")
-    model = kt.TransferModel("mobilenet_v3_small", num_classes=2, weights=None,
-                             input_shape=(32, 32, 3))
+    model = kt.TransferModel(tiny_backbone(), num_classes=2, input_shape=(32, 32, 3))
     history = model.fit(x, y, epochs=1, batch_size=4, augmentation="medium",
                         validation_split=0.25, verbose=0)
     assert "val_loss" in history.history

@@ -73,6 +73,7 @@ def test_cached_head_matches_uncached_head_with_dropout():
     assert h_cached.phase_boundaries == [3]
 
 
+@pytest.mark.slow
 def test_cached_dataset_on_disk_matches_uncached(tmp_path):
     import tensorflow as tf
 
