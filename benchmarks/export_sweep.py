@@ -26,6 +26,14 @@ import traceback
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+_SMALLEST = [
+    "mobilenet_v3_small", "mobilenet", "mobilenet_v2", "efficientnet_b0",
+    "efficientnet_v2_b0", "resnet50", "resnet50_v2", "densenet121", "vgg16",
+    "inception_v3", "inception_resnet_v2", "xception", "nasnet_mobile",
+    "convnext_tiny",
+]
+
+
 def sweep_row(name: str, size: int, folder: str) -> dict:
     import keras
     import numpy as np
@@ -85,7 +93,9 @@ def main(argv=None) -> int:
     if args.only:
         names = args.only.split(",")
     elif args.subset:
-        seen, subset = set(), []
+        # the smallest backbone of each family, then any family not listed
+        subset = [n for n in _SMALLEST if n in names]
+        seen = {kt.get_backbone(n).family for n in subset}
         for name in names:
             family = kt.get_backbone(name).family
             if family not in seen:
