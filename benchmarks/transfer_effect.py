@@ -6,7 +6,9 @@ Source: the 10,000 vendored MNIST digits; `digits_cnn` pretrained on them by
 `load_digits` in MNIST's 28x28 framing, `k` labelled images per class, scored
 on a fixed held-out set of 800 target images (`kerastransfer.demo.target_split`).
 
-Arms, all with the same `digits_cnn` architecture and a `Dense(10, softmax)` head:
+Arms, all with the same `digits_cnn` architecture and the same new head
+(`Normalization` adapted on the labelled images' features, then
+`Dense(10, softmax)`):
 
 * `pretrained`: a user's fine-tuning protocol. Phase 1: backbone frozen
   (every layer, BatchNorm included, `trainable=False`, so BatchNorm runs in
@@ -20,6 +22,8 @@ Arms, all with the same `digits_cnn` architecture and a `Dense(10, softmax)` hea
   statistics are recalibrated on the labelled images before every
   evaluation (otherwise, with so few steps, they lag and evaluation sits
   near chance - DESIGN.md fact 2 - which would flatter pretraining).
+* `raw-pixels` (reference): scikit-learn logistic regression on the raw
+  pixels (its "epochs to target" is meaningless and reported as 1).
 * `random-frozen` (control): the pretrained arm's phase 1 on a randomly
   initialized frozen backbone (BatchNorm statistics recalibrated on the
   labelled images).
@@ -30,6 +34,23 @@ are turned into whole epochs. Test accuracy is recorded after every epoch to
 find the first epoch (cumulative over the two phases) reaching `--target`;
 the reported accuracy is the one after the last epoch (nothing is selected
 on the test set).
+
+Plain Keras, not `kerastransfer.TransferModel`: the curves need test accuracy
+after chosen epochs of one `fit` call, and the scratch arm needs its BatchNorm
+statistics recalibrated before each evaluation. A one-off check with
+`TransferModel(digits_cnn(weights="mnist"), num_classes=10)` and
+`fit(epochs=100, fine_tune_epochs=30, learning_rate=1e-2, fine_tune_lr=1e-4,
+cache_features=True)` at k=3, seed 0 gave 0.824 test accuracy (frozen BN
+statistics unchanged); the same with `pretrained=False` (one from-scratch
+phase, BN training) scored 0.100 - chance - because its moving statistics lag
+(DESIGN.md fact 2).
+
+Measured (5 seeds, defaults, a heavily loaded 2-core machine: 746 s), test
+accuracy mean ± std: k=1 pretrained 0.636 ± 0.044, scratch 0.457 ± 0.067,
+random-frozen 0.348 ± 0.072, raw pixels 0.629 ± 0.019; k=3 0.786 ± 0.028,
+0.734 ± 0.052, 0.626 ± 0.058, 0.815 ± 0.031; k=10 0.891 ± 0.009,
+0.867 ± 0.050, 0.808 ± 0.021, 0.890 ± 0.009. Pretraining beats the same CNN
+from scratch, but does not beat a linear model on raw pixels.
 
 Usage:
 
@@ -50,35 +71,69 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
-from kerastransfer.demo.digits import NUM_CLASSES  # noqa: E402
-from kerastransfer.demo.digits import target_split  # noqa: E402
-from kerastransfer.demo.pretrain import digits_cnn  # noqa: E402
-from kerastransfer.demo.pretrain import recalibrate_batchnorm  # noqa: E402
+from kerastransfer.demo.digits import (
+    NUM_CLASSES,  # noqa: E402
+    target_split,  # noqa: E402
+)
+from kerastransfer.demo.pretrain import (
+    digits_cnn,  # noqa: E402
+    recalibrate_batchnorm,  # noqa: E402
+)
 
 
-class TestAccuracy(keras.callbacks.Callback):
-    """Record held-out accuracy after every epoch (optionally after a hook)."""
+def eval_epochs(max_epochs: int) -> list[int]:
+    """Epochs after which test accuracy is measured: dense early, sparse later."""
+    epochs, epoch = [], 1
+    while epoch <= max_epochs:
+        epochs.append(epoch)
+        epoch += 1 if epoch < 10 else 2 if epoch < 20 else 5 if epoch < 50 else 10
+    if epochs[-1] != max_epochs:
+        epochs.append(max_epochs)
+    return epochs
 
-    def __init__(self, x_test, y_test, before_eval=None):
+
+class ScheduledTestAccuracy(keras.callbacks.Callback):
+    """Record held-out accuracy after the epochs in `eval_at` (1-based).
+
+    Training runs as one `fit` call over a repeated, reshuffled dataset with
+    `steps_per_epoch` steps per pass, so an "epoch" here is exactly one pass
+    over the labelled images, without Keras's per-epoch overhead.
+    """
+
+    def __init__(self, x_test, y_test, steps_per_epoch, eval_at, before_eval=None):
         super().__init__()
-        self.x_test, self.y_test, self.before_eval = x_test, y_test, before_eval
-        self.history: list[float] = []
+        self.x_test, self.y_test = x_test, y_test
+        self.steps_per_epoch, self.eval_at = steps_per_epoch, set(eval_at)
+        self.before_eval = before_eval
+        self.step = 0
+        self.curve: list[tuple[int, float]] = []
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.steps_per_epoch:
+            return
+        epoch = self.step // self.steps_per_epoch
+        if epoch not in self.eval_at:
+            return
         if self.before_eval is not None:
             self.before_eval()
-        probabilities = self.model(self.x_test, training=False)
-        predictions = np.argmax(keras.ops.convert_to_numpy(probabilities), axis=-1)
-        self.history.append(float(np.mean(predictions == self.y_test)))
+        probabilities = self.model.predict_on_batch(self.x_test)
+        predictions = np.argmax(probabilities, axis=-1)
+        self.curve.append((epoch, float(np.mean(predictions == self.y_test))))
 
 
-def _epochs_for(steps: int, n: int, batch_size: int) -> int:
-    return max(1, math.ceil(steps / math.ceil(n / batch_size)))
+def _head(features):
+    """New head: standardize features (labelled images' statistics), Dense softmax.
 
-
-def _head():
-    return keras.layers.Dense(NUM_CLASSES, activation="softmax", name="head")
+    Without the standardization the head on the small-scale pooled features
+    is undertrained after 200 Adam steps at k=10 (training accuracy 0.84-0.91).
+    """
+    normalization = keras.layers.Normalization(name="head_standardize")
+    normalization.adapt(features)
+    dense = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="head")
+    return keras.Sequential([normalization, dense], name="head")
 
 
 def _compile(model, learning_rate):
@@ -89,41 +144,83 @@ def _compile(model, learning_rate):
     )
 
 
+def _fit_epochs(
+    model,
+    x,
+    y,
+    epochs,
+    batch_size,
+    seed,
+    x_test,
+    y_test,
+    every_epoch=False,
+    before_eval=None,
+):
+    """`epochs` passes over (x, y) in one fit call; returns (curve, final loss)."""
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .repeat()
+    )
+    eval_at = range(1, epochs + 1) if every_epoch else eval_epochs(epochs)
+    callback = ScheduledTestAccuracy(
+        x_test, y_test, steps_per_epoch, eval_at, before_eval
+    )
+    history = model.fit(
+        dataset,
+        steps_per_epoch=steps_per_epoch * epochs,
+        epochs=1,
+        verbose=0,
+        callbacks=[callback],
+    )
+    return callback.curve, float(history.history["loss"][-1])
+
+
+def _epochs_for(steps: int, n: int, batch_size: int) -> int:
+    return max(1, math.ceil(steps / math.ceil(n / batch_size)))
+
+
 def _freeze_all(model):
     model.trainable = False
     for layer in model.layers:
         layer.trainable = False
 
 
-def _train_head_on_features(backbone, split, args, batch_size):
-    """Phase 1: frozen backbone, head trained on cached features."""
-    features_train = backbone.predict(split["x_train"], batch_size=256, verbose=0)
-    features_test = backbone.predict(split["x_test"], batch_size=256, verbose=0)
-    head = _head()
-    inputs = keras.Input(shape=features_train.shape[1:])
-    head_model = keras.Model(inputs, head(inputs))
-    _compile(head_model, args.head_lr)
-    callback = TestAccuracy(features_test, split["y_test"])
-    epochs = _epochs_for(args.head_steps, len(features_train), batch_size)
-    history = head_model.fit(
-        features_train,
-        split["y_train"],
-        batch_size=batch_size,
-        epochs=epochs,
-        shuffle=True,
-        verbose=0,
-        callbacks=[callback],
-    )
-    return head, callback.history, float(history.history["loss"][-1])
+def _bn_moving_means(model):
+    return [
+        np.array(keras.ops.convert_to_numpy(layer.moving_mean))
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
 
 
-def run_pretrained(split, args, batch_size, weights="mnist"):
+def run_pretrained(split, args, batch_size, seed, weights="mnist"):
+    """Frozen backbone + new head on cached features, then fine-tuning (BN frozen)."""
     backbone = digits_cnn(weights=weights)
     if weights is None:
         recalibrate_batchnorm(backbone, split["x_train"])
     _freeze_all(backbone)
-    head, curve, head_loss = _train_head_on_features(backbone, split, args, batch_size)
-    result = {"curve": curve, "head_loss": head_loss, "head_epochs": len(curve)}
+    features_train = backbone.predict(split["x_train"], batch_size=256, verbose=0)
+    features_test = backbone.predict(split["x_test"], batch_size=256, verbose=0)
+    head = _head(features_train)
+    feature_input = keras.Input(shape=features_train.shape[1:])
+    head_model = keras.Model(feature_input, head(feature_input))
+    _compile(head_model, args.head_lr)
+    head_epochs = _epochs_for(args.head_steps, len(features_train), batch_size)
+    curve, head_loss = _fit_epochs(
+        head_model,
+        features_train,
+        split["y_train"],
+        head_epochs,
+        batch_size,
+        seed,
+        features_test,
+        split["y_test"],
+        every_epoch=True,
+    )
+    result = {"curve": curve, "head_loss": head_loss, "head_epochs": head_epochs}
     if weights is None or args.fine_tune_steps <= 0:
         return result
     # Phase 2: unfreeze the convolutions, keep BatchNorm frozen (inference mode).
@@ -133,58 +230,64 @@ def run_pretrained(split, args, batch_size, weights="mnist"):
     inputs = keras.Input(shape=split["x_train"].shape[1:])
     model = keras.Model(inputs, head(backbone(inputs)))
     _compile(model, args.fine_tune_lr)
-    moving_mean_before = [
-        np.array(layer.moving_mean)
-        for layer in backbone.layers
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    callback = TestAccuracy(split["x_test"], split["y_test"])
-    history = model.fit(
+    before = _bn_moving_means(backbone)
+    fine_tune_curve, fine_tune_loss = _fit_epochs(
+        model,
         split["x_train"],
         split["y_train"],
-        batch_size=batch_size,
-        epochs=_epochs_for(args.fine_tune_steps, len(split["x_train"]), batch_size),
-        shuffle=True,
-        verbose=0,
-        callbacks=[callback],
+        _epochs_for(args.fine_tune_steps, len(split["x_train"]), batch_size),
+        batch_size,
+        seed,
+        split["x_test"],
+        split["y_test"],
     )
-    moving_mean_after = [
-        np.array(layer.moving_mean)
-        for layer in backbone.layers
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    if not all(np.array_equal(a, b) for a, b in zip(moving_mean_before, moving_mean_after)):
-        raise RuntimeError("frozen BatchNorm moving statistics changed during fine-tuning")
-    result["curve"] = curve + callback.history
-    result["fine_tune_loss"] = float(history.history["loss"][-1])
+    if not all(
+        np.array_equal(a, b)
+        for a, b in zip(before, _bn_moving_means(backbone), strict=True)
+    ):
+        raise RuntimeError(
+            "frozen BatchNorm moving statistics changed during fine-tuning"
+        )
+    result["curve"] = curve + [(head_epochs + e, a) for e, a in fine_tune_curve]
+    result["fine_tune_loss"] = fine_tune_loss
     return result
 
 
-def run_scratch(split, args, batch_size):
+def run_scratch(split, args, batch_size, seed):
+    """Same architecture from random init, all trainable; BN recalibrated to eval."""
     backbone = digits_cnn(weights=None)
+    recalibrate_batchnorm(backbone, split["x_train"])
+    features_train = backbone.predict(split["x_train"], batch_size=256, verbose=0)
     inputs = keras.Input(shape=split["x_train"].shape[1:])
-    model = keras.Model(inputs, _head()(backbone(inputs)))
+    model = keras.Model(inputs, _head(features_train)(backbone(inputs)))
     _compile(model, args.scratch_lr)
-    callback = TestAccuracy(
+    steps = args.head_steps + args.fine_tune_steps
+    curve, loss = _fit_epochs(
+        model,
+        split["x_train"],
+        split["y_train"],
+        _epochs_for(steps, len(split["x_train"]), batch_size),
+        batch_size,
+        seed,
         split["x_test"],
         split["y_test"],
         before_eval=lambda: recalibrate_batchnorm(backbone, split["x_train"]),
     )
-    steps = args.head_steps + args.fine_tune_steps
-    history = model.fit(
-        split["x_train"],
-        split["y_train"],
-        batch_size=batch_size,
-        epochs=_epochs_for(steps, len(split["x_train"]), batch_size),
-        shuffle=True,
-        verbose=0,
-        callbacks=[callback],
-    )
-    return {"curve": callback.history, "loss": float(history.history["loss"][-1])}
+    return {"curve": curve, "loss": loss}
+
+
+def run_raw_pixels(split):
+    """Reference without any CNN: logistic regression on the 784 raw pixels."""
+    from sklearn.linear_model import LogisticRegression
+
+    x_train = split["x_train"].reshape(len(split["x_train"]), -1)
+    x_test = split["x_test"].reshape(len(split["x_test"]), -1)
+    classifier = LogisticRegression(max_iter=5000).fit(x_train, split["y_train"])
+    return {"curve": [(1, float(classifier.score(x_test, split["y_test"])))]}
 
 
 def _first_reaching(curve, target):
-    for epoch, accuracy in enumerate(curve, start=1):
+    for epoch, accuracy in curve:
         if accuracy >= target:
             return epoch
     return None
@@ -194,7 +297,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=int, nargs="+", default=[1, 3, 10])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--arms", nargs="+", default=["pretrained", "scratch", "random-frozen"])
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=["pretrained", "scratch", "random-frozen", "raw-pixels"],
+    )
     parser.add_argument("--target", type=float, default=0.8)
     parser.add_argument("--head-steps", type=int, default=200)
     parser.add_argument("--head-lr", type=float, default=1e-2)
@@ -214,19 +321,23 @@ def main() -> None:
                 keras.utils.set_random_seed(seed)
                 arm_start = time.perf_counter()
                 if arm == "pretrained":
-                    result = run_pretrained(split, args, batch_size, weights="mnist")
+                    result = run_pretrained(
+                        split, args, batch_size, seed, weights="mnist"
+                    )
                 elif arm == "random-frozen":
-                    result = run_pretrained(split, args, batch_size, weights=None)
+                    result = run_pretrained(split, args, batch_size, seed, weights=None)
                 elif arm == "scratch":
-                    result = run_scratch(split, args, batch_size)
+                    result = run_scratch(split, args, batch_size, seed)
+                elif arm == "raw-pixels":
+                    result = run_raw_pixels(split)
                 else:
                     raise SystemExit(f"unknown arm {arm!r}")
                 result.update(
                     arm=arm,
                     k=k,
                     seed=seed,
-                    accuracy=result["curve"][-1],
-                    epochs=len(result["curve"]),
+                    accuracy=result["curve"][-1][1],
+                    epochs=result["curve"][-1][0],
                     steps_per_epoch=math.ceil(len(split["x_train"]) / batch_size),
                     epochs_to_target=_first_reaching(result["curve"], args.target),
                     seconds=time.perf_counter() - arm_start,
@@ -247,7 +358,8 @@ def main() -> None:
     print(
         f"pretrained: head {args.head_steps} steps @ {args.head_lr:g}, "
         f"fine-tune {args.fine_tune_steps} steps @ {args.fine_tune_lr:g} (BN frozen); "
-        f"scratch: {args.head_steps + args.fine_tune_steps} steps @ {args.scratch_lr:g}\n"
+        f"scratch: {args.head_steps + args.fine_tune_steps} steps "
+        f"@ {args.scratch_lr:g}\n"
     )
     print(
         f"{'k/class':>7s}  {'arm':<13s} {'accuracy':>15s}  "
@@ -259,7 +371,8 @@ def main() -> None:
             acc = np.array([r["accuracy"] for r in sel])
             reached = [r["epochs_to_target"] for r in sel if r["epochs_to_target"]]
             ett = (
-                f"{np.mean(reached):.1f} ± {np.std(reached):.1f} ({len(reached)}/{len(sel)})"
+                f"{np.mean(reached):.1f} ± {np.std(reached):.1f} "
+                f"({len(reached)}/{len(sel)})"
                 if reached
                 else f"never (0/{len(sel)})"
             )
@@ -270,7 +383,9 @@ def main() -> None:
     print(f"\ntotal time {total:.0f} s")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"args": vars(args), "rows": rows, "seconds": total}, handle, indent=1)
+            json.dump(
+                {"args": vars(args), "rows": rows, "seconds": total}, handle, indent=1
+            )
 
 
 if __name__ == "__main__":
