@@ -245,3 +245,43 @@ def test_seeded_dataset_order_depends_only_on_seed_and_epoch():
     a.set_epoch(4)
     assert not np.array_equal(a.order, b.order)
     assert sorted(a.order.tolist()) == list(range(10))
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_optimizer_state_is_restored(tmp_path, policy):
+    """mixed_float16 wraps the optimizer in a LossScaleOptimizer: its loss scale
+    and the inner optimizer's slots resume too."""
+    x, y = resume_worker.data(n_per_class=8)
+
+    def build():
+        return kt.TransferModel(resume_worker.small_backbone(), num_classes=2,
+                                mixed_precision=policy)
+
+    args = dict(epochs=1, fine_tune_epochs=2, batch_size=8, verbose=0,
+                checkpoint_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        build().fit(x, y, callbacks=[_StopAt(2)], **args)
+    state = read_checkpoint_state(tmp_path)
+    with np.load(tmp_path / CHECKPOINT_FILE) as data:
+        stored = [data[f"o{i}"] for i in range(state["num_optimizer_variables"])]
+    seen = {}
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            optimizer = self.model.optimizer
+            seen["type"] = type(optimizer).__name__
+            seen["values"] = [v.numpy().copy() for v in optimizer.variables]
+            inner = getattr(optimizer, "inner_optimizer", optimizer)
+            seen["iterations"] = int(inner.iterations.numpy())
+
+    history = build().fit(x, y, callbacks=[Probe()], **args)
+    expected = "LossScaleOptimizer" if policy == "mixed_float16" else "Adam"
+    assert seen["type"] == expected
+    assert len(seen["values"]) == len(stored)
+    for a, b in zip(stored, seen["values"]):
+        np.testing.assert_array_equal(a, b)
+    # Steps whose float16 gradients overflow are skipped (and the loss scale
+    # halved), so the count is whatever the interrupted run reached: <= 2 steps.
+    assert state["next_epoch"] == 2 and 0 <= seen["iterations"] <= 2
+    assert history.epoch == [0, 1, 2]
+    assert all(np.isfinite(history.history["loss"]))
