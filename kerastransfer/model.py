@@ -290,6 +290,7 @@ class TransferModel(keras.Model):
         cache_features: bool | str = False,
         report_dir: str | None = None,
         augmentation: Any = None,
+        precise_bn: bool = True,
         **kwargs,
     ):
         """Trains in phases: the head on a frozen backbone, then fine-tuning.
@@ -342,6 +343,10 @@ class TransferModel(keras.Model):
                 preprocessing layers, or `None`; applied to training batches in
                 the input pipeline only (never part of the saved model).
                 Defaults to `None`.
+            precise_bn: after a phase that trained BatchNorm, recompute its
+                moving statistics with the final weights over up to 1,024
+                training images, since the moving averages lag after few steps
+                (`kerastransfer.batchnorm`). Defaults to `True`.
             **kwargs: other `keras.Model.fit` arguments (`class_weight`, also
                 `"balanced"`; `steps_per_epoch`, `shuffle`, ...).
 
@@ -360,7 +365,7 @@ class TransferModel(keras.Model):
             validation_data=validation_data, callbacks=callbacks,
             checkpoint_dir=checkpoint_dir,
             verbose=verbose, cache_features=cache_features, report_dir=report_dir,
-            augmentation=augmentation, **kwargs,
+            augmentation=augmentation, precise_bn=precise_bn, **kwargs,
         )
 
     def lr_find(self, x, y=None, **kwargs):

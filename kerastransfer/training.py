@@ -252,11 +252,13 @@ class _PhaseAnnouncer(keras.callbacks.Callback):
 def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
                checkpoint_dir=None,
                callbacks=None, verbose: Any = "auto", cache_features=False,
-               report_dir=None, augmentation=None, **fit_kwargs) -> PhasedHistory:
+               report_dir=None, augmentation=None, precise_bn: bool = True,
+               **fit_kwargs) -> PhasedHistory:
     """Runs every phase of `plan` on `model` and returns one `PhasedHistory`."""
     from kerastransfer import data as data_lib
     from kerastransfer import features as features_lib
 
+    raw_images = x  # before augmentation: what BatchNorm statistics should see
     x, y, fit_kwargs = data_lib.prepare_fit_inputs(
         model, x, y, augmentation=augmentation, **fit_kwargs)
     check_arrays(model, x, y)
@@ -312,6 +314,12 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
             verbose=verbose, fit_kwargs=fit_kwargs,
         )
         run.raise_if_diverged()
+        recalibrated = 0
+        if precise_bn and phase.train_bn and model.strategy is None:
+            # EMA statistics lag after few steps (DESIGN.md fact 2): recompute them.
+            from kerastransfer.batchnorm import recalibrate_batchnorm
+
+            recalibrated = recalibrate_batchnorm(model, raw_images)
         history.extend(result, {
             "name": phase.name,
             "unfreeze": phase.unfreeze.to_string(),
@@ -320,6 +328,7 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
             keras.saving.serialize_keras_object(rate),
             "lr_decay": phase.lr_decay,
             "cached_features": cached,
+            "precise_bn_images": recalibrated,
         }, start_epoch=epoch)
         epoch = len(history.epoch)
         run.end_phase(index, history.phases[-1], epoch, last=phase is active[-1])

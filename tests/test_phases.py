@@ -223,3 +223,23 @@ def test_from_scratch_model_trains_in_one_phase(tiny_spec):
     history = model.fit(x, y, epochs=1, fine_tune_epochs=1, batch_size=8, verbose=0)
     assert [p["name"] for p in history.phases] == ["from_scratch"]
     assert history.phases[0]["train_bn"] is True and len(history.epoch) == 2
+
+
+@pytest.mark.parametrize("precise_bn", [True, False])
+def test_precise_bn_recomputes_statistics_after_training_bn(tiny_spec, precise_bn):
+    x, y = separable_images(n_per_class=16)
+    model = kt.TransferModel("tiny_test_net", num_classes=2, weights=None,
+                             dropout=0.0)
+    history = model.fit(x, y, epochs=2, batch_size=16, precise_bn=precise_bn,
+                        verbose=0)
+    assert history.phases[0]["precise_bn_images"] == (32 if precise_bn else 0)
+    # The statistics a BatchNorm layer should hold: those of its inputs, with the
+    # final weights, over the training images.
+    pre = np.asarray(model.get_layer("preprocessing")(x))
+    conv = np.asarray(model.backbone.get_layer("blockA_conv")(pre))
+    target = conv.mean(axis=(0, 1, 2))
+    moving = np.array(model.backbone.get_layer("blockA_bn").moving_mean)
+    if precise_bn:
+        np.testing.assert_allclose(moving, target, rtol=1e-3, atol=1e-3)
+    else:  # 4 EMA steps at momentum 0.99: still near the initial zeros
+        assert np.abs(moving - target).max() > 0.3 * np.abs(target).max()
