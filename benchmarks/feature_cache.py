@@ -75,11 +75,12 @@ def main():
     plain_epoch = statistics.median(plain["epochs"][1:] or plain["epochs"])
     fast_epoch = statistics.median(fast["epochs"][1:] or fast["epochs"])
     extraction = fast["total"] - sum(fast["epochs"])
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(plain["head"], fast["head"]))
+    pairs = zip(plain["head"], fast["head"], strict=True)
+    diff = max(float(np.abs(a - b).max()) for a, b in pairs)
     print(f"MobileNetV3Small, {args.images} images at {args.size}px, batch "
           f"{args.batch_size}, {args.epochs} frozen-phase epochs")
     print(f"{'':28}{'uncached':>12}{'cached':>12}")
-    for i, (a, b) in enumerate(zip(plain["epochs"], fast["epochs"])):
+    for i, (a, b) in enumerate(zip(plain["epochs"], fast["epochs"], strict=False)):
         print(f"{'epoch ' + str(i + 1) + ' (s)':28}{a:12.3f}{b:12.3f}")
     print(f"{'median epoch 2+ (s)':28}{plain_epoch:12.3f}{fast_epoch:12.3f}")
     print(f"{'one-off extraction (s)':28}{'-':>12}{extraction:12.3f}")

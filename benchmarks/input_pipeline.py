@@ -108,7 +108,8 @@ def main():
         scan = time.perf_counter() - t0
         uncached = kd.load_image_folder(root, cache=False, **kwargs)
         in_memory = kd.load_image_folder(root, cache=False, shuffle=False, **kwargs)
-        xs, ys = zip(*[(a.numpy(), b.numpy()) for a, b in in_memory.train])
+        batches = [(a.numpy(), b.numpy()) for a, b in in_memory.train]
+        xs, ys = zip(*batches, strict=True)
         x, y = np.concatenate(xs), np.concatenate(ys)
         print(f"{args.images} JPEGs 320x240 -> {args.size}px, batch {args.batch_size}, "
               f"{steps} steps/epoch, MobileNetV3Small frozen backbone "

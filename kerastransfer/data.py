@@ -188,7 +188,8 @@ def _split(labels: np.ndarray, validation_split: float, seed: int):
             count = 1
         val.extend(members[:count])
         train.extend(members[count:])
-    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
+    return (np.sort(np.array(train, dtype=np.int64)),
+            np.sort(np.array(val, dtype=np.int64)))
 
 
 def _decode_fn(image_size):
@@ -232,7 +233,8 @@ def _array_pipeline(x, y, *, batch_size, shuffle, seed):
 
 
 def _check_batch_size(batch_size):
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    if (not isinstance(batch_size, int) or isinstance(batch_size, bool)
+            or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int. Received: "
                          f"batch_size={batch_size!r}")
 
@@ -400,9 +402,9 @@ def _read_records(source) -> tuple[list[dict], str | None]:
     if isinstance(source, Iterable):
         records = list(source)
         if not all(isinstance(r, dict) for r in records):
-            raise TypeError("source must be a CSV path, a DataFrame or a list of dicts. "
-                            f"Received: an item of type {type(records[0]).__name__}"
-                            if records else "")
+            kind = type(next(r for r in records if not isinstance(r, dict))).__name__
+            raise TypeError("source must be a CSV path, a DataFrame or a list of "
+                            f"dicts. Received: an item of type {kind}")
         return records, None
     raise TypeError("source must be a CSV path, a DataFrame or a list of dicts. "
                     f"Received: source={source!r}")
@@ -771,8 +773,9 @@ def prepare_fit_inputs(model, x, y, *, augmentation=None, seed: int | None = Non
         split = fit_kwargs.pop("validation_split", 0.0) or 0.0
         if split and fit_kwargs.get("validation_data") is None:
             cut = int(len(x) * (1.0 - split))  # the last part, as Keras does
-            fit_kwargs["validation_data"] = (x[cut:], y[cut:]) if sample_weight is None \
-                else (x[cut:], y[cut:], sample_weight[cut:])
+            fit_kwargs["validation_data"] = (
+                (x[cut:], y[cut:]) if sample_weight is None
+                else (x[cut:], y[cut:], sample_weight[cut:]))
             x, y = x[:cut], y[:cut]
             sample_weight = None if sample_weight is None else sample_weight[:cut]
         parts = (x, y) if sample_weight is None else (x, y, sample_weight)

@@ -167,7 +167,8 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 1.0,
         raise ValueError("lr_find needs 0 < start_lr < end_lr. "
                          f"Received: start_lr={start_lr}, end_lr={end_lr}")
     if not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"num_steps must be an int >= 2. Received: num_steps={num_steps!r}")
+        raise ValueError("num_steps must be an int >= 2. "
+                         f"Received: num_steps={num_steps!r}")
     if phase is None:
         phase = "frozen" if getattr(model, "pretrained", False) else "current"
     if phase not in ("frozen", "current"):
@@ -226,7 +227,7 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 1.0,
                     else "")
         return result
     finally:
-        for variable, value in zip(model.variables, saved_values):
+        for variable, value in zip(model.variables, saved_values, strict=False):
             variable.assign(value)
         if saved_state is not None and hasattr(model, "_restore_phase_state"):
             model._restore_phase_state(saved_state)

@@ -77,14 +77,15 @@ def plot_learning_curves(history, path: str) -> str:
     epochs = [e + 1 for e in history.epoch]
     boundaries = list(getattr(history, "phase_boundaries", []))
     phases = list(getattr(history, "phases", []))
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=False):
         for key, label in ((name, "train"), (f"val_{name}", "validation")):
             series = history.history.get(key)
             if series is None:
                 continue
-            points = [(e, v) for e, v in zip(epochs, series) if v is not None]
+            points = [(e, v) for e, v in zip(epochs, series, strict=False)
+                      if v is not None]
             if points:
-                ax.plot(*zip(*points), marker="o", label=label)
+                ax.plot(*zip(*points, strict=False), marker="o", label=label)
         for i, boundary in enumerate(boundaries):
             ax.axvline(boundary + 0.5, color="gray", linestyle="--",
                        label="phase start" if i == 0 else None)
@@ -246,7 +247,8 @@ def write_report(model, history, validation_data, report_dir: str) -> dict[str, 
             per_class = {}
             truth, guess = labels > 0.5, predictions > 0.5
             for i, name in enumerate(class_names):
-                metrics = classification_metrics(truth[:, i], guess[:, i], ["no", "yes"])
+                metrics = classification_metrics(truth[:, i], guess[:, i],
+                                                 ["no", "yes"])
                 per_class[str(name)] = metrics["per_class"]["yes"]
             summary["per_class"] = per_class
         else:

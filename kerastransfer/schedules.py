@@ -116,7 +116,8 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError("max_learning_rate must be > 0. "
                              f"Received: max_learning_rate={max_learning_rate!r}")
         if not 0.0 < pct_start < 1.0:
-            raise ValueError(f"pct_start must be in (0, 1). Received: pct_start={pct_start!r}")
+            raise ValueError("pct_start must be in (0, 1). "
+                             f"Received: pct_start={pct_start!r}")
         self.max_learning_rate = float(max_learning_rate)
         self.total_steps = int(total_steps)
         self.pct_start = float(pct_start)

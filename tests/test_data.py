@@ -4,16 +4,14 @@ import csv
 import logging
 import os
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
+from test_features import tiny_backbone
 
 import kerastransfer as kt
 from kerastransfer import data as kd
 from kerastransfer.errors import DataError
-
-from test_features import tiny_backbone
 
 
 def write_image(path, colour, size=(20, 16), fmt=None):
@@ -25,7 +23,7 @@ def write_image(path, colour, size=(20, 16), fmt=None):
 
 def make_folder(root, per_class=(6, 4, 5)):
     colours = {"cat": (200, 30, 30), "dog": (30, 200, 30), "emu": (30, 30, 200)}
-    for (name, colour), count in zip(colours.items(), per_class):
+    for (name, colour), count in zip(colours.items(), per_class, strict=False):
         for i in range(count):
             ext = ".png" if i % 2 else ".jpg"
             write_image(os.path.join(root, name, f"{i}{ext}"), colour)
@@ -50,7 +48,7 @@ def add_bad_files(root):
 
 
 def all_batches(dataset):
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in dataset], strict=False)
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -89,7 +87,8 @@ def test_corrupt_files_are_skipped_and_reported(tmp_path, caplog):
 def test_strict_rejects_corrupt_files_before_training(tmp_path):
     root = make_folder(str(tmp_path / "imgs"))
     add_bad_files(root)
-    with pytest.raises(DataError, match=r"(?s)3 of 18 files are not usable.*garbage\.jpg"):
+    expected = r"(?s)3 of 18 files are not usable.*garbage\.jpg"
+    with pytest.raises(DataError, match=expected):
         kd.load_image_folder(root, strict=True)
 
 

@@ -6,11 +6,10 @@ import os
 import keras
 import numpy as np
 import pytest
+from conftest import separable_images
 
 import kerastransfer as kt
 from kerastransfer import features
-
-from conftest import separable_images
 
 
 def tiny_backbone():
@@ -55,13 +54,15 @@ def test_cached_head_matches_uncached_head_with_dropout():
     assert [p["cached_features"] for p in h_cached.phases] == [True, False]
     assert [p["cached_features"] for p in h_plain.phases] == [False, False]
     # the head really trained (so equality means something): 3 epochs x 5 steps
-    moved = max(np.abs(a - b).max() for a, b in zip(head_weights(plain), start))
+    pairs = zip(head_weights(plain), start, strict=True)
+    moved = max(np.abs(a - b).max() for a, b in pairs)
     assert moved > 1e-3
     # same seed, same batches in the same order, dropout 0.3 with the same seed
     # generator: equal to float32 round-off (tolerance 1e-5), fine-tuning included
-    for a, b in zip(head_weights(plain), head_weights(cached)):
+    for a, b in zip(head_weights(plain), head_weights(cached), strict=False):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
-    for a, b in zip(plain.backbone.get_weights(), cached.backbone.get_weights()):
+    for a, b in zip(plain.backbone.get_weights(), cached.backbone.get_weights(),
+                    strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
     # the history covers all 4 epochs, with validation metrics in the cached phase
     assert h_cached.epoch == [0, 1, 2, 3]
@@ -86,7 +87,7 @@ def test_cached_dataset_on_disk_matches_uncached(tmp_path):
                                 validation_data=val)
     assert h_cached.phases[0]["cached_features"] is True
     assert glob.glob(str(tmp_path / "cache" / "features-*"))  # cache files on disk
-    for a, b in zip(head_weights(plain), head_weights(cached)):
+    for a, b in zip(head_weights(plain), head_weights(cached), strict=False):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
     np.testing.assert_allclose(h_cached.history["val_loss"],
                                h_plain.history["val_loss"], atol=1e-5)

@@ -3,13 +3,12 @@
 import keras
 import numpy as np
 import pytest
+from conftest import separable_images
 from PIL import Image
+from test_features import build
 
 import kerastransfer as kt
 from kerastransfer.lr_finder import lr_find, suggest_learning_rate
-
-from conftest import separable_images
-from test_features import build
 
 
 def test_lr_find_restores_weights_optimizer_and_phase(tmp_path):
@@ -25,10 +24,10 @@ def test_lr_find_restores_weights_optimizer_and_phase(tmp_path):
                            batch_size=8)
     after = [v.numpy() for v in model.variables]
     assert len(before) == len(after)
-    for a, b in zip(before, after):
+    for a, b in zip(before, after, strict=False):
         np.testing.assert_array_equal(a, b)
     assert model.optimizer is optimizer
-    for a, b in zip(opt_before, optimizer.variables):
+    for a, b in zip(opt_before, optimizer.variables, strict=False):
         np.testing.assert_array_equal(a, b.numpy())
     assert model.phase_state == state
     # the sweep itself

@@ -5,12 +5,11 @@ import os
 
 import numpy as np
 import pytest
+from conftest import separable_images
 from PIL import Image
+from test_features import build
 
 from kerastransfer import report
-
-from conftest import separable_images
-from test_features import build
 
 
 def check_png(path):
@@ -43,7 +42,8 @@ def test_classification_metrics_match_sklearn():
     assert metrics["accuracy"] == pytest.approx(np.mean(y_true == y_pred))
     assert metrics["macro_avg"]["f1"] == pytest.approx(f.mean())
     text = report.format_classification_report(metrics)
-    assert "precision" in text and text.count("\n") == 9  # header, 4 classes, blank, 3 totals
+    # header, 4 classes, blank line, 3 totals
+    assert "precision" in text and text.count("\n") == 9
 
 
 def test_fit_writes_report(tmp_path):

@@ -5,12 +5,11 @@ import math
 import keras
 import numpy as np
 import pytest
+from conftest import separable_images
+from test_features import build
 
 import kerastransfer as kt
 from kerastransfer.schedules import OneCycle, WarmupCosineDecay, steps_for
-
-from conftest import separable_images
-from test_features import build
 
 
 def approx(expected):
