@@ -202,7 +202,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.diverged = {"epoch": self._epoch, "batch": batch, "loss": loss}
         self.model.stop_training = True
         if self._good is not None:
-            for variable, value in zip(self.model.variables, self._good):
+            for variable, value in zip(self.model.variables, self._good, strict=True):
                 variable.assign(value)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -475,7 +475,7 @@ class CheckpointRun:
                         "of variables). Use a new checkpoint_dir. Received: "
                         f"{len(stored)} stored, {len(variables)} in the model"
                     )
-                for key, variable in zip(stored, variables):
+                for key, variable in zip(stored, variables, strict=True):
                     value = data[key]
                     if tuple(value.shape) != tuple(variable.shape):
                         raise CheckpointError(

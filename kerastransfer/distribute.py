@@ -64,7 +64,7 @@ class SyncNonTrainableVariables(keras.callbacks.Callback):
         if self._fn is None:
             self._fn = tf.function(lambda: self.strategy.run(replica_fn))
         means = self.strategy.experimental_local_results(self._fn())[0]
-        for variable, mean in zip(tf_vars, means):
+        for variable, mean in zip(tf_vars, means, strict=True):
             variable.assign(mean)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -11,8 +11,15 @@ import pytest
 
 import kerastransfer as kt
 from kerastransfer.errors import (
-    CheckpointError, DataError, HubModelError, InputShapeError, KerasTransferError,
-    OutputPathError, TrainingDivergedError, UnknownBackboneError, WeightsError,
+    CheckpointError,
+    DataError,
+    HubModelError,
+    InputShapeError,
+    KerasTransferError,
+    OutputPathError,
+    TrainingDivergedError,
+    UnknownBackboneError,
+    WeightsError,
 )
 from kerastransfer.saving import ModelLoadError
 
@@ -183,7 +190,8 @@ API_CASES = [
      DataError, r"Images must have shape"),
     ("empty_data", lambda c: _fit(c, c.images(n=0), np.zeros(0, int)),
      DataError, r"The training data is empty"),
-    ("labels_out_of_range", lambda c: _fit(c, c.images(), np.array([0, 1, 2, 3] * 2)[:6]),
+    ("labels_out_of_range",
+     lambda c: _fit(c, c.images(), np.array([0, 1, 2, 3, 0, 1])),
      DataError, r"Labels must be in \[0, 2\] for num_classes=3.*\[0, 3\]"),
     ("labels_negative", lambda c: _fit(c, c.images(), np.array([-1, 0, 1] * 2)),
      DataError, r"Labels must be in \[0, 2\]"),
@@ -193,7 +201,8 @@ API_CASES = [
      DataError, r"one label per image\. Received: 6 images and 3 labels"),
     ("one_class_only", lambda c: _fit(c, c.images(), np.zeros(6, int)),
      DataError, r"only one class \(0\).*at least two classes"),
-    ("string_images", lambda c: _fit(c, np.full((2, SIZE, SIZE, 3), "x"), np.array([0, 1])),
+    ("string_images",
+     lambda c: _fit(c, np.full((2, SIZE, SIZE, 3), "x"), np.array([0, 1])),
      DataError, r"Images must be real numbers.*Received: x.dtype=<U1"),
     ("nan_images",
      lambda c: _fit(c, np.where(np.arange(6)[:, None, None, None] == 2, np.nan,

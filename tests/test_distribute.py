@@ -40,7 +40,7 @@ def test_two_workers_finish_both_phases_with_identical_weights(tmp_path):
         for w in workers:
             if w.poll() is None:
                 w.kill()
-    for w, (_, err) in zip(workers, outputs):
+    for w, (_, err) in zip(workers, outputs, strict=True):
         assert w.returncode == 0, err[-3000:]
     reports = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(2)]
     for report in reports:

@@ -58,7 +58,8 @@ def test_sigkill_in_fine_tuning_resumes_exactly(tmp_path):
     assert not (tmp_path / "run.json").exists()
     state = read_checkpoint_state(tmp_path / "ckpt")
     # Killed during epoch 3 (phase 2): epochs 0-2 are safely stored.
-    assert (state["phase_index"], state["phase_start"], state["next_epoch"]) == (1, 2, 3)
+    position = (state["phase_index"], state["phase_start"], state["next_epoch"])
+    assert position == (1, 2, 3)
     assert not state["finished"]
     assert len(state["epoch_logs"]) == 3
 
@@ -100,7 +101,7 @@ def test_finished_checkpoint_returns_history_without_training(tmp_path, tiny_dat
     assert count.epochs == []  # nothing retrained
     assert second.history == first.history
     assert [p["name"] for p in second.phases] == ["frozen", "fine_tune"]
-    for a, b in zip(trained, _values(again)):
+    for a, b in zip(trained, _values(again), strict=True):
         np.testing.assert_array_equal(a, b)
     assert again.phase_state["unfreeze"] == "all"  # the last phase's state
 
@@ -168,7 +169,7 @@ def test_grouped_optimizer_state_is_restored(tmp_path):
     history = model.fit(x, y, callbacks=[Probe()], **args)
     assert seen["type"] == "GroupedOptimizer"
     assert len(seen["values"]) == len(stored) > 10
-    for a, b in zip(stored, seen["values"]):
+    for a, b in zip(stored, seen["values"], strict=True):
         np.testing.assert_array_equal(a, b)
     assert all(i == 2 for i in seen["iterations"])  # one fine-tune epoch, 2 steps
     assert history.epoch == [0, 1, 2]
@@ -210,7 +211,7 @@ def test_huge_learning_rate_raises_and_keeps_good_weights(tmp_path):
     # ModelCheckpoint saved at the end of the diverged epoch: good weights only.
     fresh = _regression_model()
     fresh.load_weights(str(saved))
-    for a, b in zip(fresh.weights, model.weights):
+    for a, b in zip(fresh.weights, model.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
@@ -226,7 +227,8 @@ def test_nan_inputs_in_a_dataset_raise_diverged():
     with pytest.raises(TrainingDivergedError, match=r"phase 1/1 .* at epoch 1 "
                        r"\(batch 1\).*NaN/Inf"):
         model.fit(data, epochs=2, verbose=0)
-    for a, b in zip(before, _values(model)):  # restored to the start of training
+    # Restored to the start of training.
+    for a, b in zip(before, _values(model), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -278,7 +280,7 @@ def test_mixed_precision_optimizer_state_is_restored(tmp_path, policy):
     expected = "LossScaleOptimizer" if policy == "mixed_float16" else "Adam"
     assert seen["type"] == expected
     assert len(seen["values"]) == len(stored)
-    for a, b in zip(stored, seen["values"]):
+    for a, b in zip(stored, seen["values"], strict=True):
         np.testing.assert_array_equal(a, b)
     # Steps whose float16 gradients overflow are skipped (and the loss scale
     # halved), so the count is whatever the interrupted run reached: <= 2 steps.
