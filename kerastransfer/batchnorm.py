@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
-__all__ = ["recalibrate_batchnorm", "trainable_batchnorm_layers"]
+__all__ = ["PreciseBatchNorm", "recalibrate_batchnorm", "trainable_batchnorm_layers"]
 
 logger = logging.getLogger("kerastransfer")
 
@@ -82,3 +82,25 @@ def recalibrate_batchnorm(model, data: Any, *, max_samples: int = 1024,
             layer.momentum = momentum
     logger.info("Recalibrated %d BatchNorm layers on %d images.", len(layers), used)
     return used
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """Recalibrates trainable BatchNorm statistics before every validation.
+
+    Keras validates at the end of each epoch with the moving statistics; after few
+    steps they lag the weights, so the validation curve would show an accuracy the
+    model does not have. Recalibrating changes no trainable weight, and training
+    itself uses batch statistics, so it does not change what the model learns.
+
+    Args:
+        data: training images (array or dataset of `(images, labels)` batches).
+        max_samples: images used per recalibration. Defaults to `1024`.
+    """
+
+    def __init__(self, data: Any, max_samples: int = 1024):
+        super().__init__()
+        self.data = data
+        self.max_samples = max_samples
+
+    def on_test_begin(self, logs=None):
+        recalibrate_batchnorm(self.model, self.data, max_samples=self.max_samples)

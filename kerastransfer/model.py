@@ -343,10 +343,11 @@ class TransferModel(keras.Model):
                 preprocessing layers, or `None`; applied to training batches in
                 the input pipeline only (never part of the saved model).
                 Defaults to `None`.
-            precise_bn: after a phase that trained BatchNorm, recompute its
-                moving statistics with the final weights over up to 1,024
-                training images, since the moving averages lag after few steps
-                (`kerastransfer.batchnorm`). Defaults to `True`.
+            precise_bn: in a phase that trains BatchNorm, recompute its moving
+                statistics with the current weights over up to 1,024 training
+                images before each validation and at the end of the phase, since
+                the moving averages lag after few steps (`kerastransfer.batchnorm`).
+                Defaults to `True`.
             **kwargs: other `keras.Model.fit` arguments (`class_weight`, also
                 `"balanced"`; `steps_per_epoch`, `shuffle`, ...).
 

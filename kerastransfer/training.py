@@ -51,12 +51,22 @@ class PhasedHistory(keras.callbacks.History):
         return [p["start_epoch"] for p in self.phases[1:]]
 
     def extend(self, history: keras.callbacks.History, phase: dict,
-               start_epoch: int | None = None) -> None:
+               start_epoch: int | None = None, validation_freq: int = 1) -> None:
         start = len(self.epoch)
         self.epoch.extend(history.epoch)
+        # With validation_freq > 1 Keras records val_* only on validated epochs
+        # (those with (epoch + 1) % freq == 0): put them at their epochs.
+        validated = [i for i, e in enumerate(history.epoch)
+                     if (e + 1) % max(1, int(validation_freq)) == 0]
         for key, values in history.history.items():
             column = self.history.setdefault(key, [None] * start)
-            column.extend(float(v) for v in values)
+            values = [float(v) for v in values]
+            if len(values) < len(history.epoch) and len(values) == len(validated):
+                aligned = [None] * len(history.epoch)
+                for position, value in zip(validated, values):
+                    aligned[position] = value
+                values = aligned
+            column.extend(values)
         for column in self.history.values():  # metrics absent in this phase
             column.extend([None] * (len(self.epoch) - len(column)))
         self.phases.append({
@@ -307,6 +317,10 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
         show = verbose not in (0, False)
         first, last = run.callbacks(
             index, epoch, f"phase {number}/{len(active)} '{phase.name}'", shown_rate)
+        if precise_bn and phase.train_bn and model.strategy is None:
+            from kerastransfer.batchnorm import PreciseBatchNorm
+
+            last = [*last, PreciseBatchNorm(raw_images)]
         result, cached = features_lib.run_phase(
             model, x, y, cache_features=cache_features, augmentation=augmentation,
             epochs=epoch + phase.epochs, initial_epoch=initial_epoch,
@@ -316,7 +330,8 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
         run.raise_if_diverged()
         recalibrated = 0
         if precise_bn and phase.train_bn and model.strategy is None:
-            # EMA statistics lag after few steps (DESIGN.md fact 2): recompute them.
+            # EMA statistics lag after few steps (DESIGN.md fact 2): recompute them
+            # (also before each validation, by the PreciseBatchNorm callback).
             from kerastransfer.batchnorm import recalibrate_batchnorm
 
             recalibrated = recalibrate_batchnorm(model, raw_images)
@@ -329,7 +344,7 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
             "lr_decay": phase.lr_decay,
             "cached_features": cached,
             "precise_bn_images": recalibrated,
-        }, start_epoch=epoch)
+        }, start_epoch=epoch, validation_freq=fit_kwargs.get("validation_freq", 1))
         epoch = len(history.epoch)
         run.end_phase(index, history.phases[-1], epoch, last=phase is active[-1])
     history.set_model(model)

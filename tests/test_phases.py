@@ -243,3 +243,13 @@ def test_precise_bn_recomputes_statistics_after_training_bn(tiny_spec, precise_b
         np.testing.assert_allclose(moving, target, rtol=1e-3, atol=1e-3)
     else:  # 4 EMA steps at momentum 0.99: still near the initial zeros
         assert np.abs(moving - target).max() > 0.3 * np.abs(target).max()
+
+
+def test_history_aligns_validation_with_validation_freq(tiny_spec):
+    x, y = separable_images(n_per_class=8)
+    model = make(tiny_spec)
+    history = model.fit(x, y, epochs=3, fine_tune_epochs=3, batch_size=16,
+                        validation_data=(x, y), validation_freq=2, verbose=0)
+    values = history.history["val_loss"]
+    assert len(values) == 6 == len(history.history["loss"])
+    assert [v is not None for v in values] == [False, True, False, True, False, True]
