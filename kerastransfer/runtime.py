@@ -29,9 +29,11 @@ __all__ = ["OnnxPredictor", "list_image_files", "decode_images", "preprocess_ima
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-_PREFIX = "kerastransfer."
-_JSON_KEYS = {"class_names", "input_shape", "value_range", "include_preprocessing",
-              "output_shape"}
+# The metadata contract with kerastransfer.export.metadata, which writes it: keys
+# are prefixed, structured values are JSON.
+METADATA_PREFIX = "kerastransfer."
+METADATA_JSON_KEYS = frozenset({"class_names", "input_shape", "value_range",
+                                "include_preprocessing", "output_shape"})
 # Preferred execution providers, fastest first.
 _PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
                    "CPUExecutionProvider")
@@ -136,13 +138,15 @@ def decode_images(
     return array, failed
 
 
-def _decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
+def decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
+    """Turns raw `kerastransfer.*` metadata strings into Python values (prefix
+    removed); other keys are dropped."""
     result: dict[str, Any] = {}
     for key, value in raw.items():
-        if not key.startswith(_PREFIX):
+        if not key.startswith(METADATA_PREFIX):
             continue
-        name = key[len(_PREFIX):]
-        if name in _JSON_KEYS:
+        name = key[len(METADATA_PREFIX):]
+        if name in METADATA_JSON_KEYS:
             try:
                 value = json.loads(value)
             except ValueError:
@@ -238,7 +242,7 @@ class OnnxPredictor:
         logger.info("OnnxPredictor %s runs on %s", self.path, self.providers)
 
         raw = self._session.get_modelmeta().custom_metadata_map
-        self.metadata = _decode_metadata(dict(raw))
+        self.metadata = decode_metadata(dict(raw))
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
         shape = self.metadata.get("input_shape") or list(model_input.shape)

@@ -1,8 +1,8 @@
 """ONNX metadata written by `export_onnx` and read back by `OnnxPredictor`.
 
 Every key is prefixed `kerastransfer.` and every value is a string (ONNX
-`metadata_props` hold strings); structured values are JSON. This module imports
-only the standard library and `onnx` lazily, so the runtime can reuse the key names.
+`metadata_props` hold strings); structured values are JSON. The key names and the
+reader live in `kerastransfer.runtime` (the TensorFlow-free side) and are used here.
 """
 
 from __future__ import annotations
@@ -11,13 +11,11 @@ import json
 import platform
 from typing import Any
 
+from kerastransfer.runtime import METADATA_JSON_KEYS as _JSON_KEYS
+from kerastransfer.runtime import METADATA_PREFIX as PREFIX
+from kerastransfer.runtime import decode_metadata
+
 __all__ = ["PREFIX", "build_metadata", "set_metadata", "read_metadata", "decode"]
-
-PREFIX = "kerastransfer."
-
-# keys whose values are JSON-encoded
-_JSON_KEYS = {"class_names", "input_shape", "value_range", "include_preprocessing",
-              "output_shape"}
 
 
 def _version(module: str) -> str:
@@ -96,25 +94,8 @@ def set_metadata(model_proto: Any, metadata: dict[str, str]) -> None:
             prop.key, prop.value = key, value
 
 
-def decode(raw: dict[str, str]) -> dict[str, Any]:
-    """Turns raw `kerastransfer.*` strings into Python values (prefix removed).
-
-    Keys without the prefix are kept as they are, under their own name.
-    """
-    result: dict[str, Any] = {}
-    for key, value in raw.items():
-        if not key.startswith(PREFIX):
-            continue
-        name = key[len(PREFIX):]
-        if name in _JSON_KEYS:
-            try:
-                value = json.loads(value)
-            except ValueError:
-                pass
-        elif name == "num_classes":
-            value = int(value)
-        result[name] = value
-    return result
+# The reader lives on the deployment side (no TensorFlow there); one definition.
+decode = decode_metadata
 
 
 def read_metadata(path: str) -> dict[str, Any]:
