@@ -27,8 +27,8 @@ def export_and_check(model, data, out_dir: str) -> dict:
 
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "model.onnx")
-    report = export_onnx(model, path)
     images = next(iter(data.validation or data.train))[0].numpy()
+    report = export_onnx(model, path, validation_data=images)
     predictor = OnnxPredictor(path)
     onnx_probs = predictor.predict(images)
     keras_probs = model.predict(images, verbose=0)

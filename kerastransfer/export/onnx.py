@@ -288,7 +288,8 @@ def export_onnx(
         calibration_data: images for static calibration: an array
             `(n, h, w, c)` in [0, 255] or a folder of image files. Defaults to
             `None`.
-        validation_data: images on which the quantized model's agreement with
+        validation_data: real images: the float32 export is also validated on
+            (up to 16 of) them, and the quantized model's agreement with
             float32 is measured (same forms). Defaults to `None` (the calibration
             data, else random images — a pessimistic figure).
         fp16: convert to float16 with float32 inputs/outputs (for GPUs).
@@ -350,14 +351,17 @@ def export_onnx(
 
     mode = quantize or ("fp16" if fp16 else None)
     calibration = evaluation = agreement_data = None
-    if mode is not None:  # read the images first: bad data fails before converting
+    # Read the images first: bad data fails before converting.
+    real_images = None
+    if validation_data is not None:
+        real_images = quantize_lib.load_calibration_images(
+            validation_data, image_shape, limit=None)
+    if mode is not None:
         if calibration_data is not None:
             calibration = quantize_lib.load_calibration_images(
                 calibration_data, image_shape)
-        if validation_data is not None:
-            evaluation = quantize_lib.load_calibration_images(
-                validation_data, image_shape, limit=None)
-            agreement_data = "validation_data"
+        if real_images is not None:
+            evaluation, agreement_data = real_images, "validation_data"
         elif calibration is not None:
             evaluation, agreement_data = calibration, "calibration_data"
         else:
@@ -377,6 +381,10 @@ def export_onnx(
     max_diff = None
     if validate:
         inputs = [to_graph_input(random_images(b, image_shape, seed=b)) for b in (1, 3)]
+        if real_images is not None:
+            # A trained model's softmax saturates on random noise (differences
+            # vanish); real images exercise the outputs where they matter.
+            inputs.append(to_graph_input(real_images[:16]))
         max_diff = validate_onnx(reference, session, inputs, atol=atol)["max_abs_diff"]
 
     report_warnings: list[str] = []
