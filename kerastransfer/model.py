@@ -380,13 +380,10 @@ class TransferModel(keras.Model):
         # strategy.reduce("MEAN", ...), which fails under
         # MultiWorkerMirroredStrategy ("Attempt to convert a value (PerReplica..."
         # ). Only the batch's shapes are needed: take one local replica's batch.
-        strategy = getattr(self, "_distribute_strategy", None)
-        in_multi_worker = getattr(getattr(strategy, "extended", None),
-                                  "_in_multi_worker_mode", None)
-        if iterator is not None and data_batch is None and in_multi_worker and (
-                in_multi_worker()):
+        if iterator is not None and data_batch is None and self._multi_worker():
             import tensorflow as tf
 
+            strategy = self._distribute_strategy
             for _, _, it in iterator:
                 data_batch = tf.nest.map_structure(
                     lambda v: strategy.experimental_local_results(v)[0]
