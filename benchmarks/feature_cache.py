@@ -23,20 +23,9 @@ import time
 
 import keras
 import numpy as np
+from timing import EpochTimer  # benchmarks/timing.py (the script's folder)
 
 import kerastransfer as kt
-
-
-class EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times, self._start = [], None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
 
 
 def build(size):

@@ -39,18 +39,6 @@ import kerastransfer as kt
 from kerastransfer import data as kd
 
 
-class EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times, self._start = [], None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
-
-
 def write_folder(root, images, classes=5):
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:240, 0:320].astype("float32")
