@@ -13,7 +13,7 @@ logger = logging.getLogger("examples")
 
 def smoke_folder(classes=("cat", "dog"), per_class=12, size=80) -> str:
     """A tiny synthetic image folder standing in for the real data set."""
-    from kerastransfer.synthetic import write_image_folder
+    from kerastransfer.data.synthetic import write_image_folder
 
     return write_image_folder(tempfile.mkdtemp(prefix="kt_smoke_"), classes,
                               per_class=per_class, size=size)

@@ -20,14 +20,14 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "TransferModel": "kerastransfer.model",
+    "TransferModel": "kerastransfer.tasks.classifier",
     "load_model": "kerastransfer.saving",
-    "Phase": "kerastransfer.phases",
-    "PhasePlan": "kerastransfer.phases",
-    "Unfreeze": "kerastransfer.phases",
-    "freeze_backbone": "kerastransfer.phases",
-    "unfreeze": "kerastransfer.phases",
-    "trainable_summary": "kerastransfer.phases",
+    "Phase": "kerastransfer.training.phases",
+    "PhasePlan": "kerastransfer.training.phases",
+    "Unfreeze": "kerastransfer.training.phases",
+    "freeze_backbone": "kerastransfer.training.phases",
+    "unfreeze": "kerastransfer.training.phases",
+    "trainable_summary": "kerastransfer.training.phases",
     "BackboneSpec": "kerastransfer.backbones.registry",
     "BlockRule": "kerastransfer.backbones.registry",
     "list_backbones": "kerastransfer.backbones.registry",
@@ -35,16 +35,16 @@ _EXPORTS = {
     "register_backbone": "kerastransfer.backbones.registry",
     "unregister_backbone": "kerastransfer.backbones.registry",
     "ImagePreprocessing": "kerastransfer.preprocessing",
-    "GroupedOptimizer": "kerastransfer.optimizers",
-    "PhasedHistory": "kerastransfer.training",
+    "GroupedOptimizer": "kerastransfer.training.optimizers",
+    "PhasedHistory": "kerastransfer.training.loop",
     "ImageData": "kerastransfer.data",
     "load_image_folder": "kerastransfer.data",
     "load_image_list": "kerastransfer.data",
     "balanced_class_weight": "kerastransfer.data",
-    "lr_find": "kerastransfer.lr_finder",
-    "LRFinderResult": "kerastransfer.lr_finder",
-    "WarmupCosineDecay": "kerastransfer.schedules",
-    "OneCycle": "kerastransfer.schedules",
+    "lr_find": "kerastransfer.training.lr_finder",
+    "LRFinderResult": "kerastransfer.training.lr_finder",
+    "WarmupCosineDecay": "kerastransfer.training.schedules",
+    "OneCycle": "kerastransfer.training.schedules",
     "write_report": "kerastransfer.report",
     "KerasTransferError": "kerastransfer.errors",
     "UnknownBackboneError": "kerastransfer.errors",
@@ -63,8 +63,8 @@ if TYPE_CHECKING:  # for static analysis only
         BackboneSpec, BlockRule, get_backbone, list_backbones, register_backbone,
         unregister_backbone,
     )
-    from kerastransfer.model import TransferModel  # noqa: F401
-    from kerastransfer.phases import (  # noqa: F401
+    from kerastransfer.tasks.classifier import TransferModel  # noqa: F401
+    from kerastransfer.training.phases import (  # noqa: F401
         Phase, PhasePlan, Unfreeze, freeze_backbone, trainable_summary, unfreeze,
     )
 

@@ -47,8 +47,8 @@ def load_model(path: str | os.PathLike, *, safe_mode: bool = True, compile: bool
         )
     import keras
 
-    import kerastransfer.model  # noqa: F401 -- registers the classes
-    import kerastransfer.optimizers  # noqa: F401
+    import kerastransfer.tasks.classifier  # noqa: F401 -- registers the classes
+    import kerastransfer.training.optimizers  # noqa: F401
 
     try:
         return keras.saving.load_model(path, safe_mode=safe_mode, compile=compile)

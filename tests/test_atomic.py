@@ -14,8 +14,8 @@ import pytest
 
 import kerastransfer as kt
 from kerastransfer import io as kt_io
-from kerastransfer.checkpoint import CHECKPOINT_FILE, CheckpointRun
-from kerastransfer.phases import PhasePlan
+from kerastransfer.training.checkpoint import CHECKPOINT_FILE, CheckpointRun
+from kerastransfer.training.phases import PhasePlan
 from kerastransfer.saving import ModelLoadError
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -53,7 +53,7 @@ def test_two_workers_finish_both_phases_with_identical_weights(tmp_path):
     assert len(a.files) == len(b.files) == 14
     for key in a.files:  # weights AND BatchNorm statistics (averaged each epoch)
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    from kerastransfer.checkpoint import read_checkpoint_state
+    from kerastransfer.training.checkpoint import read_checkpoint_state
 
     for i in range(2):
         assert read_checkpoint_state(tmp_path / f"ckpt{i}")["finished"] is True

@@ -9,7 +9,7 @@ import pytest
 from conftest import separable_images
 
 import kerastransfer as kt
-from kerastransfer import features
+from kerastransfer.training import features
 
 
 def tiny_backbone():

@@ -8,7 +8,7 @@ from PIL import Image
 from test_features import build
 
 import kerastransfer as kt
-from kerastransfer.lr_finder import lr_find, suggest_learning_rate
+from kerastransfer.training.lr_finder import lr_find, suggest_learning_rate
 
 
 def test_lr_find_restores_weights_optimizer_and_phase(tmp_path):

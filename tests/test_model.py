@@ -36,7 +36,7 @@ def test_structure_and_attributes():
     ("regression", "linear", "mean_squared_error"),
 ])
 def test_tasks(task, activation, loss):
-    from kerastransfer.training import default_loss
+    from kerastransfer.training.loop import default_loss
 
     model = small(num_classes=2, task=task, dropout=0.0)
     assert model.get_layer("predictions").activation.__name__ == activation

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import kerastransfer as kt
-from kerastransfer.phases import Phase, PhasePlan, Unfreeze, backbone_blocks
+from kerastransfer.training.phases import Phase, PhasePlan, Unfreeze, backbone_blocks
 from tests.conftest import separable_images
 
 

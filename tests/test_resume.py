@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import kerastransfer as kt
-from kerastransfer.checkpoint import CHECKPOINT_FILE, read_checkpoint_state
+from kerastransfer.training.checkpoint import CHECKPOINT_FILE, read_checkpoint_state
 from kerastransfer.errors import CheckpointError, TrainingDivergedError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -233,7 +233,7 @@ def test_nan_inputs_in_a_dataset_raise_diverged():
 
 
 def test_seeded_dataset_order_depends_only_on_seed_and_epoch():
-    from kerastransfer.checkpoint import SeededArrayDataset
+    from kerastransfer.training.checkpoint import SeededArrayDataset
 
     x = np.arange(10, dtype="float32")[:, None]
     a = SeededArrayDataset(x, x, batch_size=4, seed=5)

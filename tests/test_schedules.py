@@ -9,7 +9,7 @@ from conftest import separable_images
 from test_features import build
 
 import kerastransfer as kt
-from kerastransfer.schedules import OneCycle, WarmupCosineDecay, steps_for
+from kerastransfer.training.schedules import OneCycle, WarmupCosineDecay, steps_for
 
 
 def approx(expected):

@@ -27,7 +27,7 @@ from kerastransfer.errors import (
     KerasTransferError,
     WeightsError,
 )
-from kerastransfer.phases import backbone_blocks
+from kerastransfer.training.phases import backbone_blocks
 
 
 @pytest.fixture(scope="module")

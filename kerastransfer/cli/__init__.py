@@ -369,7 +369,7 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
     except InputShapeError as error:
         raise click.BadParameter(_one_line(error),
                                  param_hint="'--image-size'") from None
-    from kerastransfer.phases import Unfreeze
+    from kerastransfer.training.phases import Unfreeze
 
     try:
         Unfreeze.parse(unfreeze)
@@ -379,7 +379,7 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
     import keras
 
     from kerastransfer.data import load_image_folder
-    from kerastransfer.model import TransferModel
+    from kerastransfer.tasks.classifier import TransferModel
 
     keras.utils.set_random_seed(seed)
     data = load_image_folder(

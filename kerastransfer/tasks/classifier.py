@@ -17,7 +17,7 @@ from typing import Any
 
 import keras
 
-from kerastransfer import phases as phases_lib
+from kerastransfer.training import phases as phases_lib
 from kerastransfer.backbones.registry import BackboneSpec, get_backbone
 from kerastransfer.errors import InputShapeError
 from kerastransfer.preprocessing import ImagePreprocessing
@@ -229,7 +229,7 @@ class TransferModel(keras.Model):
         phases_lib.freeze_backbone(self)
 
     def unfreeze(self, rule: Any = "all", *, train_bn: bool = False) -> list[str]:
-        """Unfreezes part of the backbone; see `kerastransfer.phases.unfreeze`."""
+        """Unfreezes part of the backbone; see `kerastransfer.training.phases.unfreeze`."""
         return phases_lib.unfreeze(self, rule, train_bn=train_bn)
 
     def trainable_summary(self) -> str:
@@ -251,7 +251,7 @@ class TransferModel(keras.Model):
         self._user_compile = dict(
             optimizer=optimizer, loss=loss, metrics=metrics, **kwargs
         )
-        from kerastransfer import training
+        from kerastransfer.training import loop as training
 
         with _scope(self.strategy):
             super().compile(
@@ -346,7 +346,7 @@ class TransferModel(keras.Model):
             precise_bn: in a phase that trains BatchNorm, recompute its moving
                 statistics with the current weights over up to 1,024 training
                 images before each validation and at the end of the phase, since
-                the moving averages lag after few steps (`kerastransfer.batchnorm`).
+                the moving averages lag after few steps (`kerastransfer.training.batchnorm`).
                 Defaults to `True`.
             **kwargs: other `keras.Model.fit` arguments (`class_weight`, also
                 `"balanced"`; `steps_per_epoch`, `shuffle`, ...).
@@ -355,7 +355,7 @@ class TransferModel(keras.Model):
             A `PhasedHistory` (a `keras.callbacks.History`) covering all epochs,
             with `history.phases` recording each phase's name, epochs and rule.
         """
-        from kerastransfer import training
+        from kerastransfer.training import loop as training
 
         plan = training.resolve_plan(
             self, plan, epochs, fine_tune_epochs, learning_rate, fine_tune_lr,
@@ -370,8 +370,8 @@ class TransferModel(keras.Model):
         )
 
     def lr_find(self, x, y=None, **kwargs):
-        """Sweeps the learning rate; see `kerastransfer.lr_finder.lr_find`."""
-        from kerastransfer.lr_finder import lr_find
+        """Sweeps the learning rate; see `kerastransfer.training.lr_finder.lr_find`."""
+        from kerastransfer.training.lr_finder import lr_find
 
         return lr_find(self, x, y, **kwargs)
 

@@ -16,9 +16,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerastransfer import phases as phases_lib
+from kerastransfer.training import phases as phases_lib
 from kerastransfer.errors import DataError
-from kerastransfer.optimizers import GroupedOptimizer, scaled_learning_rate
+from kerastransfer.training.optimizers import GroupedOptimizer, scaled_learning_rate
 
 __all__ = ["PhasedHistory", "fit_phases", "resolve_plan", "default_loss",
            "default_metrics"]
@@ -266,7 +266,7 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
                **fit_kwargs) -> PhasedHistory:
     """Runs every phase of `plan` on `model` and returns one `PhasedHistory`."""
     from kerastransfer import data as data_lib
-    from kerastransfer import features as features_lib
+    from kerastransfer.training import features as features_lib
 
     raw_images = x  # before augmentation: what BatchNorm statistics should see
     x, y, fit_kwargs = data_lib.prepare_fit_inputs(
@@ -278,7 +278,7 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
         model._user_compile["loss"] = "categorical_crossentropy"
     template = _template_optimizer(model)
     base = _base_learning_rate(template)
-    from kerastransfer import checkpoint as checkpoint_lib
+    from kerastransfer.training import checkpoint as checkpoint_lib
 
     # Resume state, NaN guard, seeded per-epoch data order (checkpoint.py).
     run = checkpoint_lib.CheckpointRun(model, plan, checkpoint_dir)
@@ -318,7 +318,7 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
         first, last = run.callbacks(
             index, epoch, f"phase {number}/{len(active)} '{phase.name}'", shown_rate)
         if precise_bn and phase.train_bn and model.strategy is None:
-            from kerastransfer.batchnorm import PreciseBatchNorm
+            from kerastransfer.training.batchnorm import PreciseBatchNorm
 
             last = [*last, PreciseBatchNorm(raw_images)]
         result, cached = features_lib.run_phase(
@@ -332,7 +332,7 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
         if precise_bn and phase.train_bn and model.strategy is None:
             # EMA statistics lag after few steps (DESIGN.md fact 2): recompute them
             # (also before each validation, by the PreciseBatchNorm callback).
-            from kerastransfer.batchnorm import recalibrate_batchnorm
+            from kerastransfer.training.batchnorm import recalibrate_batchnorm
 
             recalibrated = recalibrate_batchnorm(model, raw_images)
         history.extend(result, {

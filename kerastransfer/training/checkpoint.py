@@ -347,7 +347,7 @@ class CheckpointRun:
 
     def history(self):
         """A `PhasedHistory` holding the stored epochs and finished phases."""
-        from kerastransfer.training import PhasedHistory
+        from kerastransfer.training.loop import PhasedHistory
 
         history = PhasedHistory()
         history.epoch = list(range(len(self.epoch_logs)))
@@ -365,7 +365,7 @@ class CheckpointRun:
         guard = DivergenceGuard(phase_text, learning_rate)
         self.guards.append(guard)
         first = [*self._data_callbacks, guard]
-        from kerastransfer import distribute
+        from kerastransfer.training import distribute
 
         strategy = getattr(self.model, "strategy", None)
         if distribute.is_multi_worker(strategy):

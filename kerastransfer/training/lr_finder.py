@@ -161,7 +161,7 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 1.0,
     import keras
     import tensorflow as tf
 
-    from kerastransfer import training
+    from kerastransfer.training import loop as training
 
     if not (0 < start_lr < end_lr):
         raise ValueError("lr_find needs 0 < start_lr < end_lr. "

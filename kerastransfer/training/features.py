@@ -197,7 +197,7 @@ for _hook in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end"
 
 
 def _compile_head(model, head) -> None:
-    from kerastransfer import training
+    from kerastransfer.training import loop as training
 
     compiled = dict(model._user_compile or {})
     extra = {k: v for k, v in compiled.items()
