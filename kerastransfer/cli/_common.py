@@ -1,0 +1,237 @@
+"""What every command shares: error handling, logging set-up, parameter types,
+output helpers, and the quiet first import of TensorFlow.
+
+Nothing here imports TensorFlow, Keras or onnxruntime at module level: the
+deployment commands (`backbones`, `info x.onnx`, `predict x.onnx`, `benchmark`)
+must stay TensorFlow-free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+logger = logging.getLogger("kerastransfer")
+
+PROGRESS_MIN_FILES = 16  # show a progress bar from this many files on
+
+
+# --- Errors -----------------------------------------------------------------
+def runtime_error_types() -> tuple[type[BaseException], ...]:
+    """The exception types reported as one-line runtime failures (exit 1)."""
+    from kerastransfer.errors import KerasTransferError
+
+    types: list[type[BaseException]] = [KerasTransferError, OSError, ValueError,
+                                         RuntimeError, MemoryError]
+    onnxruntime = sys.modules.get("onnxruntime")
+    if onnxruntime is not None:  # only if already imported: never import it here
+        try:
+            from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+            types.extend(
+                getattr(state, name) for name in (
+                    "Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf",
+                    "NoSuchFile", "RuntimeException", "NotImplemented",
+                ) if hasattr(state, name)
+            )
+        except ImportError:  # pragma: no cover -- a broken onnxruntime install
+            pass
+    return tuple(types)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (its type name when it has none)."""
+    text = str(error).strip() or type(error).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines)
+
+
+class Group(click.Group):
+    """A click group that turns runtime failures into one-line errors (exit 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except Exception as error:  # noqa: BLE001 -- reported, or re-raised in debug
+            if ctx.meta.get("kerastransfer.debug"):
+                raise
+            expected = isinstance(error, runtime_error_types())
+            message = one_line(error)
+            if not expected:
+                message = (f"Unexpected {type(error).__name__}: {message} "
+                           "(re-run with --debug for the traceback)")
+            raise click.ClickException(message) from None
+
+
+# --- Logging and TensorFlow's start-up noise ----------------------------------
+def configure_logging(ctx: click.Context, quiet: bool, verbose: int) -> None:
+    """Routes kerastransfer's logs to stderr at the chosen level for this command,
+    and puts every logger back as it was when the command ends (commands also run
+    in-process, e.g. under `CliRunner`).
+
+    Args:
+        ctx: the group's click context.
+        quiet: only errors.
+        verbose: `0` warnings, `1` info, `2` debug (third-party logs too).
+    """
+    level = (logging.ERROR if quiet else logging.WARNING if not verbose
+             else logging.INFO if verbose == 1 else logging.DEBUG)
+    third_party = logging.DEBUG if verbose > 1 else logging.ERROR
+    # root: onnxruntime.quantization warns through the root logger.
+    names = ["kerastransfer", "tf2onnx", "absl", "tensorflow", ""]
+    saved = [(logging.getLogger(n), logging.getLogger(n).level,
+              logging.getLogger(n).propagate) for n in names]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    for name in names[1:-1]:
+        logging.getLogger(name).setLevel(third_party)
+    if verbose < 2:
+        logging.getLogger().setLevel(logging.ERROR)
+        # TensorFlow's C++ logs, read once when TensorFlow is first imported:
+        # 3 hides its INFO/WARNING/ERROR start-up lines (cuda stubs, CPU
+        # features); an explicit user setting wins.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        for each, old_level, old_propagate in saved:
+            each.setLevel(old_level)
+            each.propagate = old_propagate
+
+    ctx.call_on_close(restore)
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow (once) with its native start-up lines silenced.
+
+    While TensorFlow's shared libraries load, its C++ side writes straight to
+    file descriptor 2, some of it before `TF_CPP_MIN_LOG_LEVEL` is read: absl's
+    "WARNING: All log messages before absl::InitializeLog() is called are
+    written to STDERR", cudart_stub's "Could not find cuda drivers" and
+    cpu_feature_guard's CPU-instructions notice. Python's `sys.stderr` cannot
+    catch them, so descriptor 2 points at /dev/null for the duration of the
+    import only and is restored afterwards (an import error is raised after the
+    restore, so it is still shown). This is the one place the CLI does this.
+
+    Does nothing when TensorFlow is already imported; imports plainly with
+    `-vv` (the user asked for everything).
+    """
+    if "tensorflow" in sys.modules:
+        return
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().meta.get("kerastransfer.verbose", 0) > 1:
+        import tensorflow  # noqa: F401 -- -vv: TensorFlow's own lines too
+        return
+    try:
+        sys.stderr.flush()
+        saved_fd = os.dup(2)
+    except (OSError, ValueError):  # no usable descriptor 2: import plainly
+        import tensorflow  # noqa: F401
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+
+
+# --- Parameter types and checks ---------------------------------------------
+class ImageSize(click.ParamType):
+    """`224` (square) or `HEIGHTxWIDTH` (`224x160`)."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip().lower()
+        parts = text.split("x")
+        try:
+            sizes = [int(p) for p in parts]
+        except ValueError:
+            sizes = []
+        if len(sizes) == 1:
+            sizes = sizes * 2
+        if len(sizes) != 2 or min(sizes) < 1:
+            self.fail(
+                "Expected a positive size such as 224 or 224x160 (height x width). "
+                f"Received: {value!r}", param, ctx,
+            )
+        return tuple(sizes)
+
+
+IMAGE_SIZE = ImageSize()
+
+
+def model_kind(path: str, param_hint: str, allowed: Sequence[str]) -> str:
+    """The model file's extension (".keras" / ".onnx"), or a usage error."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in allowed:
+        raise click.BadParameter(
+            f"Expected a {' or '.join(allowed)} model file. Received: {path!r}",
+            param_hint=param_hint,
+        )
+    return ext
+
+
+def check_out_path(path: str, ext: str, param_hint: str) -> str:
+    """`path` if it ends with `ext` and its folder exists, else a usage error."""
+    if not path.lower().endswith(ext):
+        raise click.BadParameter(
+            f"The output file must end with {ext}. Received: {path!r}",
+            param_hint=param_hint,
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise click.BadParameter(
+            f"The output folder does not exist; create it first. Received: {path!r}",
+            param_hint=param_hint,
+        )
+    return path
+
+
+# --- Output -----------------------------------------------------------------
+def echo_json(payload: Any) -> None:
+    """Prints `payload` as indented JSON (numpy values as Python values)."""
+    click.echo(json.dumps(payload, indent=2, default=json_default))
+
+
+def json_default(value: Any) -> Any:
+    """`json.dumps` fallback: numpy scalars/arrays, tuples, else `str`."""
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)
+
+
+def stderr_progress(iterable=None, length=None, label=None):
+    """A click progress bar on stderr (stdout stays parseable)."""
+    return click.progressbar(iterable, length=length, label=label, file=sys.stderr)
+
+
+def is_quiet() -> bool:
+    """Whether the group's `--quiet` is on."""
+    return bool(click.get_current_context().meta.get("kerastransfer.quiet"))
+

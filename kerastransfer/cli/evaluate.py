@@ -1,0 +1,73 @@
+"""`kerastransfer evaluate`: accuracy, per-class metrics and the confusion
+matrix of a .keras or .onnx model on a class-folder of images."""
+
+from __future__ import annotations
+
+import click
+
+from kerastransfer.cli._common import echo_json, import_tensorflow_quietly
+from kerastransfer.cli.predict import open_predictor
+
+
+@click.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True,
+                                                               dir_okay=False))
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--batch-size", type=click.IntRange(min=1), default=32,
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def evaluate(model_path, data_dir, batch_size, as_json):
+    """Evaluate MODEL (.keras or .onnx) on DATA_DIR/<class>/ images.
+
+    Prints accuracy, per-class precision/recall/F1 and the confusion matrix
+    (rows: true class, columns: predicted class). The folder's class names must
+    be among the model's.
+
+    \b
+    Examples:
+      kerastransfer evaluate model.keras data/test/
+      kerastransfer evaluate model.onnx data/test/ --json
+    """
+    import numpy as np
+
+    predictor = open_predictor(model_path)
+    import_tensorflow_quietly()  # the folder is read with tf.data
+    from kerastransfer.data import load_image_folder
+    from kerastransfer.errors import DataError
+
+    height, width = predictor.input_shape[:2]
+    data = load_image_folder(data_dir, image_size=(height, width),
+                             batch_size=batch_size, validation_split=0.0,
+                             shuffle=False)
+    names = list(predictor.class_names)
+    unknown = [c for c in data.class_names if c not in names]
+    if unknown:
+        raise DataError(
+            f"The folder has classes the model does not know: {unknown}. The "
+            f"model's classes are {names}. Received: data_dir={data_dir!r}"
+        )
+    to_model = np.array([names.index(c) for c in data.class_names])
+    y_true, y_pred = [], []
+    for images, labels in data.train:
+        probabilities = predictor.predict(np.asarray(images, dtype="float32"))
+        y_pred.append(np.argmax(probabilities, axis=-1))
+        y_true.append(to_model[np.asarray(labels).astype(int)])
+    from kerastransfer.report import (
+        classification_metrics,
+        format_classification_report,
+    )
+
+    metrics = classification_metrics(np.concatenate(y_true), np.concatenate(y_pred),
+                                     names)
+    if as_json:
+        echo_json(metrics)
+        return
+    click.echo(f"Images: {metrics['num_samples']}  accuracy: {metrics['accuracy']:.4f}")
+    click.echo(format_classification_report(metrics).rstrip())
+    click.echo("Confusion matrix (rows: true class, columns: predicted class):")
+    width = max(len(n) for n in names)
+    cell = max([3] + [len(n) for n in names] +
+               [len(str(v)) for row in metrics["confusion_matrix"] for v in row])
+    click.echo(" " * (width + 2) + " ".join(n.rjust(cell) for n in names))
+    for name, row in zip(names, metrics["confusion_matrix"], strict=True):
+        click.echo(f"{name.ljust(width)}  " + " ".join(str(v).rjust(cell) for v in row))

@@ -1,0 +1,144 @@
+"""`kerastransfer predict`: top-k classes of image files with a .keras or .onnx
+model (a .onnx model never imports TensorFlow)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+
+from kerastransfer.cli._common import (
+    PROGRESS_MIN_FILES,
+    echo_json,
+    import_tensorflow_quietly,
+    is_quiet,
+    logger,
+    model_kind,
+    stderr_progress,
+)
+
+
+class KerasPredictor:
+    """Predicts with a .keras model; decodes files exactly as `OnnxPredictor`.
+
+    Args:
+        path: the `.keras` file.
+    """
+
+    def __init__(self, path: str):
+        import_tensorflow_quietly()
+        from kerastransfer.saving import load_model
+
+        self.model = load_model(path)
+        self.class_names = list(self.model.class_names)
+        self.input_shape = tuple(self.model.image_shape)
+        self.skipped: list[tuple[str, str]] = []
+
+    def predict(self, images):
+        """Probabilities of float32 RGB [0, 255] images `(n, h, w, 3)`."""
+        import numpy as np
+
+        return np.asarray(self.model.predict_on_batch(
+            np.asarray(images, dtype="float32")))
+
+    def predict_files(self, paths: Sequence[str], top_k: int = 5) -> list[dict]:
+        """`[{"path", "top_k": [(class, probability)], "probabilities"}]` for the
+        readable files; unreadable ones go to `self.skipped`."""
+        import numpy as np
+
+        from kerastransfer.runtime import decode_images
+
+        images, self.skipped = decode_images(paths, self.input_shape[:2])
+        if self.skipped:
+            logger.warning("Skipped %d unreadable file(s): %s", len(self.skipped),
+                           "; ".join(f"{p} ({r})" for p, r in self.skipped[:10]))
+        bad = {p for p, _ in self.skipped}
+        good = [p for p in paths if p not in bad]
+        if not good:
+            return []
+        results = []
+        for path, scores in zip(good, self.predict(images), strict=True):
+            order = np.argsort(-scores)[:top_k]
+            results.append({
+                "path": path,
+                "top_k": [(self.class_names[i], float(scores[i])) for i in order],
+                "probabilities": scores,
+            })
+        return results
+
+
+def open_predictor(model_path: str):
+    """An `OnnxPredictor` for a .onnx file, a `KerasPredictor` for a .keras one."""
+    kind = model_kind(model_path, "'MODEL'", (".keras", ".onnx"))
+    if kind == ".onnx":
+        from kerastransfer.runtime import OnnxPredictor
+
+        return OnnxPredictor(model_path)
+    return KerasPredictor(model_path)
+
+
+@click.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True,
+                                                               dir_okay=False))
+@click.argument("images", nargs=-1, required=True,
+                type=click.Path(exists=True))
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32,
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (with every class's probability).")
+def predict(model_path, images, top_k, batch_size, as_json):
+    """Classify IMAGES (files or folders) with a .keras or .onnx MODEL.
+
+    A .onnx model runs on onnxruntime without importing TensorFlow. Unreadable
+    files are reported on stderr and skipped; the command fails (exit 1) only
+    when no image could be read.
+
+    \b
+    Examples:
+      kerastransfer predict model.onnx cat.jpg dog.jpg
+      kerastransfer predict model.keras photos/ --top-k 3 --json
+    """
+    from kerastransfer.runtime import list_image_files
+
+    files = list_image_files(images)
+    if not files:
+        raise click.BadParameter(
+            "No image files found (a folder is searched for "
+            ".jpg/.jpeg/.png/.bmp/.gif/.webp/.tif files). "
+            f"Received: {' '.join(images)}", param_hint="'IMAGES'",
+        )
+    predictor = open_predictor(model_path)
+    top_k = min(top_k, len(predictor.class_names))
+    chunks = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
+    results: list[dict] = []
+    skipped: list[tuple[str, str]] = []
+
+    def run(chunk):
+        results.extend(predictor.predict_files(chunk, top_k=top_k))
+        skipped.extend(getattr(predictor, "skipped", []) or [])
+
+    if len(files) >= PROGRESS_MIN_FILES and not is_quiet():
+        with stderr_progress(chunks, label="Predicting") as bar:
+            for chunk in bar:
+                run(chunk)
+    else:
+        for chunk in chunks:
+            run(chunk)
+    if not results:
+        raise click.ClickException(
+            f"None of the {len(files)} file(s) is a readable image."
+        )
+    if as_json:
+        echo_json([
+            {"path": r["path"],
+             "top_k": [{"class_name": c, "probability": p} for c, p in r["top_k"]],
+             "probabilities": dict(zip(
+                 predictor.class_names, (float(v) for v in r["probabilities"]),
+                 strict=True))}
+            for r in results
+        ] + [{"path": p, "error": reason} for p, reason in skipped])
+        return
+    for item in results:
+        ranked = ", ".join(f"{c} {p:.3f}" for c, p in item["top_k"])
+        click.echo(f"{item['path']}: {ranked}")

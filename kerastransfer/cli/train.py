@@ -1,0 +1,158 @@
+"""`kerastransfer train`: a `TransferModel` trained on a folder of class
+subfolders and saved as `.keras`."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from kerastransfer.cli._common import (
+    IMAGE_SIZE,
+    check_out_path,
+    import_tensorflow_quietly,
+    is_quiet,
+    logger,
+    one_line,
+)
+
+
+def _parse_weights(value: str) -> str | None:
+    if value.lower() == "none":
+        return None
+    if value.lower() == "imagenet":
+        return "imagenet"
+    if not os.path.exists(value):
+        raise click.BadParameter(
+            "Expected 'imagenet', 'none' or the path of an existing weights file "
+            f"(.weights.h5, .h5, .keras). Received: {value!r}",
+            param_hint="'--weights'",
+        )
+    return value
+
+
+@click.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--backbone", default="mobilenet_v3_small", show_default=True,
+              help="A registry name (see `kerastransfer backbones`).")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="'imagenet', 'none' (train from scratch) or a weights file.")
+@click.option("--image-size", type=IMAGE_SIZE, default=None,
+              help="224 or HEIGHTxWIDTH. Defaults to the backbone's size.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32,
+              show_default=True)
+@click.option("--epochs", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Epochs with the backbone frozen (the head only).")
+@click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=0,
+              show_default=True, help="Epochs of fine-tuning after that.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Learning rate of the frozen phase [1e-3].")
+@click.option("--fine-tune-lr", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Learning rate of fine-tuning [learning rate/10].")
+@click.option("--unfreeze", default="all", show_default=True,
+              help="What fine-tuning unfreezes: all, top:N, blocks:N, fraction:F, "
+                   "from:LAYER.")
+@click.option("--train-bn", is_flag=True,
+              help="Let BatchNorm statistics train during fine-tuning.")
+@click.option("--lr-decay", type=click.FloatRange(min=0, min_open=True, max=1),
+              default=None, help="Layer-wise learning-rate decay per block.")
+@click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True),
+              default=0.2, show_default=True)
+@click.option("--validation-split", type=click.FloatRange(min=0, max=1, max_open=True),
+              default=0.2, show_default=True,
+              help="Share of the images held out for validation.")
+@click.option("--seed", type=int, default=1337, show_default=True,
+              help="Seed of the split, shuffling and initialization.")
+@click.option("--out", "out", default="model.keras", show_default=True,
+              help="Where to save the trained model (.keras).")
+@click.option("--plots", type=click.Path(file_okay=False), default=None,
+              help="Write learning curves, confusion matrix and per-class metrics "
+                   "to this folder.")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
+              help="Save a checkpoint after every epoch here.")
+@click.option("--strict", is_flag=True,
+              help="Fail on unreadable images instead of skipping them.")
+def train(data_dir, backbone, weights, image_size, batch_size, epochs,
+          fine_tune_epochs, learning_rate, fine_tune_lr, unfreeze, train_bn,
+          lr_decay, dropout, validation_split, seed, out, plots, checkpoint_dir,
+          strict):
+    """Train a model on a folder of class subfolders (DATA_DIR/<class>/*.jpg).
+
+    Phase 1 trains the head on the frozen backbone for --epochs; phase 2
+    fine-tunes what --unfreeze says for --fine-tune-epochs. With --weights none
+    the backbone is random and everything trains in one phase.
+
+    \b
+    Examples:
+      kerastransfer train data/ --backbone mobilenet_v3_small --weights imagenet \\
+          --image-size 224 --epochs 5 --fine-tune-epochs 5 --out model.keras
+      kerastransfer train data/ --backbone resnet50 --weights resnet50_notop.h5 \\
+          --unfreeze blocks:2 --plots report/ --checkpoint-dir ckpt/
+      kerastransfer train data/ --weights none --image-size 64 --epochs 20
+    """
+    import_tensorflow_quietly()
+    from kerastransfer.errors import InputShapeError, UnknownBackboneError
+
+    weights = _parse_weights(weights)
+    out = check_out_path(out, ".keras", "'--out'")
+    # Check every option before reading any image or building any model.
+    from kerastransfer.backbones.registry import get_backbone
+
+    try:
+        spec = get_backbone(backbone)
+    except UnknownBackboneError as error:
+        raise click.BadParameter(one_line(error), param_hint="'--backbone'") from None
+    if image_size is None:
+        if spec.default_size is None:
+            raise click.BadParameter(
+                f"Backbone {spec.name!r} has no default size; pass one.",
+                param_hint="'--image-size'",
+            )
+        image_size = (spec.default_size, spec.default_size)
+    try:
+        spec.resolve_input_shape((*image_size, spec.channels))
+    except InputShapeError as error:
+        raise click.BadParameter(one_line(error),
+                                 param_hint="'--image-size'") from None
+    from kerastransfer.training.phases import Unfreeze
+
+    try:
+        Unfreeze.parse(unfreeze)
+    except ValueError as error:
+        raise click.BadParameter(one_line(error), param_hint="'--unfreeze'") from None
+
+    import keras
+
+    from kerastransfer.data import load_image_folder
+    from kerastransfer.tasks.classifier import TransferModel
+
+    keras.utils.set_random_seed(seed)
+    data = load_image_folder(
+        data_dir, image_size=image_size, batch_size=batch_size,
+        validation_split=validation_split, seed=seed, shuffle=True, strict=strict,
+    )
+    model = TransferModel(
+        spec.name, weights=weights, input_shape=(*image_size, spec.channels),
+        class_names=data.class_names, dropout=dropout,
+    )
+    if checkpoint_dir is not None:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+    history = model.fit(
+        data.train, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
+        learning_rate=learning_rate, fine_tune_lr=fine_tune_lr, unfreeze=unfreeze,
+        train_bn=train_bn, lr_decay=lr_decay, validation_data=data.validation,
+        checkpoint_dir=checkpoint_dir, report_dir=plots,
+        verbose=0 if is_quiet() else 2,
+    )
+    model.save(out)
+    for phase in history.phases:
+        logger.info("Phase %s: epochs %d-%d", phase["name"], phase["start_epoch"] + 1,
+                    phase["end_epoch"])
+    summary = {key: values[-1] for key, values in history.history.items()
+               if values and values[-1] is not None}
+    click.echo(f"Saved {out}")
+    if summary:
+        click.echo("Final: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+    if plots is not None:
+        click.echo(f"Wrote the report (learning curves, confusion matrix, "
+                   f"metrics.json) to {plots}")
