@@ -1,7 +1,52 @@
-"""Data pipelines for every task: files and arrays in, `tf.data` batches out."""
+"""Data pipelines for every task: files and arrays in, `tf.data` batches out.
 
-from kerastransfer.data.images import *  # noqa: F401,F403
-from kerastransfer.data.images import __all__ as _images_all
-from kerastransfer.data.images import prepare_fit_inputs  # noqa: F401
+Modules, one role each (the imports only go down this list):
 
-__all__ = list(_images_all)
+* `checks`: image-file checks and the argument/array/label checks.
+* `split`: the seeded stratified split, class counts, balanced class weights.
+* `pipeline`: `tf.data` pipelines (parallel decode, cache, shuffle, prefetch).
+* `augment`: augmentation presets and `augment_dataset`.
+* `images`: image sources -> `ImageData` (folders, CSV/record lists, arrays,
+  datasets).
+* `inputs`: what training consumes (`prepare_fit_inputs`, `images_only`).
+* `synthetic`: small synthetic image folders for tests and smoke runs.
+
+Importing this package does not import TensorFlow or Keras (they are imported
+inside the functions that need them).
+"""
+
+from kerastransfer.data.augment import (
+    AUGMENTATION_PRESETS,
+    augment_dataset,
+    augmentation_layers,
+)
+from kerastransfer.data.checks import check_image_file, scan_images
+from kerastransfer.data.images import (
+    ImageData,
+    from_arrays,
+    from_dataset,
+    load_image_folder,
+    load_image_list,
+)
+from kerastransfer.data.inputs import images_only, prepare_fit_inputs
+from kerastransfer.data.split import balanced_class_weight, dataset_labels
+from kerastransfer.runtime.files import IMAGE_EXTENSIONS, TF_IMAGE_EXTENSIONS
+
+__all__ = [
+    "ImageData",
+    "IMAGE_EXTENSIONS",
+    "TF_IMAGE_EXTENSIONS",
+    "AUGMENTATION_PRESETS",
+    "load_image_folder",
+    "load_image_list",
+    "from_arrays",
+    "from_dataset",
+    "images_only",
+    "balanced_class_weight",
+    "dataset_labels",
+    "augmentation_layers",
+    "augment_dataset",
+    "scan_images",
+    "check_image_file",
+    "prepare_fit_inputs",
+]

@@ -1,18 +1,12 @@
-"""Data pipelines: image folders, CSV/record lists, arrays, any `tf.data.Dataset`.
+"""Image sources -> `ImageData`: folders, CSV/record lists, arrays, datasets.
 
 Every builder returns an `ImageData`: `tf.data` pipelines of `(images, labels)`
 batches where images are RGB float32 in [0, 255] (what a `TransferModel` takes),
 plus the class names in label order, the counts per class and the files that
-were skipped. Files are checked up front with Pillow (a real decode, not just
-the extension), so a corrupt or non-image file is reported before training
-starts instead of crashing it half-way (`strict=True` turns that into a
-`DataError`).
-
-Pipelines decode in parallel, cache the decoded images (in memory, or in a
-file when `cache` is a path), shuffle after the cache (so every epoch has a new
-order) and prefetch with `AUTOTUNE`. Augmentation (`augment_dataset`) is a
-`tf.data` map of Keras preprocessing layers: it runs only while training and is
-never part of the model that gets saved or exported.
+were skipped. Files are checked up front with Pillow (`checks.scan_images`), so
+a corrupt or non-image file is reported before training starts instead of
+crashing it half-way (`strict=True` turns that into a `DataError`). The split is
+`split.split_indices` (seeded, stratified); the pipelines are in `pipeline.py`.
 """
 
 from __future__ import annotations
@@ -26,49 +20,27 @@ from typing import Any
 
 import numpy as np
 
+from kerastransfer.data.checks import (
+    check_batch_size,
+    check_image_size,
+    check_inputs,
+    check_label_range,
+    check_validation_split,
+    scan_images,
+)
+from kerastransfer.data.pipeline import array_pipeline, cache_for, file_pipeline
+from kerastransfer.data.split import (
+    balanced_class_weight,
+    class_counts,
+    dataset_labels,
+    split_indices,
+)
 from kerastransfer.errors import DataError
 
-__all__ = [
-    "ImageData",
-    "IMAGE_EXTENSIONS",
-    "AUGMENTATION_PRESETS",
-    "load_image_folder",
-    "load_image_list",
-    "from_arrays",
-    "from_dataset",
-    "balanced_class_weight",
-    "augmentation_layers",
-    "augment_dataset",
-    "scan_images",
-    "check_image_file",
-]
+__all__ = ["ImageData", "load_image_folder", "load_image_list", "from_arrays",
+           "from_dataset"]
 
 logger = logging.getLogger("kerastransfer")
-
-# Formats that `tf.io.decode_image` decodes (the pipeline decodes in TensorFlow).
-_TF_FORMATS = {"JPEG": "jpeg", "PNG": "png", "GIF": "gif", "BMP": "bmp"}
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
-# Augmentation presets: (layer class name, kwargs), images in [0, 255].
-AUGMENTATION_PRESETS: dict[str, list[tuple[str, dict]]] = {
-    "light": [
-        ("RandomFlip", {"mode": "horizontal"}),
-        ("RandomRotation", {"factor": 0.03}),
-    ],
-    "medium": [
-        ("RandomFlip", {"mode": "horizontal"}),
-        ("RandomRotation", {"factor": 0.08}),
-        ("RandomZoom", {"height_factor": 0.15}),
-        ("RandomContrast", {"factor": 0.2, "value_range": (0, 255)}),
-    ],
-    "heavy": [
-        ("RandomFlip", {"mode": "horizontal"}),
-        ("RandomRotation", {"factor": 0.15}),
-        ("RandomZoom", {"height_factor": 0.25}),
-        ("RandomTranslation", {"height_factor": 0.1, "width_factor": 0.1}),
-        ("RandomContrast", {"factor": 0.35, "value_range": (0, 255)}),
-        ("RandomBrightness", {"factor": 0.2, "value_range": (0, 255)}),
-    ],
-}
 
 
 @dataclass
@@ -105,184 +77,36 @@ class ImageData:
         return balanced_class_weight(self.train_labels, self.num_classes)
 
 
-# --- Checking files ---------------------------------------------------------
-
-
-def check_image_file(path: str, image_size: Sequence[int] | None = None) -> str | None:
-    """Decodes `path` with Pillow; returns why it cannot be used, or `None`.
-
-    Args:
-        path: the file.
-        image_size: the target `(height, width)`: JPEGs are decoded at reduced
-            scale close to it, which makes the check fast. Defaults to `None`.
-
-    Returns:
-        `None` for a usable image, otherwise a short reason.
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            kind = image.format
-            if kind not in _TF_FORMATS:
-                return (f"unsupported format {kind} (use JPEG, PNG, GIF or BMP)")
-            if image_size is not None and kind == "JPEG":
-                image.draft("RGB", (int(image_size[1]), int(image_size[0])))
-            image.load()  # a real decode: truncated files fail here
-            if image.width < 1 or image.height < 1:
-                return "empty image"
-    except Exception as error:  # PIL raises many types for bad files
-        return f"not a readable image ({type(error).__name__}: {error})"
-    return None
-
-
-def scan_images(paths: Sequence[str], *, image_size=None, strict: bool = False,
-                ) -> tuple[list[int], list[tuple[str, str]]]:
-    """Checks every file; returns the indices of good files and the skipped ones.
-
-    Raises:
-        DataError: `strict=True` and at least one file is not a usable image.
-    """
-    good, skipped = [], []
-    for index, path in enumerate(paths):
-        reason = check_image_file(path, image_size)
-        if reason is None:
-            good.append(index)
-        else:
-            skipped.append((path, reason))
-    if skipped:
-        listing = "\n".join(f"  {p}: {r}" for p, r in skipped[:20])
-        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-        if strict:
-            raise DataError(
-                f"{len(skipped)} of {len(paths)} files are not usable images. "
-                "Remove or fix them, or pass strict=False to skip them. "
-                f"Received: these files:\n{listing}{more}"
-            )
-        logger.warning("Skipping %d of %d files that are not usable images:\n%s%s",
-                       len(skipped), len(paths), listing, more)
-    return good, skipped
-
-
-# --- Splitting and pipelines ------------------------------------------------
-
-
-def _split(labels: np.ndarray, validation_split: float, seed: int):
-    """A stratified, seeded split: indices of (train, validation)."""
-    if not 0.0 <= validation_split < 1.0:
-        raise ValueError(
-            "validation_split must be in [0, 1). "
-            f"Received: validation_split={validation_split!r}"
-        )
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    if labels.ndim > 1:  # multilabel: plain random split
-        order = rng.permutation(len(labels))
-        count = int(round(validation_split * len(labels)))
-        return np.sort(order[count:]), np.sort(order[:count])
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        members = members[rng.permutation(len(members))]
-        count = int(round(validation_split * len(members)))
-        if validation_split > 0 and count == 0 and len(members) > 1:
-            count = 1
-        val.extend(members[:count])
-        train.extend(members[count:])
-    return (np.sort(np.array(train, dtype=np.int64)),
-            np.sort(np.array(val, dtype=np.int64)))
-
-
-def _decode_fn(image_size):
-    import tensorflow as tf
-
-    height, width = int(image_size[0]), int(image_size[1])
-
-    def decode(path, label):
-        data = tf.io.read_file(path)
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        image = tf.image.resize(image, (height, width))  # float32, [0, 255]
-        return image, label
-
-    return decode
-
-
-def _file_pipeline(paths, labels, *, image_size, batch_size, shuffle, seed, cache):
-    import tensorflow as tf
-
-    dataset = tf.data.Dataset.from_tensor_slices((np.asarray(paths), labels))
-    if shuffle and not cache:  # cheap: shuffle file names before decoding
-        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(_decode_fn(image_size), num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=True)
-    if cache:
-        dataset = dataset.cache(cache if isinstance(cache, str) else "")
-        if shuffle:  # after the cache, so every epoch has a new order
-            dataset = dataset.shuffle(len(paths), seed=seed,
-                                      reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def _array_pipeline(x, y, *, batch_size, shuffle, seed):
-    import tensorflow as tf
-
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def _check_batch_size(batch_size):
-    if (not isinstance(batch_size, int) or isinstance(batch_size, bool)
-            or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int. Received: "
-                         f"batch_size={batch_size!r}")
-
-
-def _counts(labels: np.ndarray, class_names: list[str]) -> dict[str, int]:
-    if labels.ndim > 1:
-        sums = labels.sum(axis=0)
-        return {name: int(sums[i]) for i, name in enumerate(class_names)}
-    counts = np.bincount(labels.astype(np.int64), minlength=len(class_names))
-    return {name: int(counts[i]) for i, name in enumerate(class_names)}
-
-
-def _cache_for(cache, suffix):
-    if isinstance(cache, (str, os.PathLike)) and cache:
-        return f"{os.fspath(cache)}.{suffix}"
-    return bool(cache)
+def _check_arguments(image_size, batch_size, validation_split) -> tuple[int, int]:
+    """Checks the loaders' arguments before any file is read; returns image_size."""
+    check_batch_size(batch_size)
+    check_validation_split(validation_split)
+    return check_image_size(image_size)
 
 
 def _build_from_files(paths, labels, class_names, skipped, *, image_size, batch_size,
                       validation_split, seed, shuffle, cache) -> ImageData:
-    _check_batch_size(batch_size)
     labels = np.asarray(labels)
-    train_idx, val_idx = _split(labels, validation_split, seed)
+    train_idx, val_idx = split_indices(labels, validation_split, seed)
     paths = np.asarray(paths)
-    train = _file_pipeline(paths[train_idx], labels[train_idx], image_size=image_size,
+    train = file_pipeline(paths[train_idx], labels[train_idx], image_size=image_size,
                            batch_size=batch_size, shuffle=shuffle, seed=seed,
-                           cache=_cache_for(cache, "train"))
+                           cache=cache_for(cache, "train"))
     validation = None
     if len(val_idx):
-        validation = _file_pipeline(paths[val_idx], labels[val_idx],
+        validation = file_pipeline(paths[val_idx], labels[val_idx],
                                     image_size=image_size, batch_size=batch_size,
                                     shuffle=False, seed=seed,
-                                    cache=_cache_for(cache, "validation"))
+                                    cache=cache_for(cache, "validation"))
     return ImageData(
         train=train, validation=validation, class_names=list(class_names),
         skipped=list(skipped), num_train=int(len(train_idx)),
         num_validation=int(len(val_idx)),
-        class_counts=_counts(labels[train_idx], list(class_names)),
+        class_counts=class_counts(labels[train_idx], list(class_names)),
         train_labels=labels[train_idx],
     )
 
 
-def _check_image_size(image_size):
-    if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2
-            or any(not isinstance(s, int) or s < 1 for s in image_size)):
-        raise ValueError("image_size must be (height, width) in pixels. "
-                         f"Received: image_size={image_size!r}")
-    return tuple(image_size)
 
 
 def load_image_folder(
@@ -331,7 +155,7 @@ def load_image_folder(
     ...                          validation_split=0.2)  # doctest: +SKIP
     >>> model.fit(data.train, validation_data=data.validation)  # doctest: +SKIP
     """
-    image_size = _check_image_size(image_size)
+    image_size = _check_arguments(image_size, batch_size, validation_split)
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise DataError(
@@ -458,7 +282,7 @@ def load_image_list(
     >>> rows = [{"path": "a.png", "label": "cat"}, {"path": "b.png", "label": "dog"}]
     >>> data = load_image_list(rows, image_size=(64, 64))  # doctest: +SKIP
     """
-    image_size = _check_image_size(image_size)
+    image_size = _check_arguments(image_size, batch_size, validation_split)
     records, csv_dir = _read_records(source)
     if not records:
         raise DataError("The image list is empty. Add rows with a path and a label. "
@@ -496,9 +320,7 @@ def load_image_list(
         class_names = sorted({str(v) for v in raw})
         labels = [class_names.index(str(v)) for v in raw]
     labels = np.asarray(labels, dtype=np.int32)
-    if labels.min() < 0 or labels.max() >= len(class_names):
-        raise DataError(f"Integer labels must be in [0, {len(class_names) - 1}]. "
-                        f"Received: labels in [{labels.min()}, {labels.max()}]")
+    check_label_range(labels, len(class_names))
     good, skipped = scan_images(paths, image_size=image_size, strict=strict)
     if not good:
         raise DataError(f"None of the {len(paths)} listed files is a usable image. "
@@ -536,30 +358,38 @@ def from_arrays(
         An `ImageData`.
 
     Raises:
-        DataError: x and y do not match, or x is empty.
+        DataError: x is empty, not numbers, holds NaN/Inf, has not one label per
+            image, or a label is outside `class_names`.
+        ValueError: a bad `batch_size` or `validation_split`.
     """
-    _check_batch_size(batch_size)
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y)
-    if len(x) == 0 or len(x) != len(y):
-        raise DataError("x must be non-empty with one label per image. "
-                        f"Received: {len(x)} images and {len(y)} labels")
+    check_batch_size(batch_size)
+    check_validation_split(validation_split)
+    x, y = np.asarray(x), np.asarray(y)
+    check_inputs(x, y)
+    x = x.astype(np.float32, copy=False)
     if y.ndim == 1:
         y = y.astype(np.int32)
-        num = int(y.max()) + 1
+        num = len(class_names) if class_names else int(y.max()) + 1
+        check_label_range(y, num)
     else:
         y = y.astype(np.float32)
         num = y.shape[1]
+        if class_names and len(class_names) != num:
+            raise DataError(
+                f"class_names has {len(class_names)} names but the label rows have "
+                f"{num} columns. Pass one name per column. "
+                f"Received: class_names={list(class_names)}"
+            )
     class_names = [str(c) for c in class_names] if class_names else [
         str(i) for i in range(num)]
-    train_idx, val_idx = _split(y, validation_split, seed)
-    train = _array_pipeline(x[train_idx], y[train_idx], batch_size=batch_size,
+    train_idx, val_idx = split_indices(y, validation_split, seed)
+    train = array_pipeline(x[train_idx], y[train_idx], batch_size=batch_size,
                             shuffle=shuffle, seed=seed)
-    validation = (_array_pipeline(x[val_idx], y[val_idx], batch_size=batch_size,
+    validation = (array_pipeline(x[val_idx], y[val_idx], batch_size=batch_size,
                                   shuffle=False, seed=seed) if len(val_idx) else None)
     return ImageData(train=train, validation=validation, class_names=class_names,
                      num_train=len(train_idx), num_validation=len(val_idx),
-                     class_counts=_counts(y[train_idx], class_names),
+                     class_counts=class_counts(y[train_idx], class_names),
                      train_labels=y[train_idx])
 
 
@@ -581,210 +411,5 @@ def from_dataset(dataset, *, class_names: Sequence[str], validation=None) -> Ima
     return ImageData(train=dataset, validation=validation,
                      class_names=[str(c) for c in class_names],
                      num_train=len(labels), num_validation=count_val,
-                     class_counts=_counts(labels, [str(c) for c in class_names]),
+                     class_counts=class_counts(labels, [str(c) for c in class_names]),
                      train_labels=labels)
-
-
-def dataset_labels(dataset) -> np.ndarray:
-    """All labels of a finite `tf.data.Dataset` of `(x, y[, w])` (batched or not)."""
-    import tensorflow as tf
-
-    if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
-        raise DataError("The dataset repeats forever, so its labels cannot be "
-                        "counted. Pass a finite dataset (no .repeat()). "
-                        "Received: an infinite dataset")
-    chunks = []
-    for element in dataset.map(lambda *e: e[1]).as_numpy_iterator():
-        element = np.asarray(element)
-        chunks.append(element.reshape(-1) if element.ndim <= 1 else element)
-    if not chunks:
-        return np.zeros((0,), dtype=np.int32)
-    return np.concatenate(chunks)
-
-
-# --- Class weights ----------------------------------------------------------
-
-
-def balanced_class_weight(labels_or_dataset, num_classes: int) -> dict[int, float]:
-    """Class weights inversely proportional to class frequency.
-
-    `weight[c] = n_samples / (num_classes * count[c])`, as scikit-learn's
-    `compute_class_weight("balanced")`: every class then contributes the same
-    total weight to the loss. A class with no samples gets weight 1.0 (it never
-    occurs, so its weight has no effect).
-
-    Args:
-        labels_or_dataset: integer labels, one-hot rows, an `ImageData`, or a
-            finite `tf.data.Dataset` of `(images, labels)`.
-        num_classes: the number of classes.
-
-    Returns:
-        A dict `class index -> weight` for `fit(class_weight=...)`.
-
-    Raises:
-        DataError: no labels, or labels outside `[0, num_classes)`.
-
-    Example:
-
-    >>> balanced_class_weight([0, 0, 0, 1], 2)
-    {0: 0.6666666666666666, 1: 2.0}
-    """
-    if isinstance(labels_or_dataset, ImageData):
-        labels = labels_or_dataset.train_labels
-    elif hasattr(labels_or_dataset, "element_spec"):
-        labels = dataset_labels(labels_or_dataset)
-    else:
-        labels = np.asarray(labels_or_dataset)
-    if labels is None or labels.size == 0:
-        raise DataError("No labels to compute class weights from. Pass the training "
-                        "labels. Received: 0 labels")
-    if labels.ndim == 2 and labels.shape[1] > 1:
-        labels = labels.argmax(axis=1)
-    labels = labels.reshape(-1).astype(np.int64)
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise DataError(
-            f"Labels must be in [0, {num_classes - 1}]. Fix the labels or num_classes. "
-            f"Received: labels in [{labels.min()}, {labels.max()}]"
-        )
-    counts = np.bincount(labels, minlength=num_classes)
-    total = float(len(labels))
-    return {int(c): (total / (num_classes * float(counts[c])) if counts[c] else 1.0)
-            for c in range(num_classes)}
-
-
-# --- Augmentation -----------------------------------------------------------
-
-
-def augmentation_layers(preset: str | Sequence | None, seed: int | None = None):
-    """The Keras preprocessing layers of an augmentation preset.
-
-    Args:
-        preset: `"light"`, `"medium"`, `"heavy"`, `None`, or a list of Keras
-            layers used as given.
-        seed: seed of the random layers. Defaults to `None`.
-
-    Returns:
-        A `keras.Sequential` (or `None` for `preset=None`).
-
-    Raises:
-        ValueError: an unknown preset name.
-    """
-    import keras
-
-    if preset is None:
-        return None
-    if isinstance(preset, keras.Layer):
-        return preset
-    if isinstance(preset, str):
-        if preset not in AUGMENTATION_PRESETS:
-            raise ValueError(
-                f"Unknown augmentation preset. Use one of "
-                f"{sorted(AUGMENTATION_PRESETS)} or None. Received: "
-                f"augmentation={preset!r}"
-            )
-        layers = [getattr(keras.layers, name)(**kwargs, seed=None if seed is None
-                                               else seed + i)
-                  for i, (name, kwargs) in enumerate(AUGMENTATION_PRESETS[preset])]
-        return keras.Sequential(layers, name=f"augmentation_{preset}")
-    if isinstance(preset, Sequence):
-        return keras.Sequential(list(preset), name="augmentation")
-    raise TypeError("augmentation must be a preset name, a list of Keras layers or "
-                    f"None. Received: augmentation={preset!r}")
-
-
-def augment_dataset(dataset, preset, *, seed: int | None = None):
-    """Applies an augmentation preset to the images of a `(x, y[, w])` dataset.
-
-    The layers run in the `tf.data` pipeline with `training=True`, so they never
-    become part of the model (nothing to strip before export).
-
-    Args:
-        dataset: a batched `tf.data.Dataset`.
-        preset: as for `augmentation_layers`.
-        seed: seed of the random layers. Defaults to `None`.
-
-    Returns:
-        The augmented dataset (the same dataset for `preset=None`).
-    """
-    import tensorflow as tf
-
-    layers = augmentation_layers(preset, seed)
-    if layers is None:
-        return dataset
-
-    def apply(x, *rest):
-        return (layers(x, training=True), *rest)
-
-    return dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-# --- fit() integration ------------------------------------------------------
-
-
-def prepare_fit_inputs(model, x, y, *, augmentation=None, seed: int | None = None,
-                       **fit_kwargs):
-    """Turns what `TransferModel.fit` was given into what Keras's `fit` takes.
-
-    * an `ImageData` becomes its training dataset (its validation split is used
-      unless `validation_data` is given);
-    * `class_weight="balanced"` is computed from the training labels;
-    * with `augmentation`, numpy inputs become a shuffled, batched `tf.data`
-      pipeline (a `validation_split` is taken first, as Keras would), then the
-      augmentation layers are mapped over the training images only.
-
-    Returns:
-        `(x, y, fit_kwargs)`.
-
-    Raises:
-        DataError: an `ImageData` whose classes do not match the model, or
-            `class_weight="balanced"` for a task that is not multiclass.
-    """
-    import tensorflow as tf
-
-    if isinstance(x, ImageData):
-        if x.num_classes != model.num_classes and model.task != "regression":
-            raise DataError(
-                f"The data has {x.num_classes} classes ({', '.join(x.class_names)}) "
-                f"but the model has num_classes={model.num_classes}. Build the model "
-                "with class_names=data.class_names. "
-                f"Received: class_names={x.class_names}"
-            )
-        if fit_kwargs.get("validation_data") is None and x.validation is not None:
-            fit_kwargs["validation_data"] = x.validation
-        x = x.train
-    weight = fit_kwargs.get("class_weight")
-    if isinstance(weight, str):
-        if weight != "balanced":
-            raise ValueError("class_weight must be a dict, 'balanced' or None. "
-                             f"Received: class_weight={weight!r}")
-        if model.task != "multiclass":
-            raise DataError("class_weight='balanced' needs a multiclass task. Use "
-                            "sample weights for other tasks. "
-                            f"Received: task={model.task!r}")
-        source = x if hasattr(x, "element_spec") else y
-        fit_kwargs["class_weight"] = balanced_class_weight(source, model.num_classes)
-        logger.info("Balanced class weights: %s", fit_kwargs["class_weight"])
-    if augmentation is None:
-        return x, y, fit_kwargs
-    if not hasattr(x, "element_spec"):
-        x = np.asarray(x, dtype=np.float32)
-        y = np.asarray(y)
-        sample_weight = fit_kwargs.pop("sample_weight", None)
-        split = fit_kwargs.pop("validation_split", 0.0) or 0.0
-        if split and fit_kwargs.get("validation_data") is None:
-            cut = int(len(x) * (1.0 - split))  # the last part, as Keras does
-            fit_kwargs["validation_data"] = (
-                (x[cut:], y[cut:]) if sample_weight is None
-                else (x[cut:], y[cut:], sample_weight[cut:]))
-            x, y = x[:cut], y[:cut]
-            sample_weight = None if sample_weight is None else sample_weight[:cut]
-        parts = (x, y) if sample_weight is None else (x, y, sample_weight)
-        dataset = tf.data.Dataset.from_tensor_slices(parts)
-        if fit_kwargs.pop("shuffle", True):
-            dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        batch_size = fit_kwargs.pop("batch_size", None) or 32
-        x, y = dataset.batch(batch_size), None
-    else:
-        fit_kwargs.pop("batch_size", None)
-    x = augment_dataset(x, augmentation, seed=seed).prefetch(tf.data.AUTOTUNE)
-    return x, y, fit_kwargs
