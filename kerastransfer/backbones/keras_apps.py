@@ -8,11 +8,10 @@ and `pooling=None`: the head pools.
 
 from __future__ import annotations
 
-import os
 import urllib.error
 from collections.abc import Sequence
 
-from kerastransfer.backbones.registry import BackboneSpec, BlockRule
+from kerastransfer.backbones.spec import BackboneSpec, BlockRule, load_weights_file
 from kerastransfer.errors import WeightsError
 
 __all__ = ["keras_application_specs", "load_weights_file", "snake_name"]
@@ -119,31 +118,31 @@ def snake_name(keras_name: str) -> str:
     return name
 
 
-def _builder(keras_name: str, name: str):
-    def build(input_shape: Sequence[int | None], weights):
+def _build(keras_name: str, name: str):
+    """`build(input_shape, pretrained)` for one `keras.applications` constructor."""
+
+    def build(input_shape: Sequence[int | None], pretrained: bool):
         import keras
 
+        # Looked up at build time (tests replace it to simulate a failed download).
         constructor = getattr(keras.applications, keras_name)
         kwargs = dict(include_top=False, pooling=None, input_shape=tuple(input_shape))
-        if weights == "imagenet":
-            try:
-                return constructor(weights="imagenet", **kwargs)
-            except Exception as error:  # noqa: BLE001 -- re-raised with advice below
-                if not _is_download_failure(error):
-                    raise
-                raise WeightsError(
-                    f"Could not download the ImageNet weights of {name!r} "
-                    f"({type(error).__name__}: {error}). This machine seems to have "
-                    "no network access. Alternatives: copy Keras's weights file "
-                    "(the `*_notop.h5` one) into ~/.keras/models on this machine, "
-                    "pass weights='/path/to/weights.h5' (a weights file), or "
-                    "weights=None to train from scratch. "
-                    f"Received: weights='imagenet'"
-                ) from error
-        model = constructor(weights=None, **kwargs)
-        if weights is not None:
-            load_weights_file(model, weights, name)
-        return model
+        if not pretrained:
+            return constructor(weights=None, **kwargs)
+        try:
+            return constructor(weights="imagenet", **kwargs)
+        except Exception as error:  # noqa: BLE001 -- re-raised with advice below
+            if not _is_download_failure(error):
+                raise
+            raise WeightsError(
+                f"Could not download the ImageNet weights of {name!r} "
+                f"({type(error).__name__}: {error}). This machine seems to have "
+                "no network access. Alternatives: copy Keras's weights file "
+                "(the `*_notop.h5` one) into ~/.keras/models on this machine, "
+                "pass weights='/path/to/weights.h5' (a weights file), or "
+                "weights=None to train from scratch. "
+                f"Received: weights='imagenet'"
+            ) from error
 
     return build
 
@@ -155,56 +154,18 @@ def _is_download_failure(error: BaseException) -> bool:
     return "fetch failure" in text or "urlopen" in text or "name resolution" in text
 
 
-def load_weights_file(model, path, backbone_name: str) -> None:
-    """Loads a weights file into `model` with errors that say what to do.
-
-    Args:
-        model: the `keras.Model` to load into.
-        path: a `.weights.h5`, legacy `.h5` or `.keras` file.
-        backbone_name: the name used in error messages.
-
-    Raises:
-        WeightsError: the file is missing, not a weights file, or does not match.
-    """
-    path = os.fspath(path)
-    if not isinstance(path, str) or path in ("", "none", "None"):
-        raise WeightsError(
-            "weights must be 'imagenet', None, or a path to a weights file. "
-            f"Received: weights={path!r}"
-        )
-    if not os.path.exists(path):
-        raise WeightsError(
-            f"Weights file not found. weights must be 'imagenet', None, or the path "
-            f"of an existing weights file (.weights.h5, .h5 or .keras). "
-            f"Received: weights={path!r}"
-        )
-    if not path.endswith((".h5", ".keras", ".hdf5")):
-        raise WeightsError(
-            "Unsupported weights file type. Use a .weights.h5 file (from "
-            "model.save_weights), a legacy Keras .h5 file or a .keras file. "
-            f"Received: weights={path!r}"
-        )
-    try:
-        model.load_weights(path)
-    except Exception as error:  # noqa: BLE001 -- any failure here means a bad file
-        raise WeightsError(
-            f"The weights file does not fit backbone {backbone_name!r} "
-            f"({type(error).__name__}: {str(error)[:300]}). Check that it was saved "
-            f"from the same architecture (include_top=False) and is not corrupt. "
-            f"Received: weights={path!r}"
-        ) from error
-
-
 def keras_application_specs() -> list[BackboneSpec]:
     """Returns a `BackboneSpec` for every Keras Applications constructor."""
     specs = []
     for keras_name, module, family, mode, size, min_size, dim, blocks in _CATALOG:
         name = snake_name(keras_name)
         specs.append(
-            BackboneSpec(
-                name=name,
-                builder=_builder(keras_name, name),
+            BackboneSpec.create(
+                name,
+                build=_build(keras_name, name),
                 family=family,
+                source="keras",
+                aliases=(keras_name,),
                 preprocessing=mode,
                 default_size=size,
                 min_size=min_size,
@@ -213,8 +174,6 @@ def keras_application_specs() -> list[BackboneSpec]:
                 preprocessing_inside=(mode == "none"),
                 preprocess_module=f"keras.applications.{module}",
                 keras_name=keras_name,
-                aliases=(keras_name,),
-                source="keras",
                 supports_imagenet=True,
             )
         )
