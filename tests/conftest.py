@@ -1,12 +1,55 @@
-"""Shared test set-up: quiet TensorFlow, fixed seeds, tiny data."""
+"""Shared test set-up: quiet TensorFlow, fixed seeds, tiny data, bounded memory.
 
+Memory: one pytest process that builds hundreds of Keras models grows without
+bound (Keras's global graph state, TensorFlow's function caches). Three things keep
+the whole suite's peak resident memory low:
+
+- `_fresh_keras_per_module`: `keras.backend.clear_session()` and `gc.collect()`
+  after every test module;
+- `ISOLATED`: the heaviest tests (every backbone family exported to ONNX, the
+  TF-Hub SavedModels) run in child pytest processes, so their memory is returned
+  to the system when they end (the demo, distribution and documentation tests
+  start their own processes);
+- `KT_PEAK_RSS_FILE` / the terminal summary: the peak RSS of this process and of
+  its largest child are printed at the end of every run (and written to the file
+  named by `KT_PEAK_RSS_FILE` when set), so a change that brings memory back is
+  seen at once.
+
+Time: pytest-timeout stops any test after `timeout` seconds (pyproject.toml); tests
+not marked `slow` get `FAST_TIMEOUT` instead, since they should take seconds.
+"""
+
+import gc
+import json
 import os
+import resource
+import subprocess
+import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_HOME", os.path.join(os.path.dirname(__file__), ".keras_home"))
+os.environ.setdefault("KERAS_HOME",
+                      os.path.join(os.path.dirname(__file__), ".keras_home"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+# Set in a child process that runs isolated tests: the file its outcomes go to.
+_IN_CHILD = "KT_ISOLATED_CHILD"
+
+# Tests run in a child pytest process (node id prefix relative to tests/ -> how
+# many per child). "module": every selected test of the module in one child (they
+# share expensive module fixtures); "test": one child per test. Each child costs a
+# Python + TensorFlow start (~5 s) and gives all its memory back when it ends.
+ISOLATED = {
+    # 13 backbone families built, traced and converted: ~1 GiB kept per family
+    "test_export.py::test_every_family_exports_with_parity": "test",
+    # TF-Hub SavedModels loaded into TensorFlow's graph state
+    "test_tfhub.py::": "module",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -17,6 +60,164 @@ def _seed():
     keras.utils.set_random_seed(1234)
     yield
     keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_keras_per_module():
+    """Frees Keras's global state and the module's models after each test module."""
+    yield
+    if "keras" in sys.modules:
+        import keras
+
+        keras.backend.clear_session(free_memory=True)
+    gc.collect()
+
+
+def _isolation(nodeid):
+    name = nodeid.split("/")[-1]
+    for prefix, granularity in ISOLATED.items():
+        if name.startswith(prefix):
+            return granularity
+    return None
+
+
+class IsolatedTestFailed(Exception):
+    """The test failed in its child process (the message is its report)."""
+
+
+class _ChildRun:
+    """One child pytest process running a group of node ids; outcomes by node id."""
+
+    def __init__(self, nodeids):
+        self.nodeids = nodeids
+        self.results = None
+
+    def run(self, config):
+        if self.results is not None:
+            return self.results
+        fd, path = tempfile.mkstemp(prefix="kt_isolated_", suffix=".json")
+        os.close(fd)
+        env = dict(os.environ, **{_IN_CHILD: path})
+        timeout = float(config.getini("timeout") or 0) or None
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                   "-o", "addopts=--strict-markers", *self.nodeids]
+        try:
+            proc = subprocess.run(command, cwd=str(config.rootpath), env=env,
+                                  capture_output=True, text=True,
+                                  timeout=timeout and timeout * len(self.nodeids))
+            output = proc.stdout[-20000:] + proc.stderr[-5000:]
+            with open(path) as f:
+                text = f.read()
+            self.results = json.loads(text) if text else {}
+        except subprocess.TimeoutExpired as error:
+            output, self.results = f"child process timed out: {error}", {}
+        finally:
+            os.remove(path)
+        self.output = output
+        return self.results
+
+
+class IsolatedItem(pytest.Item):
+    """A test that runs in a child pytest process (see `ISOLATED`)."""
+
+    def __init__(self, *, original, child, **kwargs):
+        super().__init__(**kwargs)
+        self.original_nodeid = original.nodeid
+        self.child = child
+        # no timeout here (the first test of a group waits for the whole group); the
+        # child applies the per-test timeouts, and `_ChildRun` bounds the group
+        self.own_markers = [pytest.mark.timeout(0).mark, *original.own_markers]
+        self.keywords.update(original.keywords)
+        self._location = original.location
+
+    def runtest(self):
+        results = self.child.run(self.config)
+        result = results.get(self.original_nodeid)
+        if result is None:
+            raise IsolatedTestFailed(
+                f"{self.original_nodeid} did not report in its child process:\n"
+                f"{self.child.output}")
+        if result["outcome"] == "skipped":
+            pytest.skip(result["report"])
+        if result["outcome"] != "passed":
+            raise IsolatedTestFailed(result["report"])
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, IsolatedTestFailed):
+            return f"[in a child process]\n{excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self._location[0], self._location[1], f"{self.name} [own process]"
+
+
+# Seconds a test not marked `slow` may take (slow ones: `timeout` in pyproject.toml).
+FAST_TIMEOUT = 240
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection: group what will run
+def pytest_collection_modifyitems(session, config, items):
+    for item in items:
+        if item.get_closest_marker("slow") is None and \
+                item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(FAST_TIMEOUT))
+    if os.environ.get(_IN_CHILD):
+        return
+    groups = {}
+    for index, item in enumerate(items):
+        granularity = _isolation(item.nodeid)
+        if not isinstance(item, pytest.Function) or granularity is None:
+            continue
+        key = item.nodeid.split("::")[0] if granularity == "module" else item.nodeid
+        groups.setdefault(key, []).append(index)
+    for indices in groups.values():
+        child = _ChildRun([items[i].nodeid for i in indices])
+        for i in indices:
+            items[i] = IsolatedItem.from_parent(
+                items[i].parent, name=items[i].name, original=items[i], child=child)
+
+
+def pytest_runtest_logreport(report):
+    """In a child process: record each test's outcome for the parent."""
+    path = os.environ.get(_IN_CHILD)
+    if not path:
+        return
+    if report.when != "call" and not (report.failed or report.skipped):
+        return
+    with open(path) as f:
+        text = f.read()
+    results = json.loads(text) if text else {}
+    if report.when == "teardown" and report.nodeid in results and not report.failed:
+        return
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        entry = {"outcome": "skipped", "report": reason}
+    else:
+        entry = {"outcome": report.outcome, "report": report.longreprtext}
+    if results.get(report.nodeid, {}).get("outcome") == "failed":
+        return  # keep the first failure (a teardown error after a failed call)
+    results[report.nodeid] = entry
+    with open(path, "w") as f:
+        json.dump(results, f)
+
+
+def _peak_rss_mib(who):
+    # ru_maxrss is in KiB on Linux; RUSAGE_CHILDREN is the largest waited-for child.
+    return resource.getrusage(who).ru_maxrss / 1024.0
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if os.environ.get(_IN_CHILD):
+        return
+    own = _peak_rss_mib(resource.RUSAGE_SELF)
+    children = _peak_rss_mib(resource.RUSAGE_CHILDREN)
+    line = (f"peak RSS: this process {own / 1024:.2f} GiB, "
+            f"largest child process {children / 1024:.2f} GiB")
+    terminalreporter.write_sep("-", line)
+    path = os.environ.get("KT_PEAK_RSS_FILE")
+    if path:
+        with open(path, "w") as f:
+            f.write(f"self_mib={own:.0f}\nchildren_mib={children:.0f}\n")
 
 
 def separable_images(n_per_class=24, size=32, num_classes=2, seed=0):

@@ -1,8 +1,6 @@
 """The backbone catalog: every Keras Applications model builds, with the declared
 feature dimension, and names, weights files and errors behave."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -106,7 +104,7 @@ def test_transfer_model_loads_backbone_weights_file(tmp_path):
     source.save_weights(path)
     model = kt.TransferModel("vgg16", num_classes=2, weights=path,
                              input_shape=(32, 32, 3))
-    for a, b in zip(model.backbone.get_weights(), source.get_weights()):
+    for a, b in zip(model.backbone.get_weights(), source.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert model.pretrained
 
@@ -129,22 +127,55 @@ def test_bad_weights_files_are_clear(tmp_path):
         spec.build((32, 32, 3), weights=str(tmp_path / "w.txt"))
 
 
-def test_imagenet_download_failure_names_the_alternatives(monkeypatch, tmp_path):
-    # No network here: Keras's download fails; the error must say what to do.
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+def _refused_download_error():
+    """What Keras 3.15's `get_file` raises when the download cannot connect.
+
+    A real `urllib.error.URLError` from a refused connection (127.0.0.1, port 9:
+    nothing listens there), wrapped the way `keras.utils.get_file` wraps it. The
+    test does not depend on whether this machine has network access.
+    """
+    import urllib.error
+    import urllib.request
+
+    url = "http://127.0.0.1:9/mobilenet_v2_notop.h5"
+    try:
+        urllib.request.urlopen(url, timeout=5)
+    except urllib.error.URLError as error:
+        return Exception(f"URL fetch failure on {url}: None -- {error.reason}")
+    pytest.fail("Something listens on 127.0.0.1:9; the test needs a refused port.")
+
+
+@pytest.mark.parametrize("kind", ["keras_get_file", "url_error", "other_error"])
+def test_imagenet_download_failure_names_the_alternatives(monkeypatch, kind):
     import urllib.error
 
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://example/x.h5: None -- offline")
+    if kind == "keras_get_file":
+        failure = _refused_download_error()
+    elif kind == "url_error":
+        failure = urllib.error.URLError(ConnectionRefusedError(111, "refused"))
+    else:
+        failure = ValueError("not a download problem")
+    calls = []
 
-    monkeypatch.setattr(keras.applications, "MobileNetV2",
-                        lambda **kw: offline() if kw["weights"] == "imagenet"
-                        else None)
+    def constructor(**kwargs):
+        calls.append(kwargs["weights"])
+        raise failure
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", constructor)
+    if kind == "other_error":  # not a download failure: re-raised unchanged
+        with pytest.raises(ValueError) as info:
+            kt.get_backbone("mobilenet_v2").build((32, 32, 3), weights="imagenet")
+        assert info.value is failure
+        return
     with pytest.raises(WeightsError) as info:
         kt.get_backbone("mobilenet_v2").build((32, 32, 3), weights="imagenet")
+    assert calls == ["imagenet"]
+    assert info.value.__cause__ is failure
     message = str(info.value)
+    assert "'mobilenet_v2'" in message and str(failure) in message
     assert "weights=None" in message and "weights file" in message
-    assert urllib.error is not None
+    assert "~/.keras/models" in message
+    assert message.endswith("Received: weights='imagenet'")
 
 
 def test_register_user_backbone_from_model_and_builder():
@@ -159,11 +190,11 @@ def test_register_user_backbone_from_model_and_builder():
         assert spec.feature_dim == 6 and spec.default_size == 32
         assert "user_net" in kt.list_backbones("user")
         same = spec.build(weights="imagenet")  # the registered model's own weights
-        for a, b in zip(same.get_weights(), net.get_weights()):
+        for a, b in zip(same.get_weights(), net.get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
         fresh = spec.build(weights=None)
         assert not all(np.array_equal(a, b) for a, b in
-                       zip(fresh.get_weights(), net.get_weights()))
+                       zip(fresh.get_weights(), net.get_weights(), strict=True))
         model = kt.TransferModel("user_net", num_classes=3, input_shape=(32, 32, 3))
         assert model.preprocessing_mode == "unit"
         assert kt.unfreeze(model, "blocks:1") == ["blockB_conv"]
@@ -178,4 +209,12 @@ def test_register_user_backbone_from_model_and_builder():
 def test_snake_names_are_unique_and_stable():
     names = [keras_apps.snake_name(n) for n in KERAS_NAMES]
     assert len(set(names)) == len(names)
-    assert os.path.basename("resnet152_v2") in names
+    # the names saved files refer to: a change here breaks reloading them
+    expected = {
+        "ResNet152V2": "resnet152_v2", "MobileNetV3Small": "mobilenet_v3_small",
+        "EfficientNetV2B0": "efficientnet_v2_b0", "EfficientNetB7": "efficientnet_b7",
+        "InceptionResNetV2": "inception_resnet_v2", "NASNetMobile": "nasnet_mobile",
+        "ConvNeXtXLarge": "convnext_xlarge", "DenseNet121": "densenet121",
+        "VGG16": "vgg16", "Xception": "xception", "MobileNet": "mobilenet"}
+    assert {name: keras_apps.snake_name(name) for name in expected} == expected
+    assert all(name == name.lower() and " " not in name for name in names)

@@ -36,12 +36,11 @@ def test_structure_and_attributes():
     ("regression", "linear", "mean_squared_error"),
 ])
 def test_tasks(task, activation, loss):
-    from kerastransfer.training.loop import default_loss
 
     model = small(num_classes=2, task=task, dropout=0.0)
     assert model.get_layer("predictions").activation.__name__ == activation
     assert model.get_layer("predictions").dtype_policy.compute_dtype == "float32"
-    assert default_loss(model) == loss
+    assert model.default_loss() == loss
     logits = np.array([[2.0, -1.0]], "float32")
     out = np.asarray(model.get_layer("predictions")(logits))
     expected = {"softmax": np.exp(logits) / np.exp(logits).sum(),
@@ -49,14 +48,33 @@ def test_tasks(task, activation, loss):
     np.testing.assert_allclose(out, expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("pooling, dim", [("avg", 1280), ("max", 1280),
-                                          ("flatten", 1280)])
-def test_pooling_and_hidden_units(pooling, dim):
-    model = small(num_classes=2, pooling=pooling, hidden_units=(16, 8), dropout=0.1)
+@pytest.mark.parametrize("pooling", ["avg", "max", "flatten"])
+def test_pooling_reduces_the_feature_map_as_named(pooling):
+    # A backbone with a 4x4x6 feature map (a 1x1 map, as MobileNetV2 gives at 32 px,
+    # makes avg, max and flatten identical) and features of order 1.
+    inputs = keras.Input((16, 16, 3))
+    conv = keras.layers.Conv2D(6, 3, strides=4, padding="same", name="conv")(inputs)
+    net = keras.Model(inputs, conv, name="map_net")
+    model = kt.TransferModel(net, num_classes=2, preprocessing="unit",
+                             input_shape=(16, 16, 3), pooling=pooling,
+                             hidden_units=(16, 8), dropout=0.1)
+    x = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype("float32")
+    feature_map = np.asarray(net(model.get_layer("preprocessing")(x)))
+    assert feature_map.shape == (3, 4, 4, 6)
+    reductions = {"avg": feature_map.mean(axis=(1, 2)),
+                  "max": feature_map.max(axis=(1, 2)),
+                  "flatten": feature_map.reshape(3, -1)}
+    expected = reductions[pooling]
+    assert np.abs(expected).max() > 0.1  # features large enough to compare
+    pooled = np.asarray(model.feature_extractor()(x))
+    np.testing.assert_allclose(pooled, expected, rtol=1e-5, atol=1e-6)
+    for name, other in reductions.items():  # the test tells the three apart
+        if name != pooling and other.shape == expected.shape:
+            assert np.abs(other - expected).max() > 0.05
     names = [layer.name for layer in model.head_layers]
     assert names[:5] == ["pool", "hidden_0", "hidden_dropout_0", "hidden_1",
                          "hidden_dropout_1"]
-    assert model.get_layer("hidden_0").kernel.shape == (dim, 16)
+    assert model.get_layer("hidden_0").kernel.shape == (expected.shape[1], 16)
 
 
 def test_preprocessing_matches_keras_family():
@@ -64,8 +82,7 @@ def test_preprocessing_matches_keras_family():
     assert model.preprocessing_mode == "caffe"
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     direct = model.backbone(keras.applications.resnet.preprocess_input(x.copy()))
-    inside = keras.Model(model.input, model.get_layer("resnet50").output
-                         if False else model._feature_tensor)(x)
+    inside = model.feature_extractor()(x)
     pooled = np.asarray(direct).mean(axis=(1, 2))
     np.testing.assert_allclose(np.asarray(inside), pooled, rtol=1e-4, atol=1e-4)
 
