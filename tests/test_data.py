@@ -227,3 +227,150 @@ def test_augmentation_presets_train_only(tmp_path):
     loaded = kt.load_model(path)
     names = [type(layer).__name__ for layer in loaded._flatten_layers()]
     assert not any(name.startswith("Random") for name in names)
+
+
+# --- images_only: any training source -> image batches ---------------------
+
+
+def synthetic_image_data(tmp_path, **kwargs):
+    from kerastransfer.data.synthetic import write_image_folder
+
+    root = write_image_folder(str(tmp_path / "synthetic"), per_class=5, size=16)
+    return kd.load_image_folder(root, image_size=(16, 16), shuffle=False, **kwargs)
+
+
+def test_images_only_image_data_from_a_folder(tmp_path):
+    data = synthetic_image_data(tmp_path, batch_size=3, validation_split=0.2)
+    assert (data.num_train, data.num_validation) == (8, 2)
+    batches = list(kd.images_only(data))
+    assert [b.shape for b in batches] == [(3, 16, 16, 3), (3, 16, 16, 3),
+                                          (2, 16, 16, 3)]
+    assert all(isinstance(b, np.ndarray) and b.dtype == np.float32 for b in batches)
+    x, y = all_batches(data.train)  # exactly the training images, labels dropped
+    np.testing.assert_array_equal(np.concatenate(batches), x)
+    # the colour of each image still names its class (green: channel 0 = 210)
+    assert (np.concatenate(batches).mean(axis=(1, 2)).argmax(axis=1) == y * 1).all()
+    cut = list(kd.images_only(data, max_samples=4))
+    assert [len(b) for b in cut] == [3, 1]
+    np.testing.assert_array_equal(np.concatenate(cut), x[:4])
+
+
+def test_images_only_arrays_tuples_and_datasets():
+    import tensorflow as tf
+
+    x = np.arange(10 * 4 * 4 * 3, dtype="float32").reshape(10, 4, 4, 3)
+    y = np.arange(10) % 2
+
+    def sizes(source, **kwargs):
+        return [len(b) for b in kd.images_only(source, **kwargs)]
+
+    assert sizes(x, batch_size=4) == [4, 4, 2]
+    assert sizes((x, y), batch_size=4) == [4, 4, 2]  # as Keras's validation_data
+    assert sizes((x, y, np.ones(10)), batch_size=5) == [5, 5]
+    batched = tf.data.Dataset.from_tensor_slices((x, y, np.ones(10))).batch(6)
+    np.testing.assert_array_equal(np.concatenate(list(kd.images_only(batched))), x)
+    single = tf.data.Dataset.from_tensor_slices(x)  # unbatched images get batched
+    assert sizes(single, batch_size=4) == [4, 4, 2]
+    forever = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
+    assert sizes(forever, max_samples=9) == [4, 4, 1]
+    assert sizes([(x[:3], y[:3]), (x[3:], y[3:])]) == [3, 7]
+    with pytest.raises(ValueError, match="max_samples must be a positive int"):
+        kd.images_only(x, max_samples=0)  # at the call, not at the first batch
+    with pytest.raises(TypeError, match="Received: data of type str"):
+        kd.images_only("photos/")
+
+
+# --- checks shared by data and training -------------------------------------
+
+
+def test_from_arrays_rejects_bad_labels_and_images():
+    x = np.random.default_rng(0).uniform(0, 255, (6, 8, 8, 3)).astype("float32")
+    with pytest.raises(DataError, match=r"Labels must be in \[0, 1\].*\[0, 5\]"):
+        kd.from_arrays(x, [0, 1, 5, 0, 1, 0], class_names=["a", "b"])
+    with pytest.raises(DataError, match=r"Labels must be in .*\[-1, 1\]"):
+        kd.from_arrays(x, [0, 1, -1, 0, 1, 0])
+    with pytest.raises(DataError, match="class_names has 3 names but the label rows "
+                                        "have 2 columns"):
+        kd.from_arrays(x, np.eye(2)[[0, 1, 0, 1, 0, 1]], class_names=["a", "b", "c"])
+    with pytest.raises(DataError, match="one label per example. Received: 6 inputs "
+                                        "and 2 labels"):
+        kd.from_arrays(x, [0, 1])
+    bad = x.copy()
+    bad[2, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN or Inf values.*Received: 1 non-finite"):
+        kd.from_arrays(bad, [0, 1] * 3)
+    with pytest.raises(DataError, match="real numbers.*Received: x.dtype=<U1"):
+        kd.from_arrays(np.full((2, 8, 8, 3), "x"), [0, 1])
+    with pytest.raises(DataError, match="The training data is empty"):
+        kd.from_arrays(np.zeros((0, 8, 8, 3)), np.zeros(0))
+
+
+def test_check_inputs_shapes_and_passthrough():
+    from kerastransfer.data.checks import check_inputs
+
+    x = np.zeros((4, 8, 6, 3), "float32")
+    check_inputs(x, np.zeros(4), shape=(8, 6, 3))
+    check_inputs(x, shape=(None, None, 3))  # None matches any size
+    check_inputs([[1, 2]], shape=(5,))  # not a numpy array: left to Keras
+    expected = r"shape \(batch, 8, 8, 3\).*input_shape=\(8, 6, 3\). Received: x.shape="
+    with pytest.raises(DataError, match=expected + r"\(4, 8, 6, 3\)"):
+        check_inputs(x, shape=(8, 8, 3))
+    with pytest.raises(DataError, match="Received: x.shape=\\(4, 8, 6, 3\\)"):
+        check_inputs(x, shape=(8, 6))  # wrong rank
+
+
+def test_loaders_check_arguments_before_reading_files(tmp_path, monkeypatch):
+    from kerastransfer.data import checks
+
+    root = make_folder(str(tmp_path / "imgs"))
+    opened = []
+    real = checks.check_image_file
+    monkeypatch.setattr(checks, "check_image_file",
+                        lambda path, size=None: opened.append(path) or real(path, size))
+    rows = [{"path": os.path.join(root, "cat", "0.jpg"), "label": "cat"}]
+    for bad in ({"validation_split": 1.0}, {"validation_split": "0.2"},
+                {"batch_size": 0}, {"batch_size": True}, {"image_size": (8, 0)}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
+            kd.load_image_folder(root, **bad)
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
+            kd.load_image_list(rows, **bad)
+    assert opened == []  # no file was decoded for a call that cannot succeed
+    kd.load_image_folder(root, image_size=(8, 8))
+    assert len(opened) == 15
+
+
+# --- one list of image extensions -------------------------------------------
+
+
+def test_one_image_extension_list_matches_the_decoders(tmp_path):
+    from kerastransfer import runtime
+    from kerastransfer.runtime import files
+
+    assert kd.IMAGE_EXTENSIONS is files.IMAGE_EXTENSIONS
+    assert getattr(runtime, "IMAGE_EXTENSIONS", files.IMAGE_EXTENSIONS) == \
+        files.IMAGE_EXTENSIONS
+    assert set(kd.TF_IMAGE_EXTENSIONS) < set(kd.IMAGE_EXTENSIONS)
+    # every extension of the TF subset loads through the tf.data pipeline; the
+    # others (the runtime decodes them with Pillow) are skipped with a reason
+    for i, ext in enumerate(kd.IMAGE_EXTENSIONS):
+        write_image(str(tmp_path / "a" / f"{i}{ext}"), (200, 30, 30))
+        write_image(str(tmp_path / "b" / f"{i}{ext}"), (30, 30, 200))
+    data = kd.load_image_folder(str(tmp_path), image_size=(8, 8), shuffle=False)
+    loaded = {os.path.splitext(p)[1] for p in os.listdir(tmp_path / "a")} - {
+        os.path.splitext(p)[1] for p, _ in data.skipped}
+    assert loaded == set(kd.TF_IMAGE_EXTENSIONS)
+    assert data.num_train == 2 * len(kd.TF_IMAGE_EXTENSIONS)
+    assert all("unsupported format" in reason for _, reason in data.skipped)
+    x, y = all_batches(data.train)
+    assert (x.mean(axis=(1, 2)).argmax(axis=1) == 2 * y).all()  # red a, blue b
+
+
+def test_import_data_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, kerastransfer.data, kerastransfer.data.inputs; "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
