@@ -33,6 +33,55 @@ def test_warmup_cosine_values():
         WarmupCosineDecay(1e-3, total_steps=10, warmup_steps=20)
 
 
+def previous_warmup_cosine(step, peak, total, warmup, initial, final):
+    """The formula of the hand-written WarmupCosineDecay this one replaces."""
+    if step < warmup:
+        return initial + (peak - initial) * step / max(warmup, 1)
+    progress = min(max((step - warmup) / max(total - warmup, 1), 0.0), 1.0)
+    return final + 0.5 * (peak - final) * (1.0 + math.cos(math.pi * progress))
+
+
+@pytest.mark.parametrize("peak, total, warmup, initial, final", [
+    (1e-2, 110, 10, 1e-4, 1e-5),
+    (1e-3, 50, 0, 0.0, 0.0),
+    (3e-3, 7, 7, 1e-5, 0.0),  # all warmup: the rate drops to final after it
+    (5e-4, 20, 3, 0.0, 1e-4),
+    (2e-1, 1, 0, 0.0, 1e-3),
+])
+def test_warmup_cosine_equals_previous_implementation(peak, total, warmup, initial,
+                                                      final):
+    s = WarmupCosineDecay(peak, total_steps=total, warmup_steps=warmup,
+                          initial_learning_rate=initial, final_learning_rate=final)
+    assert isinstance(s, keras.optimizers.schedules.CosineDecay)  # Keras's own
+    for step in range(total + 6):
+        expected = previous_warmup_cosine(step, peak, total, warmup, initial, final)
+        assert abs(value(s, step) - expected) <= 1e-6, step
+
+
+def test_warmup_cosine_config_saved_by_the_previous_version_loads():
+    # What `serialize_keras_object` wrote for the hand-written class (module path
+    # before the package layout changed): saved .keras files hold this.
+    old = {
+        "module": "kerastransfer.schedules",
+        "class_name": "WarmupCosineDecay",
+        "config": {"peak_learning_rate": 0.01, "total_steps": 110,
+                   "warmup_steps": 10, "initial_learning_rate": 0.0001,
+                   "final_learning_rate": 1e-05, "name": "warmup_cosine"},
+        "registered_name": "kerastransfer>WarmupCosineDecay",
+    }
+    restored = keras.saving.deserialize_keras_object(old)
+    assert type(restored) is WarmupCosineDecay
+    assert restored.get_config() == old["config"]
+    assert keras.saving.serialize_keras_object(restored)["registered_name"] == (
+        "kerastransfer>WarmupCosineDecay")
+    optimizer = keras.optimizers.deserialize(
+        {"class_name": "Adam", "config": {"learning_rate": old}})
+    assert isinstance(optimizer._learning_rate, WarmupCosineDecay)
+    for step in (0, 5, 10, 60, 110, 200):
+        assert abs(value(restored, step) - previous_warmup_cosine(
+            step, 0.01, 110, 10, 1e-4, 1e-5)) <= 1e-6
+
+
 def test_one_cycle_values():
     s = OneCycle(1e-2, total_steps=100, pct_start=0.3, div_factor=25.0,
                  final_div_factor=1e4)

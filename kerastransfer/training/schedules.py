@@ -1,5 +1,8 @@
 """Learning-rate schedules for phases: warmup + cosine decay, and one-cycle.
 
+`WarmupCosineDecay` is Keras's `CosineDecay` (with its warmup arguments) under a
+registered name; `OneCycle` has no Keras equivalent.
+
 Both are `keras.optimizers.schedules.LearningRateSchedule`s registered for
 serialization, so a model compiled with them saves to `.keras` and reloads. Use
 them per phase: `Phase(epochs, learning_rate=WarmupCosineDecay(...))`. Each phase
@@ -32,16 +35,30 @@ def _check_steps(total_steps, warmup_steps=0):
 
 
 @keras.saving.register_keras_serializable(package="kerastransfer")
-class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
     """Linear warmup to a peak rate, then cosine decay to a final rate.
+
+    Keras's `CosineDecay` with its `warmup_target`/`warmup_steps` arguments,
+    under kerastransfer's argument names: `initial_learning_rate` is the rate at
+    step 0, `warmup_target` is `peak_learning_rate`, `decay_steps` is
+    `total_steps - warmup_steps` (at least 1) and `alpha` is
+    `final_learning_rate / peak_learning_rate`. The registered name
+    (`kerastransfer>WarmupCosineDecay`) and the config keys are those of earlier
+    versions, so saved models load.
 
     Args:
         peak_learning_rate: the rate reached at the end of the warmup.
         total_steps: steps of warmup plus decay; the rate stays at
             `final_learning_rate` afterwards.
         warmup_steps: steps of linear warmup. Defaults to `0`.
-        initial_learning_rate: the rate at step 0. Defaults to `0.0`.
+        initial_learning_rate: the rate at step 0 (unused without warmup).
+            Defaults to `0.0`.
         final_learning_rate: the rate at `total_steps`. Defaults to `0.0`.
+        name: the schedule's name. Defaults to `"warmup_cosine"`.
+
+    Raises:
+        ValueError: `total_steps`, `warmup_steps` or `peak_learning_rate` is out
+            of range.
 
     Example:
 
@@ -57,23 +74,17 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         if peak_learning_rate <= 0:
             raise ValueError("peak_learning_rate must be > 0. "
                              f"Received: peak_learning_rate={peak_learning_rate!r}")
+        super().__init__(
+            initial_learning_rate=float(initial_learning_rate),
+            decay_steps=max(int(total_steps) - int(warmup_steps), 1),
+            alpha=float(final_learning_rate) / float(peak_learning_rate),
+            name=name,
+            warmup_target=float(peak_learning_rate),
+            warmup_steps=int(warmup_steps),
+        )
         self.peak_learning_rate = float(peak_learning_rate)
         self.total_steps = int(total_steps)
-        self.warmup_steps = int(warmup_steps)
-        self.initial_learning_rate = float(initial_learning_rate)
         self.final_learning_rate = float(final_learning_rate)
-        self.name = name
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        peak, start = self.peak_learning_rate, self.initial_learning_rate
-        final = self.final_learning_rate
-        warmup = float(max(self.warmup_steps, 1))
-        warm = start + (peak - start) * ops.minimum(step / warmup, 1.0)
-        decay_steps = float(max(self.total_steps - self.warmup_steps, 1))
-        progress = ops.clip((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
-        cosine = final + 0.5 * (peak - final) * (1.0 + ops.cos(math.pi * progress))
-        return ops.where(step < self.warmup_steps, warm, cosine)
 
     def get_config(self):
         return {
