@@ -6,6 +6,7 @@ Modules, one role each (the imports only go down this list):
 * `split`: the seeded stratified split, class counts, balanced class weights.
 * `pipeline`: `tf.data` pipelines (parallel decode, cache, shuffle, prefetch).
 * `augment`: augmentation presets and `augment_dataset`.
+* `records`: image lists (CSV file, list of dicts, DataFrame) -> paths, labels.
 * `images`: image sources -> `ImageData` (folders, CSV/record lists, arrays,
   datasets).
 * `inputs`: what training consumes (`prepare_fit_inputs`, `images_only`).

@@ -11,10 +11,9 @@ crashing it half-way (`strict=True` turns that into a `DataError`). The split is
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +28,7 @@ from kerastransfer.data.checks import (
     scan_images,
 )
 from kerastransfer.data.pipeline import array_pipeline, cache_for, file_pipeline
+from kerastransfer.data.records import read_image_list
 from kerastransfer.data.split import (
     balanced_class_weight,
     class_counts,
@@ -90,14 +90,14 @@ def _build_from_files(paths, labels, class_names, skipped, *, image_size, batch_
     train_idx, val_idx = split_indices(labels, validation_split, seed)
     paths = np.asarray(paths)
     train = file_pipeline(paths[train_idx], labels[train_idx], image_size=image_size,
-                           batch_size=batch_size, shuffle=shuffle, seed=seed,
-                           cache=cache_for(cache, "train"))
+                          batch_size=batch_size, shuffle=shuffle, seed=seed,
+                          cache=cache_for(cache, "train"))
     validation = None
     if len(val_idx):
         validation = file_pipeline(paths[val_idx], labels[val_idx],
-                                    image_size=image_size, batch_size=batch_size,
-                                    shuffle=False, seed=seed,
-                                    cache=cache_for(cache, "validation"))
+                                   image_size=image_size, batch_size=batch_size,
+                                   shuffle=False, seed=seed,
+                                   cache=cache_for(cache, "validation"))
     return ImageData(
         train=train, validation=validation, class_names=list(class_names),
         skipped=list(skipped), num_train=int(len(train_idx)),
@@ -105,8 +105,6 @@ def _build_from_files(paths, labels, class_names, skipped, *, image_size, batch_
         class_counts=class_counts(labels[train_idx], list(class_names)),
         train_labels=labels[train_idx],
     )
-
-
 
 
 def load_image_folder(
@@ -214,26 +212,6 @@ def load_image_folder(
     return data
 
 
-def _read_records(source) -> tuple[list[dict], str | None]:
-    if hasattr(source, "to_dict"):  # a pandas DataFrame, without importing pandas
-        return list(source.to_dict("records")), None
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise DataError(f"The CSV file does not exist. Received: source={path!r}")
-        with open(path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f)), os.path.dirname(os.path.abspath(path))
-    if isinstance(source, Iterable):
-        records = list(source)
-        if not all(isinstance(r, dict) for r in records):
-            kind = type(next(r for r in records if not isinstance(r, dict))).__name__
-            raise TypeError("source must be a CSV path, a DataFrame or a list of "
-                            f"dicts. Received: an item of type {kind}")
-        return records, None
-    raise TypeError("source must be a CSV path, a DataFrame or a list of dicts. "
-                    f"Received: source={source!r}")
-
-
 def load_image_list(
     source,
     *,
@@ -283,44 +261,9 @@ def load_image_list(
     >>> data = load_image_list(rows, image_size=(64, 64))  # doctest: +SKIP
     """
     image_size = _check_arguments(image_size, batch_size, validation_split)
-    records, csv_dir = _read_records(source)
-    if not records:
-        raise DataError("The image list is empty. Add rows with a path and a label. "
-                        f"Received: {len(records)} rows")
-    for column in (path_column, label_column):
-        if column not in records[0]:
-            raise DataError(
-                f"The image list has no {column!r} column. Name the columns with "
-                f"path_column=/label_column=. Received: columns={list(records[0])}"
-            )
-    base = root or csv_dir or os.getcwd()
-    paths = [os.path.join(base, str(r[path_column])) for r in records]
-    raw = [r[label_column] for r in records]
-    as_int = []
-    for value in raw:
-        try:
-            as_int.append(int(value))
-        except (TypeError, ValueError):
-            as_int = None
-            break
-    if class_names is not None:
-        class_names = [str(c) for c in class_names]
-        if as_int is not None and not all(str(v) in class_names for v in raw):
-            labels = as_int
-        else:
-            unknown = sorted({str(v) for v in raw} - set(class_names))
-            if unknown:
-                raise DataError(f"Labels not in class_names: {unknown}. Add them to "
-                                f"class_names. Received: class_names={class_names}")
-            labels = [class_names.index(str(v)) for v in raw]
-    elif as_int is not None:
-        class_names = [str(i) for i in range(max(as_int) + 1)]
-        labels = as_int
-    else:
-        class_names = sorted({str(v) for v in raw})
-        labels = [class_names.index(str(v)) for v in raw]
-    labels = np.asarray(labels, dtype=np.int32)
-    check_label_range(labels, len(class_names))
+    paths, labels, class_names, base = read_image_list(
+        source, path_column=path_column, label_column=label_column, root=root,
+        class_names=class_names)
     good, skipped = scan_images(paths, image_size=image_size, strict=strict)
     if not good:
         raise DataError(f"None of the {len(paths)} listed files is a usable image. "
@@ -384,9 +327,9 @@ def from_arrays(
         str(i) for i in range(num)]
     train_idx, val_idx = split_indices(y, validation_split, seed)
     train = array_pipeline(x[train_idx], y[train_idx], batch_size=batch_size,
-                            shuffle=shuffle, seed=seed)
+                           shuffle=shuffle, seed=seed)
     validation = (array_pipeline(x[val_idx], y[val_idx], batch_size=batch_size,
-                                  shuffle=False, seed=seed) if len(val_idx) else None)
+                                 shuffle=False, seed=seed) if len(val_idx) else None)
     return ImageData(train=train, validation=validation, class_names=class_names,
                      num_train=len(train_idx), num_validation=len(val_idx),
                      class_counts=class_counts(y[train_idx], class_names),
