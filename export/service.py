@@ -18,8 +18,16 @@ Endpoints:
                        the full probability vector.
 
 Every bad request gets a JSON error {"error": {"status": ..., "message": ...}}
-with a 4xx status; an unexpected failure inside a request answers 500 and the
-service keeps running.
+with a 4xx status (falcon's own HTTP errors, through one JSON error serializer);
+an unexpected failure inside a request answers 500 and the service keeps
+running.
+
+Memory stays bounded under concurrent large images: the pixel count is read
+from the image header before any pixel is decoded, JPEGs decode at a reduced
+draft size (`kerastransfer/runtime/files.py`), and the pixels being decoded at
+once, across all request threads, are capped (`Limits.max_decode_pixels`): a
+thread whose image does not fit waits for others to finish. Decoding shares its
+code with `OnnxPredictor.predict_files`, so both answer the same for one file.
 
 Run (from the repository root):
 
@@ -29,7 +37,6 @@ Run (from the repository root):
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import math
@@ -42,11 +49,12 @@ from typing import Any
 
 import falcon
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from kerastransfer.runtime import OnnxPredictor, decode_images
+from export.decoding import Decoder, bad_request, too_large
+from kerastransfer.runtime import OnnxPredictor
+from kerastransfer.runtime.files import rank_classes
 
-__all__ = ["Limits", "create_app", "make_server", "main"]
+__all__ = ["Limits", "create_app", "make_server", "quiet_queue_warnings", "main"]
 
 logger = logging.getLogger("kerastransfer.service")
 
@@ -55,92 +63,56 @@ _RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may send.
+    """What one request may send, and what the service decodes at once.
 
     Attributes:
         max_body_bytes: largest request body. Defaults to 10 MiB.
-        max_image_pixels: largest decoded image (width x height). Defaults to
-            25 megapixels.
+        max_image_pixels: largest image (width x height, read from its header
+            before decoding). Defaults to 25 megapixels.
         max_batch: most images (files or JSON instances) in one request.
             Defaults to `32`.
         max_top_k: largest `top_k`. Defaults to `100`.
+        max_decode_pixels: most pixels decoded at once across all request
+            threads (Pillow holds 4 bytes per RGB pixel: 25 megapixels is about
+            100 MB). An image larger than this still decodes, alone. Defaults to
+            `None` (`max_image_pixels`).
+        decode_threads: threads that decode images for every request thread.
+            Few on purpose: glibc gives each thread that allocates large
+            buffers its own malloc arena and keeps it, so with one decode per
+            request thread the service's memory grows with `--threads` (measured
+            752 MB after 8 concurrent 25-megapixel PNGs on 8 request threads,
+            173 MB with one decode thread). Defaults to `2`.
     """
 
     max_body_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 25_000_000
     max_batch: int = 32
     max_top_k: int = 100
+    max_decode_pixels: int | None = None
+    decode_threads: int = 2
 
 
-class RequestError(falcon.HTTPError):
-    """A 4xx answer with a one-line message."""
-
-    def __init__(self, status: str, message: str):
-        super().__init__(status, title=message)
-        self.message = message
-
-
-def _error_body(status: str, message: str) -> dict:
-    return {"error": {"status": int(status.split()[0]), "message": message}}
+# waitress's own body limit: above it waitress answers a plain-text 413 from the
+# Content-Length header alone. Below it waitress reads the body (spooled to a
+# temporary file beyond 512 KiB, so memory stays flat) and the service answers
+# its JSON 413. 1 GiB is waitress's default.
+WAITRESS_MAX_BODY = 1024 ** 3
 
 
 def _serialize_error(req, resp, exception: falcon.HTTPError) -> None:
-    message = getattr(exception, "message", None) or exception.title or "Error"
-    if exception.description:
-        message = f"{message}: {exception.description}"
+    """Every falcon HTTP error as {"error": {"status": int, "message": str}}."""
+    message = exception.description or exception.title or "Error"
     resp.content_type = falcon.MEDIA_JSON
-    resp.text = json.dumps(_error_body(exception.status, message))
+    resp.text = json.dumps({"error": {"status": exception.status_code,
+                                      "message": message}})
 
 
 def _unexpected_error(req, resp, error, params) -> None:
     if isinstance(error, falcon.HTTPError):
         raise error
     logger.exception("Unexpected error while answering %s %s", req.method, req.path)
-    resp.status = falcon.HTTP_500
-    resp.content_type = falcon.MEDIA_JSON
-    resp.text = json.dumps(_error_body(
-        falcon.HTTP_500, f"Internal error ({type(error).__name__}); see the logs"
-    ))
-
-
-def decode_image(data: bytes, size: Sequence[int], max_pixels: int) -> np.ndarray:
-    """Decodes image bytes to an RGB float32 array of `size` (height, width).
-
-    The same steps as `OnnxPredictor.predict_files`: Pillow decode, RGB, bilinear
-    resize, values in [0, 255].
-
-    Raises:
-        RequestError: 400 for data that is no image, 413 for too many pixels.
-    """
-    try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
-        width, height = image.size
-        if width * height > max_pixels:
-            raise RequestError(
-                falcon.HTTP_413,
-                f"Image too large: {width}x{height} pixels; the limit is "
-                f"{max_pixels} pixels. Resize it before sending",
-            )
-    except RequestError:
-        raise
-    except Image.DecompressionBombError as error:
-        raise RequestError(falcon.HTTP_413, f"Image too large: {error}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise RequestError(
-            falcon.HTTP_400,
-            f"Could not decode the image ({type(error).__name__}). Send a JPEG, "
-            "PNG, BMP or GIF file",
-        ) from None
-    # The very decoding of OnnxPredictor.predict_files (Pillow, RGB, bilinear).
-    images, failed = decode_images([io.BytesIO(data)], size)
-    if failed:
-        reason = failed[0][1].split(":")[0]
-        raise RequestError(
-            falcon.HTTP_400,
-            f"Could not decode the image ({reason}). Send a complete JPEG, PNG, "
-            "BMP or GIF file",
-        )
-    return images[0]
+    raise falcon.HTTPInternalServerError(
+        description=f"Internal error ({type(error).__name__}); see the logs")
 
 
 class _Model:
@@ -187,24 +159,24 @@ def _jsonable(value: Any) -> Any:
 
 
 class Predict:
-    def __init__(self, model: _Model, limits: Limits):
+    def __init__(self, model: _Model, limits: Limits, decoder: Decoder):
         self.model = model
         self.limits = limits
+        self.decoder = decoder
 
     def on_post(self, req, resp):
-        top_k = self._top_k(req.get_param("top_k"))
-        with_probabilities = req.get_param_as_bool("probabilities") or False
+        top_k = req.get_param_as_int("top_k", min_value=1,
+                                     max_value=self.limits.max_top_k, default=5)
+        with_probabilities = req.get_param_as_bool("probabilities", default=False)
         length = req.content_length
         if length is None:
-            raise RequestError(falcon.HTTP_411, "Send a Content-Length header")
+            raise falcon.HTTPLengthRequired(
+                title="Length required", description="Send a Content-Length header")
         if length > self.limits.max_body_bytes:
-            raise RequestError(
-                falcon.HTTP_413,
-                f"Request body too large: {length} bytes; the limit is "
-                f"{self.limits.max_body_bytes} bytes",
-            )
+            raise too_large(f"Request body too large: {length} bytes; the limit "
+                             f"is {self.limits.max_body_bytes} bytes")
         if length == 0:
-            raise RequestError(falcon.HTTP_400, "Empty request body; send an image")
+            raise bad_request("Empty request body; send an image")
         content_type = (req.content_type or "").split(";")[0].strip().lower()
         names: list[str | None]
         if content_type == "application/json":
@@ -217,42 +189,36 @@ class Predict:
             images = np.stack([self._decode(data)])
             names = [None]
         else:
-            raise RequestError(
-                falcon.HTTP_415,
-                "Unsupported Content-Type. Send image/* or "
+            raise falcon.HTTPUnsupportedMediaType(
+                title="Unsupported media type",
+                description="Unsupported Content-Type. Send image/* or "
                 "application/octet-stream (one raw image), multipart/form-data "
-                f"(image files) or application/json (instances). Received: "
+                "(image files) or application/json (instances). Received: "
                 f"{content_type or 'none'!r}",
             )
         probabilities = np.asarray(self.model.predictor.predict(images))
         with self.model.lock:
             self.model.requests += 1
+        top_k = min(top_k, len(self.model.class_names))
         resp.media = {"predictions": [
             self._entry(row, name, top_k, with_probabilities)
             for row, name in zip(probabilities, names, strict=True)
         ]}
 
     # --- request bodies ----------------------------------------------------------
-    def _top_k(self, value: Any) -> int:
-        if value is None:
-            return min(5, len(self.model.class_names))
-        try:
-            top_k = int(value)
-        except (TypeError, ValueError):
-            top_k = 0
-        if isinstance(value, bool) or not 1 <= top_k <= self.limits.max_top_k:
-            raise RequestError(
-                falcon.HTTP_400,
+    def _body_top_k(self, value: Any) -> int:
+        """`top_k` from a JSON body (query parameters go through falcon)."""
+        if (isinstance(value, bool) or not isinstance(value, int)
+                or not 1 <= value <= self.limits.max_top_k):
+            raise bad_request(
                 f"top_k must be a whole number from 1 to {self.limits.max_top_k}. "
-                f"Received: top_k={value!r}",
-            )
-        return min(top_k, len(self.model.class_names))
+                f"Received: top_k={value!r}")
+        return value
 
     def _decode(self, data: bytes) -> np.ndarray:
         if not data:
-            raise RequestError(falcon.HTTP_400, "Empty image; send an image file")
-        return decode_image(data, self.model.image_shape[:2],
-                            self.limits.max_image_pixels)
+            raise bad_request("Empty image; send an image file")
+        return self.decoder.decode(data, self.model.image_shape[:2])
 
     def _multipart(self, req) -> tuple[np.ndarray, list[str | None]]:
         images, names = [], []
@@ -262,48 +228,38 @@ class Predict:
                         "image/"):
                     continue  # an ordinary form field
                 if len(images) >= self.limits.max_batch:
-                    raise RequestError(
-                        falcon.HTTP_413,
-                        f"Too many images; the limit is {self.limits.max_batch} "
-                        "per request",
-                    )
+                    raise too_large(f"Too many images; the limit is "
+                                     f"{self.limits.max_batch} per request")
                 images.append(self._decode(part.stream.read(
                     self.limits.max_body_bytes + 1)))
                 names.append(part.filename)
         except falcon.MediaMalformedError as error:
-            raise RequestError(falcon.HTTP_400,
-                               f"Malformed multipart body: {error.description or ''}"
+            raise bad_request(f"Malformed multipart body: {error.description or ''}"
                                .rstrip(": ")) from None
         if not images:
-            raise RequestError(
-                falcon.HTTP_400,
+            raise bad_request(
                 "The multipart body has no file; send images as file fields, e.g. "
-                "curl -F file=@cat.jpg",
-            )
+                "curl -F file=@cat.jpg")
         return np.stack(images), names
 
     def _json(self, req, top_k, with_probabilities):
         try:
             body = json.loads(req.bounded_stream.read(self.limits.max_body_bytes + 1))
         except (ValueError, UnicodeDecodeError):
-            raise RequestError(falcon.HTTP_400, "Malformed JSON body") from None
+            raise bad_request("Malformed JSON body") from None
         if not isinstance(body, dict) or "instances" not in body:
-            raise RequestError(
-                falcon.HTTP_400,
+            raise bad_request(
                 'The JSON body must be an object with "instances": a list of '
-                "images of shape (H, W, 3) with values in [0, 255]",
-            )
+                "images of shape (H, W, 3) with values in [0, 255]")
         if "top_k" in body:
-            top_k = self._top_k(body["top_k"])
+            top_k = self._body_top_k(body["top_k"])
         if "probabilities" in body:
             with_probabilities = bool(body["probabilities"])
         try:
-            instances = np.asarray(body["instances"], dtype="float32")
+            instances = np.asarray(body["instances"], dtype="float64")
         except (ValueError, TypeError):
-            raise RequestError(
-                falcon.HTTP_400,
-                '"instances" must be a rectangular nested list of numbers',
-            ) from None
+            raise bad_request(
+                '"instances" must be a rectangular nested list of numbers') from None
         expected = self.model.image_shape
         if instances.ndim == len(expected):
             instances = instances[None]
@@ -311,32 +267,34 @@ class Predict:
             e is not None and e > 0 and a != e
             for a, e in zip(instances.shape[1:], expected, strict=True)
         ):
-            raise RequestError(
-                falcon.HTTP_400,
+            raise bad_request(
                 f'"instances" must have shape (N, {", ".join(map(str, expected))}). '
-                f"Received: shape {list(instances.shape)}",
-            )
-        if len(instances) == 0 or len(instances) > self.limits.max_batch:
-            raise RequestError(
-                falcon.HTTP_413 if len(instances) else falcon.HTTP_400,
-                f"Send 1 to {self.limits.max_batch} instances. Received: "
-                f"{len(instances)}",
-            )
+                f"Received: shape {list(instances.shape)}")
+        if len(instances) == 0:
+            raise bad_request(f"Send 1 to {self.limits.max_batch} instances. "
+                               "Received: 0")
+        if len(instances) > self.limits.max_batch:
+            raise too_large(f"Send 1 to {self.limits.max_batch} instances. "
+                             f"Received: {len(instances)}")
         if not np.all(np.isfinite(instances)):
-            raise RequestError(falcon.HTTP_400,
-                               '"instances" contains NaN or infinite values')
-        return instances, [None] * len(instances), top_k, with_probabilities
+            raise bad_request('"instances" contains NaN or infinite values')
+        low, high = float(instances.min()), float(instances.max())
+        if low < 0 or high > 255:
+            raise bad_request(
+                '"instances" values must be RGB values in [0, 255]. Rescale them. '
+                f"Received: min={low:g}, max={high:g}")
+        return (instances.astype("float32"), [None] * len(instances), top_k,
+                with_probabilities)
 
     def _entry(self, row: np.ndarray, name: str | None, top_k: int,
                with_probabilities: bool) -> dict:
-        order = np.argsort(-row)[:top_k]  # as OnnxPredictor.predict_files
         entry: dict[str, Any] = {}
         if name is not None:
             entry["filename"] = name
-        entry["top_k"] = [
-            {"class_name": self.model.class_names[i], "index": int(i),
-             "probability": float(row[i])}
-            for i in order
+        entry["top_k"] = [  # the ranking of OnnxPredictor.predict_files
+            {"class_name": class_name, "index": index, "probability": score}
+            for index, class_name, score in rank_classes(
+                row, self.model.class_names, top_k)
         ]
         if with_probabilities:
             entry["probabilities"] = [float(v) for v in row]
@@ -356,13 +314,16 @@ def create_app(predictor: Any, limits: Limits | None = None) -> falcon.App:
     """
     limits = limits or Limits()
     model = _Model(predictor)
+    decoder = Decoder(limits.max_image_pixels,
+                      limits.max_decode_pixels or limits.max_image_pixels,
+                      limits.decode_threads)
     app = falcon.App()
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_error)
     app.add_error_handler(Exception, _unexpected_error)
     app.add_route("/health", Health(model, time.time()))
     app.add_route("/metadata", Metadata(model, limits))
-    app.add_route("/predict", Predict(model, limits))
+    app.add_route("/predict", Predict(model, limits, decoder))
     return app
 
 
@@ -389,13 +350,56 @@ def make_server(model_path: str, *, host: str = "127.0.0.1", port: int = 8080,
     limits = limits or Limits()
     predictor = OnnxPredictor(model_path, providers=providers)
     app = create_app(predictor, limits)
-    # Waitress buffers bodies up to its own limit; the app answers JSON 413 below
-    # that, so waitress's plain-text 413 only meets far larger bodies.
+    quiet_queue_warnings()
     return create_server(
         app, host=host, port=port, threads=threads,
-        max_request_body_size=4 * limits.max_body_bytes + 65536,
+        max_request_body_size=max(WAITRESS_MAX_BODY, 2 * limits.max_body_bytes),
         channel_timeout=60, ident="kerastransfer-service",
     )
+
+
+class _EveryInterval(logging.Filter):
+    """Lets one record through per `interval` seconds; counts the others.
+
+    waitress logs "Task queue depth is N" on every request that finds no idle
+    thread: with more clients than threads (the normal state of a loaded
+    service) that is one warning per request. One line per interval, with the
+    deepest queue and the number of requests that waited, says the same.
+    """
+
+    def __init__(self, interval: float = 60.0):
+        super().__init__()
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._last = -math.inf
+        self._waited = 0
+        self._deepest = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        depth = record.args[0] if isinstance(record.args, tuple) and record.args else 0
+        with self._lock:
+            self._waited += 1
+            self._deepest = max(self._deepest, int(depth or 0))
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                return False
+            record.msg = ("Request queue: up to %d request(s) waited for a free "
+                          "thread (%d time(s) in the last %.0f s); raise --threads "
+                          "if latency matters more than memory")
+            record.args = (self._deepest, self._waited, self.interval)
+            self._last, self._waited, self._deepest = now, 0, 0
+            return True
+
+
+_QUEUE_FILTER = _EveryInterval()
+
+
+def quiet_queue_warnings(interval: float = 60.0) -> None:
+    """Rate-limits waitress's `waitress.queue` warnings to one per `interval` s."""
+    queue_logger = logging.getLogger("waitress.queue")
+    _QUEUE_FILTER.interval = interval
+    if _QUEUE_FILTER not in queue_logger.filters:
+        queue_logger.addFilter(_QUEUE_FILTER)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -418,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="largest image, width x height (default 25000000)")
     parser.add_argument("--max-batch", type=int, default=32,
                         help="most images per request (default 32)")
+    parser.add_argument("--decode-threads", type=int, default=2,
+                        help="threads decoding uploaded images for all requests "
+                             "(default 2; memory grows with each)")
     parser.add_argument("--provider", action="append", default=None,
                         help="onnxruntime provider, e.g. CUDAExecutionProvider "
                              "(repeatable; default: best available)")
@@ -428,14 +435,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.model.lower().endswith(".onnx"):
         parser.error(f"MODEL must be a .onnx file. Received: {args.model!r}")
-    for name in ("threads", "max_batch", "max_image_pixels"):
+    for name in ("threads", "max_batch", "max_image_pixels", "decode_threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.max_body_mb <= 0 or not math.isfinite(args.max_body_mb):
         parser.error("--max-body-mb must be > 0")
     limits = Limits(max_body_bytes=int(args.max_body_mb * 1024 * 1024),
                     max_image_pixels=args.max_image_pixels,
-                    max_batch=args.max_batch)
+                    max_batch=args.max_batch, decode_threads=args.decode_threads)
     try:
         server = make_server(args.model, host=args.host, port=args.port,
                              threads=args.threads, limits=limits,

@@ -3,10 +3,9 @@
 For smoke-testing a deployment (the service, `kerastransfer predict/info/benchmark`)
 without TensorFlow or a trained model: NHWC float32 RGB in [0, 255] -> scale to
 [0, 1] -> transpose to NCHW -> 3x3 convolution -> ReLU -> global average pool ->
-dense -> softmax. Its metadata uses the keys `export_onnx` writes
-(`kerastransfer.class_names`, `kerastransfer.input_shape`, `kerastransfer.task`,
-...), so `OnnxPredictor` reads it like a real export. Its predictions mean
-nothing.
+dense -> softmax. Its metadata is encoded by `kerastransfer.runtime.base`
+(`encode_metadata`, the encoder `export_onnx` uses), so `OnnxPredictor` reads it
+like a real export. Its predictions mean nothing.
 
     python -m export.tiny_model tiny.onnx --size 48 --classes cat,dog,bird
 """
@@ -14,7 +13,6 @@ nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
@@ -52,6 +50,7 @@ def build_tiny_onnx(
     from onnx import TensorProto, helper, numpy_helper
 
     from kerastransfer.io import atomic_write_bytes
+    from kerastransfer.runtime.base import encode_metadata
 
     num_classes = len(class_names)
     if num_classes < 2:
@@ -94,21 +93,21 @@ def build_tiny_onnx(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
                               producer_name="kerastransfer.tiny_model")
     model.ir_version = 8
-    metadata = {
-        "kerastransfer.format_version": "1",
-        "kerastransfer.class_names": json.dumps(list(class_names)),
-        "kerastransfer.num_classes": str(num_classes),
-        "kerastransfer.task": "multiclass",
-        "kerastransfer.output": "predictions",
-        "kerastransfer.backbone": "tiny_random_cnn",
-        "kerastransfer.input_name": "image",
-        "kerastransfer.input_shape": json.dumps([None, image_size, image_size, 3]),
-        "kerastransfer.input_layout": "NHWC",
-        "kerastransfer.input_dtype": "float32",
-        "kerastransfer.color_order": "RGB",
-        "kerastransfer.value_range": json.dumps([0, 255]),
-        "kerastransfer.include_preprocessing": "true",
-    }
+    metadata = encode_metadata({
+        "format_version": "1",
+        "class_names": list(class_names),
+        "num_classes": num_classes,
+        "task": "multiclass",
+        "output": "predictions",
+        "backbone": "tiny_random_cnn",
+        "input_name": "image",
+        "input_shape": [None, image_size, image_size, 3],
+        "input_layout": "NHWC",
+        "input_dtype": "float32",
+        "color_order": "RGB",
+        "value_range": [0, 255],
+        "include_preprocessing": True,
+    })
     for key, value in metadata.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value

@@ -12,21 +12,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+# The one copy of the constants is TensorFlow-free, for the runtime too.
+from kerastransfer.runtime.preprocess import CAFFE_BGR_MEAN as _CAFFE_BGR_MEAN
+from kerastransfer.runtime.preprocess import PREPROCESSING_MODES
+from kerastransfer.runtime.preprocess import TORCH_MEAN as _TORCH_MEAN
+from kerastransfer.runtime.preprocess import TORCH_STD as _TORCH_STD
+
 __all__ = ["ImagePreprocessing", "PREPROCESSING_MODES"]
-
-# mode -> what it does to an RGB image in [0, 255]
-PREPROCESSING_MODES = {
-    "caffe": "RGB->BGR, minus the ImageNet BGR mean (VGG, ResNet v1)",
-    "tf": "scale to [-1, 1] (MobileNet v1/v2, ResNet v2, Inception, Xception, NASNet)",
-    "torch": "scale to [0, 1], minus ImageNet mean, divided by std (DenseNet)",
-    "unit": "scale to [0, 1]",
-    "none": "identity: the backbone preprocesses inside (EfficientNet, MobileNetV3, "
-    "ConvNeXt)",
-}
-
-_CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
-_TORCH_MEAN = (0.485, 0.456, 0.406)
-_TORCH_STD = (0.229, 0.224, 0.225)
 
 
 @keras.saving.register_keras_serializable(package="kerastransfer")

@@ -159,3 +159,57 @@ def test_list_and_decode_helpers(image_folder):
     images, failed = decode_images(paths, (16, 24))
     assert images.shape == (3, 16, 24, 3) and images.dtype == np.float32
     assert len(failed) == 1 and failed[0][0].endswith("broken.jpg")
+
+
+def test_stripped_metadata_is_read_from_the_sidecar(exported, tmp_path, caplog):
+    """OpenCV/onnxruntime-node users strip or ignore ONNX metadata: the predictor
+    reads the model.json written next to the model instead."""
+    import onnx
+
+    model, path = exported
+    sidecar = os.path.splitext(path)[0] + ".json"
+    with open(sidecar) as file:
+        written = json.load(file)
+    assert written == OnnxPredictor(path).metadata  # the same contract, decoded
+    proto = onnx.load(path)
+    del proto.metadata_props[:]
+    stripped = tmp_path / "stripped.onnx"
+    onnx.save(proto, str(stripped))
+    (tmp_path / "stripped.json").write_text(json.dumps(written))
+    predictor = OnnxPredictor(stripped)
+    assert predictor.metadata_source == "sidecar"
+    assert predictor.class_names == ["red", "green", "blue"]
+    assert predictor.input_shape == (SIZE, SIZE, 3)
+    x = np.random.default_rng(2).integers(0, 256, (2, SIZE, SIZE, 3), "uint8")
+    np.testing.assert_allclose(predictor.predict(x), np.asarray(model(
+        x.astype("float32"))), atol=1e-4)
+    # Without the sidecar: the documented fallback, with a warning naming it.
+    (tmp_path / "stripped.json").unlink()
+    with caplog.at_level("WARNING", logger="kerastransfer.runtime"):
+        bare = OnnxPredictor(stripped)
+    assert bare.metadata_source == "none" and bare.metadata == {}
+    assert bare.class_names == ["0", "1", "2"]
+    assert "stripped.json" in caplog.text
+    (tmp_path / "stripped.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        OnnxPredictor(stripped)
+
+
+def test_rank_classes_is_the_one_top_k():
+    from kerastransfer.runtime import rank_classes
+
+    scores = np.array([0.1, 0.4, 0.1, 0.4], "float32")
+    assert rank_classes(scores, ["a", "b", "c"], 3) == [
+        (1, "b", pytest.approx(0.4)), (3, "3", pytest.approx(0.4)),
+        (0, "a", pytest.approx(0.1))]  # ties in class order; unnamed by index
+    assert len(rank_classes(scores, "abcd", 10)) == 4
+
+
+@pytest.mark.parametrize("mode", ["caffe", "tf", "torch", "unit", "none"])
+def test_numpy_preprocessing_matches_the_keras_layer(mode):
+    from kerastransfer.preprocessing import ImagePreprocessing
+    from kerastransfer.runtime import preprocess_images
+
+    x = np.random.default_rng(0).uniform(0, 255, (2, 4, 5, 3)).astype("float32")
+    np.testing.assert_allclose(preprocess_images(x, mode),
+                               np.asarray(ImagePreprocessing(mode)(x)), atol=1e-5)

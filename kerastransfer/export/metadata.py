@@ -1,21 +1,26 @@
 """ONNX metadata written by `export_onnx` and read back by `OnnxPredictor`.
 
 Every key is prefixed `kerastransfer.` and every value is a string (ONNX
-`metadata_props` hold strings); structured values are JSON. The key names and the
-reader live in `kerastransfer.runtime` (the TensorFlow-free side) and are used here.
+`metadata_props` hold strings); structured values are JSON. The key names, the
+encoder and the reader live in `kerastransfer/runtime/base.py` (the
+TensorFlow-free side) and are used here. The same values, decoded, also go to a
+JSON sidecar next to the model (`model.onnx` -> `model.json`, `write_sidecar`)
+for clients that cannot read ONNX metadata (OpenCV's DNN module,
+onnxruntime-node).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 from typing import Any
 
-from kerastransfer.runtime import METADATA_JSON_KEYS as _JSON_KEYS
-from kerastransfer.runtime import METADATA_PREFIX as PREFIX
-from kerastransfer.runtime import decode_metadata
+from kerastransfer.runtime.base import METADATA_PREFIX as PREFIX
+from kerastransfer.runtime.base import decode_metadata, encode_metadata, sidecar_path
 
-__all__ = ["PREFIX", "build_metadata", "set_metadata", "read_metadata", "decode"]
+__all__ = ["PREFIX", "build_metadata", "set_metadata", "read_metadata", "decode",
+           "write_sidecar"]
 
 
 def _version(module: str) -> str:
@@ -77,10 +82,7 @@ def build_metadata(
         "onnxruntime_version": _version("onnxruntime"),
         "python_version": platform.python_version(),
     }
-    return {
-        PREFIX + k: json.dumps(v) if k in _JSON_KEYS else str(v)
-        for k, v in values.items()
-    }
+    return encode_metadata(values)
 
 
 def set_metadata(model_proto: Any, metadata: dict[str, str]) -> None:
@@ -116,3 +118,25 @@ def read_metadata(path: str) -> dict[str, Any]:
 
     proto = onnx.load(str(path), load_external_data=False)
     return decode({p.key: p.value for p in proto.metadata_props})
+
+
+def write_sidecar(model_path: str | os.PathLike, metadata: dict[str, str]) -> str:
+    """Writes the decoded `metadata` next to the model, atomically.
+
+    Args:
+        model_path: the `.onnx` file; the sidecar is the same path with `.json`.
+        metadata: the prefixed `kerastransfer.*` strings written into the file.
+
+    Returns:
+        The sidecar's path.
+
+    Example:
+
+    >>> write_sidecar("model.onnx", report.metadata)  # doctest: +SKIP
+    'model.json'
+    """
+    from kerastransfer.io import atomic_write_text
+
+    path = sidecar_path(model_path)
+    atomic_write_text(path, json.dumps(decode(metadata), indent=2) + "\n")
+    return path

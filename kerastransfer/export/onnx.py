@@ -1,27 +1,18 @@
 """Keras -> ONNX conversion with tf2onnx, made to work for every catalog backbone.
 
 `convert_to_onnx` traces the model with an explicit `input_signature` (batch axis
-symbolic, input named "image") and returns the ONNX `ModelProto`. Two things in
-Keras's TensorFlow backend produce graphs onnxruntime refuses (ConvNeXt):
-
-- grouped convolutions run inside `tf.function(jit_compile=True)`, which stays an
-  unconverted `StatefulPartitionedCall`;
-- exact GELU is lowered by TensorFlow to `Erfc`, which tf2onnx cannot convert.
-
-While tracing for export only, `_export_patches()` swaps in a grouped convolution
-without the XLA wrapper (plain `tf.nn.convolution`, which tf2onnx maps to an ONNX
-`Conv` with `group`) and an exact GELU written with `erf`
-(`0.5 * x * (1 + erf(x / sqrt(2)))`, mathematically the same). Both are restored
-when the context exits, so training and inference in Keras are unchanged.
+symbolic, input named "image") inside `export_patches()` (`export/patches.py`,
+the one place with private Keras API) and returns the ONNX `ModelProto`;
+`name_batch_axis` names the symbolic batch axis `batch` (tf2onnx writes
+`unk__<n>`). `export_onnx` runs the whole chain and writes the model with its
+metadata, plus the same metadata as a JSON sidecar (`model.json`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,57 +21,13 @@ from typing import Any
 import numpy as np
 
 from kerastransfer.errors import ExportError
+from kerastransfer.export.patches import export_patches
 
 __all__ = ["export_onnx", "ExportReport", "convert_to_onnx", "export_patches",
-           "quiet_tf2onnx", "reference_model"]
+           "name_batch_axis", "quiet_tf2onnx", "reference_model"]
 
 logger = logging.getLogger(__name__)
-_PATCH_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def export_patches() -> Iterator[None]:
-    """Makes Keras's TensorFlow backend trace ONNX-convertible ops; restores after.
-
-    Replaces `keras.src.backend.tensorflow.nn.conv` (grouped convolutions without
-    `tf.function(jit_compile=True)`) and `...nn.gelu` (exact GELU through `erf`).
-    """
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import nn as tf_nn
-
-    original_conv = tf_nn.conv
-    original_gelu = tf_nn.gelu
-
-    def conv(inputs, kernel, strides=1, padding="valid", data_format=None,
-             dilation_rate=1):
-        from keras.src import backend
-
-        data_format = backend.standardize_data_format(data_format)
-        channel_axis = -1 if data_format == "channels_last" else 1
-        channels = inputs.shape[channel_axis]
-        if channels == kernel.shape[-2] or len(inputs.shape) == 5:
-            return original_conv(inputs, kernel, strides, padding, data_format,
-                                 dilation_rate)
-        # Grouped convolution: the same call as Keras's `_conv`, without XLA.
-        return tf.nn.convolution(
-            inputs, kernel, strides, padding.upper(),
-            data_format=tf_nn._convert_data_format(data_format, len(inputs.shape)),
-            dilations=dilation_rate,
-        )
-
-    def gelu(x, approximate=True):
-        if approximate:
-            return original_gelu(x, approximate=True)
-        x = tf.convert_to_tensor(x)
-        half = tf.cast(0.5, x.dtype)
-        return half * x * (1.0 + tf.math.erf(x / tf.cast(math.sqrt(2.0), x.dtype)))
-
-    with _PATCH_LOCK:
-        tf_nn.conv, tf_nn.gelu = conv, gelu
-        try:
-            yield
-        finally:
-            tf_nn.conv, tf_nn.gelu = original_conv, original_gelu
+BATCH_AXIS = "batch"
 
 
 class _Tf2OnnxFilter(logging.Filter):
@@ -192,6 +139,35 @@ def convert_to_onnx(keras_model: Any, image_shape: tuple, *, opset: int = 17) ->
     return proto
 
 
+def name_batch_axis(model_proto: Any, name: str = BATCH_AXIS) -> Any:
+    """Names the symbolic first axis of every graph input and output `name`.
+
+    tf2onnx names unknown dimensions `unk__<n>`; clients that bind dimensions
+    by name (onnxruntime-node, TensorRT profiles) read `batch` instead. Other
+    uses of the old names (intermediate `value_info`) are renamed too.
+
+    Args:
+        model_proto: an ONNX `ModelProto` (changed in place).
+        name: the dimension name. Defaults to `"batch"`.
+
+    Returns:
+        `model_proto`.
+    """
+    graph = model_proto.graph
+    old_names = set()
+    for value in [*graph.input, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            if dims[0].dim_param:
+                old_names.add(dims[0].dim_param)
+            dims[0].dim_param = name
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in old_names:
+                dim.dim_param = name
+    return model_proto
+
+
 # --------------------------------------------------------------------------
 # export_onnx: convert -> optimize -> validate -> quantize -> metadata -> file
 # --------------------------------------------------------------------------
@@ -223,6 +199,8 @@ class ExportReport:
         file_size: bytes of the file written.
         seconds: wall-clock time of the export.
         metadata: the `kerastransfer.*` metadata written.
+        sidecar: the JSON file written next to the model with the same metadata
+            (decoded), e.g. `model.json` for `model.onnx`.
     """
 
     path: str
@@ -243,6 +221,7 @@ class ExportReport:
     file_size: int = 0
     seconds: float = 0.0
     metadata: dict[str, str] = field(default_factory=dict)
+    sidecar: str = ""
 
 
 def export_onnx(
@@ -264,9 +243,11 @@ def export_onnx(
 ) -> ExportReport:
     """Exports a `TransferModel` to ONNX, checked, optimized and self-describing.
 
-    The file takes float32 NHWC RGB images in [0, 255] (input "image", any batch
-    size) and carries its class names, input shape, task and versions as
-    `kerastransfer.*` metadata. It is written atomically: to a temporary file in
+    The file takes float32 NHWC RGB images in [0, 255] (input "image", batch
+    axis named "batch") and carries its class names, input shape, task and
+    versions as `kerastransfer.*` metadata; the same metadata, decoded, is
+    written atomically next to it as JSON (`model.onnx` -> `model.json`) for
+    clients that cannot read ONNX metadata. The model is written atomically: to a temporary file in
     the target folder, loaded in onnxruntime (always) and compared with Keras
     (`validate=True`), then renamed onto `path`. A failed export leaves `path`
     as it was.
@@ -424,9 +405,11 @@ def export_onnx(
         quantization=mode, opset=opset, optimized=level,
     )
     metadata_lib.set_metadata(final, meta)
+    name_batch_axis(final)
     with atomic_path(path, suffix=".onnx") as tmp:
         onnx.save(final, tmp)
         load_session(tmp)  # the file as written loads in onnxruntime
+    sidecar = metadata_lib.write_sidecar(path, meta)
     report = ExportReport(
         path=path, opset=opset, include_preprocessing=include_preprocessing,
         output=output, validated=validate, max_abs_diff=max_diff,
@@ -435,10 +418,10 @@ def export_onnx(
         agreement=agreement, agreement_data=agreement_data,
         quantized_max_abs_diff=quantized_diff, warnings=report_warnings,
         file_size=os.path.getsize(path), seconds=time.perf_counter() - start,
-        metadata=meta,
+        metadata=meta, sidecar=sidecar,
     )
-    logger.info("Exported %s (%d bytes) in %.1f s", path, report.file_size,
-                report.seconds)
+    logger.info("Exported %s (%d bytes; metadata also in %s) in %.1f s", path,
+                report.file_size, sidecar, report.seconds)
     return report
 
 
