@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import keras
 import numpy as np
@@ -14,9 +13,9 @@ import pytest
 
 import kerastransfer as kt
 from kerastransfer import io as kt_io
-from kerastransfer.training.checkpoint import CHECKPOINT_FILE, CheckpointRun
-from kerastransfer.training.phases import PhasePlan
 from kerastransfer.saving import ModelLoadError
+from kerastransfer.training.checkpoint import CHECKPOINT_FILE, CheckpointRun
+from kerastransfer.training.plan import PhasePlan
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -116,40 +115,66 @@ def test_interrupted_onnx_export_keeps_previous(tmp_path, monkeypatch):
 
 
 SAVE_LOOP = textwrap.dedent("""
-    import os, sys
+    import os, sys, time, zipfile
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    sys.path.insert(0, sys.argv[2])
+    path, tests_dir, point, kill_at = sys.argv[1:4] + [int(sys.argv[4])]
+    sys.path.insert(0, tests_dir)
     import resume_worker
     import kerastransfer as kt
+
+    current = {"save": 0}
+
+    def wait_for_the_kill(where):
+        # the parent kills this process as soon as it reads this line
+        print("inside", where, current["save"], flush=True)
+        time.sleep(600)
+
+    real_close = zipfile.ZipFile.close
+    def close(self):  # Keras is writing the .keras zip: the temp file is a torso
+        if current["save"] == kill_at and point == "mid_write" and self.mode == "w":
+            wait_for_the_kill(point)
+        return real_close(self)
+    zipfile.ZipFile.close = close
+
+    real_replace = os.replace
+    def replace(src, dst):  # the temp file is complete, not yet renamed
+        if current["save"] == kill_at and point == "before_rename":
+            wait_for_the_kill(point)
+        return real_replace(src, dst)
+    os.replace = replace
+
     model = kt.TransferModel(resume_worker.small_backbone(), num_classes=2)
-    i = 0
-    while True:
+    for i in range(1, kill_at + 1):
         for v in model.trainable_variables:
             v.assign(v.numpy() * 0 + i)
-        model.save(sys.argv[1])
-        i += 1
+        current["save"] = i
+        model.save(path)
         print("saved", i, flush=True)
 """)
 
 
 @pytest.mark.slow
-def test_sigkill_during_repeated_saves_leaves_a_loadable_file(tmp_path):
+@pytest.mark.parametrize("point", ["mid_write", "before_rename"])
+def test_sigkill_inside_a_save_leaves_the_previous_file(tmp_path, point):
+    # Deterministic: the worker signals when it is inside its third save (while
+    # Keras writes the temporary zip, or between the write and the rename) and
+    # waits there; only then is it killed.
     path = tmp_path / "model.keras"
-    proc = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(path), HERE],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(path), HERE, point,
+                             "3"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        for _ in range(3):  # let a few saves complete, then kill mid-stream
-            assert proc.stdout.readline().startswith("saved")
-        time.sleep(0.37)
+        lines = [proc.stdout.readline().strip() for _ in range(3)]
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
+    assert lines == ["saved 1", "saved 2", f"inside {point} 3"]
     assert proc.returncode == -signal.SIGKILL
-    model = kt.load_model(path)  # a complete file: one of the saves, not a torso
-    value = float(model.get_layer("logits").kernel.numpy()[0, 0])
-    assert value == int(value) and value >= 2
+    # the interrupted save left its temporary file, never a torso at `path`
+    leftovers = [f for f in os.listdir(tmp_path) if ".tmp" in f]
+    assert len(leftovers) == 1
+    model = kt.load_model(path)  # the second save, complete
     for v in model.trainable_variables:
-        np.testing.assert_array_equal(v.numpy(), value)
+        np.testing.assert_array_equal(v.numpy(), 2.0)
 
 
 # --- safe loading -----------------------------------------------------------------

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import separable_images
 from PIL import Image
-from test_features import build
+from test_features import build, head_weights
 
 import kerastransfer as kt
 from kerastransfer.training.lr_finder import lr_find, suggest_learning_rate
@@ -47,13 +47,52 @@ def test_lr_find_restores_weights_optimizer_and_phase(tmp_path):
     assert model.optimizer is not None
 
 
-def test_lr_find_frozen_phase_trains_head_only():
+def _trainable_flags(model):
+    """`{layer path: trainable}` for every layer, nested ones included."""
+    flags, stack = {}, list(model.layers)
+    while stack:
+        layer = stack.pop()
+        flags[layer.path] = layer.trainable
+        stack.extend(getattr(layer, "layers", []))
+    return flags
+
+
+def test_lr_find_frozen_phase_trains_head_only(monkeypatch):
+    from kerastransfer.training import lr_finder as lr_finder_module
+
     x, y = separable_images(n_per_class=8, size=32, num_classes=3)
     model = build(dropout=0.0)
     model.unfreeze("all")
+    backbone_before = [w.numpy().copy() for w in model.backbone.weights]
+    head_before = head_weights(model)
+    flags_before = _trainable_flags(model)
+    assert any(flags_before[layer.path] for layer in model.backbone.layers)
+    during = {}
+    suggest = lr_finder_module.suggest_learning_rate
+
+    def spy(lrs, losses):  # called after the sweep, before the model is restored
+        during["backbone"] = [w.numpy().copy() for w in model.backbone.weights]
+        during["head"] = head_weights(model)
+        during["backbone_trainable"] = [layer.trainable
+                                        for layer in model.backbone.layers]
+        return suggest(lrs, losses)
+
+    monkeypatch.setattr(lr_finder_module, "suggest_learning_rate", spy)
     result = lr_find(model, x, y, num_steps=10, batch_size=8)  # pretrained: frozen
     assert len(result.lrs) >= 2
-    assert model.phase_state["unfreeze"] == "all"  # restored
+    # during the sweep: the backbone frozen and unchanged, the head trained
+    assert not any(during["backbone_trainable"])
+    for a, b in zip(backbone_before, during["backbone"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert max(np.abs(a - b).max()
+               for a, b in zip(head_before, during["head"], strict=True)) > 1e-6
+    # afterwards: every weight and every trainable flag as before
+    for a, b in zip(backbone_before, model.backbone.weights, strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+    for a, b in zip(head_before, head_weights(model), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert _trainable_flags(model) == flags_before
+    assert model.phase_state["unfreeze"] == "all"
 
 
 def test_suggestion_is_steepest_descent():
