@@ -41,9 +41,64 @@ def test_classification_metrics_match_sklearn():
     assert metrics["confusion_matrix"] == confusion_matrix(y_true, y_pred).tolist()
     assert metrics["accuracy"] == pytest.approx(np.mean(y_true == y_pred))
     assert metrics["macro_avg"]["f1"] == pytest.approx(f.mean())
-    text = report.format_classification_report(metrics)
-    # header, 4 classes, blank line, 3 totals
-    assert "precision" in text and text.count("\n") == 9
+    pw, rw, fw, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=range(4), average="weighted", zero_division=0)
+    assert metrics["weighted_avg"] == pytest.approx(
+        {"precision": pw, "recall": rw, "f1": fw})
+    assert metrics["num_samples"] == 200
+    json.dumps(metrics)  # JSON-safe: metrics.json and `evaluate --json` write it
+
+
+def test_text_report_is_sklearns_classification_report():
+    from sklearn.metrics import classification_report
+
+    rng = np.random.default_rng(1)
+    y_true = rng.integers(0, 3, 50)
+    y_pred = np.where(rng.random(50) < 0.7, y_true, rng.integers(0, 3, 50))
+    names = ["cat", "dog", "a_long_class_name"]
+    metrics = report.classification_metrics(y_true, y_pred, names)
+    # Rebuilt from the confusion matrix alone, the table is sklearn's own.
+    assert report.format_classification_report(metrics) == classification_report(
+        y_true, y_pred, labels=range(3), target_names=names, digits=4,
+        zero_division=0)
+
+
+def test_bad_labels_are_clear_errors():
+    from kerastransfer.errors import DataError
+
+    with pytest.raises(DataError, match=r"outside \[0, 2\).*\[5\]"):
+        report.classification_metrics([0, 1, 5], [0, 1, 1], ["a", "b"])
+    with pytest.raises(DataError, match="no samples"):
+        report.classification_metrics([], [], ["a", "b"])
+    with pytest.raises(DataError, match="one entry per sample"):
+        report.classification_metrics([0, 1], [0], ["a", "b"])
+    with pytest.raises(DataError, match="class indices"):
+        report.classification_metrics([0.5, 1.0], [0, 1], ["a", "b"])
+
+
+def test_plots_are_valid_pngs(tmp_path):
+    matrix = [[5, 1, 0], [2, 7, 1], [0, 0, 9]]
+    path = report.plot_confusion_matrix(matrix, ["a", "b", "c"],
+                                        str(tmp_path / "cm.png"))
+    check_png(path)
+    with Image.open(path) as image:
+        assert image.size == (400, 400)  # 4x4 inches at 100 dpi
+    with pytest.raises(ValueError, match=r"\(n, n\)"):
+        report.plot_confusion_matrix(matrix, ["a", "b"], str(tmp_path / "x.png"))
+    assert sorted(os.listdir(tmp_path)) == ["cm.png"]  # nothing half-written
+
+    class History:  # what plot_learning_curves reads from a PhasedHistory
+        epoch = [0, 1, 2]
+        history = {"loss": [1.0, 0.6, 0.4], "val_loss": [1.1, None, 0.5],
+                   "accuracy": [0.3, 0.6, 0.8], "learning_rate": [1e-3] * 3}
+        phase_boundaries = [2]
+        phases = [{"name": "frozen", "start_epoch": 0},
+                  {"name": "fine_tune", "start_epoch": 2}]
+
+    path = report.plot_learning_curves(History(), str(tmp_path / "curves.png"))
+    check_png(path)
+    with Image.open(path) as image:
+        assert image.size == (1000, 380)  # two panels (loss, accuracy), 5 in each
 
 
 def test_fit_writes_report(tmp_path):

@@ -1,4 +1,16 @@
-"""Training reports: metrics and plots written after `fit()`."""
+"""Training reports: metrics (scikit-learn), plots, and the report files.
 
-from kerastransfer.report.metrics import *  # noqa: F401,F403
-from kerastransfer.report.metrics import __all__  # noqa: F401
+- `metrics`: `classification_metrics`, `format_classification_report`;
+- `plots`: `plot_learning_curves`, `plot_confusion_matrix`;
+- `writer`: `write_report`, which `fit(report_dir=...)` calls.
+"""
+
+from kerastransfer.report.metrics import (
+    classification_metrics,
+    format_classification_report,
+)
+from kerastransfer.report.plots import plot_confusion_matrix, plot_learning_curves
+from kerastransfer.report.writer import write_report
+
+__all__ = ["write_report", "classification_metrics", "plot_learning_curves",
+           "plot_confusion_matrix", "format_classification_report"]
