@@ -21,7 +21,7 @@ Arms, all with the same `digits_cnn` architecture and the same new head
   of steps (`--head-steps + --fine-tune-steps`). Its BatchNorm moving
   statistics are recalibrated on the labelled images before every
   evaluation (otherwise, with so few steps, they lag and evaluation sits
-  near chance - DESIGN.md fact 2 - which would flatter pretraining).
+  near chance - docs/design.md, fact 2 - which would flatter pretraining).
 * `raw-pixels` (reference): scikit-learn logistic regression on the raw
   pixels (its "epochs to target" is meaningless and reported as 1).
 * `random-frozen` (control): the pretrained arm's phase 1 on a randomly
@@ -43,7 +43,7 @@ statistics recalibrated before each evaluation. A one-off check with
 cache_features=True)` at k=3, seed 0 gave 0.824 test accuracy (frozen BN
 statistics unchanged); the same with `pretrained=False` (one from-scratch
 phase, BN training) scored 0.100 - chance - because its moving statistics lag
-(DESIGN.md fact 2).
+(docs/design.md, fact 2).
 
 Measured (5 seeds, defaults, a heavily loaded 2-core machine: 746 s), test
 accuracy mean ± std: k=1 pretrained 0.636 ± 0.044, scratch 0.457 ± 0.067,
