@@ -6,6 +6,8 @@ Every hub model here is a small SavedModel the tests build themselves
 
 import os
 import shutil
+import time
+import urllib.error
 
 import numpy as np
 import pytest
@@ -342,16 +344,45 @@ def test_onnx_export_of_an_image_hub_model_validates(image_hub, tmp_path):
 # --- Errors --------------------------------------------------------------------------
 
 
-def test_unreachable_https_handle_fails_fast_with_a_clear_error(tmp_path, monkeypatch):
+def test_unreachable_handle_fails_fast_with_a_clear_error(tmp_path, monkeypatch):
+    # A real download through tensorflow_hub that cannot connect, whether or not
+    # this machine has network access: nothing listens on 127.0.0.1 port 9.
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    handle = "http://127.0.0.1:9/models/google/mobilenet-v3/1"
+    started = time.monotonic()
+    with pytest.raises(HubModelError) as info:
+        kt.TransferModel("tfhub:" + handle, num_classes=2)
+    assert time.monotonic() - started < 30
+    message = str(info.value)
+    assert handle in message and "TFHUB_CACHE_DIR" in message
+    assert "URLError" in message and "Connection refused" in message
+    assert isinstance(info.value, KerasTransferError)
+    assert isinstance(info.value.__cause__, urllib.error.URLError)
+    assert not (tmp_path / "cache").exists() or not any(
+        (tmp_path / "cache").rglob("saved_model.pb"))
+
+
+def test_offline_kaggle_handle_names_handle_and_cache(tmp_path, monkeypatch):
+    # The resolver is replaced so the test does not depend on the network being
+    # absent; it raises what tensorflow_hub raises when the host is unreachable.
+    import tensorflow_hub as hub
+
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
     handle = ("https://www.kaggle.com/models/google/mobilenet-v3/TensorFlow2/"
               "small-100-224-feature-vector/1")
+    seen = []
+
+    def unreachable(requested):
+        seen.append(requested)
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(hub, "resolve", unreachable)
     with pytest.raises(HubModelError) as info:
         kt.TransferModel("tfhub:" + handle, num_classes=2)
+    assert seen == [handle]
     message = str(info.value)
-    assert handle in message and "TFHUB_CACHE_DIR" in message
-    assert "URLError" in message
-    assert isinstance(info.value, KerasTransferError)
+    assert handle in message and str(tmp_path / "cache") in message
+    assert "URLError" in message and "name resolution" in message
 
 
 def test_https_handle_loads_offline_from_a_filled_cache(tmp_path, monkeypatch):
