@@ -1,0 +1,203 @@
+"""The linear-probe solver (kerastransfer.training.probe)."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+from kerastransfer.training.probe import DEFAULT_C, fit_linear_probe
+
+
+def _blobs(n_per_class=20, num_classes=3, dim=5, seed=0, spread=1.5):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, spread, (num_classes, dim))
+    x = np.concatenate([c + rng.normal(size=(n_per_class, dim)) for c in centres])
+    y = np.repeat(np.arange(num_classes), n_per_class)
+    # Features on different scales and offsets, like pooled CNN features.
+    # float64: scikit-learn solves float32 input in float32 (1e-5 apart).
+    return x * rng.uniform(0.1, 5, dim) + rng.uniform(-3, 3, dim), y
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_dense_weights_reproduce_sklearn_predict_proba(standardize):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _blobs()
+    probe = fit_linear_probe(x, y, num_classes=3, C=0.3, standardize=standardize)
+    steps = [StandardScaler()] if standardize else []
+    reference = make_pipeline(*steps, LogisticRegression(C=0.3, tol=1e-6,
+                                                         max_iter=2000)).fit(x, y)
+    expected = reference.predict_proba(x[:40] * 1.1)
+    ours = _softmax(x[:40] * 1.1 @ probe.kernel + probe.bias)
+    np.testing.assert_allclose(ours, expected, atol=1e-6)
+    np.testing.assert_allclose(probe.predict_proba(x[:40] * 1.1), expected, atol=1e-6)
+    assert probe.kernel.shape == (5, 3) and probe.bias.shape == (3,)
+    assert probe.C == 0.3 and probe.cv_scores is None
+
+
+def test_two_classes_give_two_softmax_columns_equal_to_sklearn():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _blobs(num_classes=2)
+    probe = fit_linear_probe(x, y, num_classes=2, C=1.0, standardize=False)
+    expected = LogisticRegression(C=1.0, tol=1e-6, max_iter=2000).fit(
+        x, y).predict_proba(x)
+    assert probe.kernel.shape == (5, 2)
+    np.testing.assert_allclose(probe.predict_proba(x), expected, atol=1e-6)
+
+
+def test_multilabel_columns_are_sigmoids_of_binary_regressions():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _blobs(num_classes=3)
+    targets = np.stack([y == 0, y != 1, np.zeros_like(y, bool)], axis=1).astype(int)
+    probe = fit_linear_probe(x, targets, num_classes=3, task="multilabel", C=0.5,
+                             standardize=False)
+    probs = 1 / (1 + np.exp(-(x @ probe.kernel + probe.bias)))
+    for j in range(2):
+        expected = LogisticRegression(C=0.5, tol=1e-6, max_iter=2000).fit(
+            x, targets[:, j]).predict_proba(x)[:, 1]
+        np.testing.assert_allclose(probs[:, j], expected, atol=1e-5)
+    assert probs[:, 2].max() < 1e-9  # a label never present stays off
+
+
+def test_probe_equals_a_keras_dense_head_trained_to_convergence():
+    """sklearn: C * sum(logloss) + ||W||^2 / 2 == Keras: mean loss + L2(1 / (2 C n))."""
+    import keras
+    import tensorflow as tf
+
+    x, y = _blobs(n_per_class=20, num_classes=3, dim=4, seed=1)
+    x = (x - x.mean(0)) / x.std(0)  # well conditioned, so Adam converges tightly
+    C, n = 0.5, len(x)
+    probe = fit_linear_probe(x, y, num_classes=3, C=C, standardize=False,
+                             tol=1e-10, max_iter=10000)
+    keras.utils.set_random_seed(0)
+    head = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(3, activation="softmax",
+                           kernel_regularizer=keras.regularizers.L2(1 / (2 * C * n))),
+    ])
+    head.compile(optimizer=keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(0.05, 3000)),
+        loss="sparse_categorical_crossentropy")
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    head.fit(data, steps_per_epoch=3000, epochs=1, verbose=0, shuffle=False)
+    keras_probs = head.predict(x, verbose=0)
+    difference = np.abs(keras_probs - probe.predict_proba(x)).max()
+    assert difference <= 1e-3, difference
+    # The probe does not sit at a trivial point: it separates the classes.
+    assert np.mean(probe.predict_proba(x).argmax(1) == y) > 0.8
+
+
+def test_regularization_is_chosen_by_cv_on_training_data_only():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    assert not any("valid" in name for name in
+                   inspect.signature(fit_linear_probe).parameters)
+    x, y = _blobs(n_per_class=12, num_classes=3, seed=2, spread=0.8)
+    first = fit_linear_probe(x, y, num_classes=3, seed=5)
+    second = fit_linear_probe(x.copy(), y.copy(), num_classes=3, seed=5)
+    assert first.C == second.C
+    np.testing.assert_array_equal(first.kernel, second.kernel)
+    # Recompute the cross-validated log-likelihoods from the training rows alone.
+    z = (x - x.mean(0)) / x.std(0)
+    folds = StratifiedKFold(3, shuffle=True, random_state=5)
+    for C, score in first.cv_scores.items():
+        total = 0.0
+        for train, test in folds.split(z, y):
+            model = LogisticRegression(C=C, tol=1e-6, max_iter=2000).fit(
+                z[train], y[train])
+            total += np.log(model.predict_proba(z[test])[np.arange(len(test)),
+                                                        y[test]]).sum()
+        assert score == pytest.approx(total / len(y), rel=1e-6)
+    assert first.C == max(first.cv_scores, key=first.cv_scores.get)
+    # The choice follows the data: well-separated classes want weaker
+    # regularization than noisy labels.
+    rng = np.random.default_rng(0)
+    noisy = fit_linear_probe(x, rng.permutation(y), num_classes=3, seed=5)
+    clean = fit_linear_probe(*_blobs(n_per_class=12, num_classes=3, seed=2,
+                                     spread=6), num_classes=3, seed=5)
+    assert noisy.C < clean.C
+
+
+def test_one_example_per_class_falls_back_to_the_default_c():
+    x, y = _blobs(n_per_class=1, num_classes=4)
+    probe = fit_linear_probe(x, y, num_classes=4)
+    assert probe.C == DEFAULT_C and probe.cv_scores is None
+    assert np.array_equal(probe.predict_proba(x).argmax(1), y)
+
+
+def test_a_class_without_examples_gets_a_near_zero_probability():
+    x, y = _blobs(n_per_class=6, num_classes=3)
+    probe = fit_linear_probe(x, y, num_classes=4, C=1.0)
+    probs = probe.predict_proba(x)
+    assert probe.kernel.shape == (5, 4)
+    assert probs[:, 3].max() < 1e-9
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-9)
+
+
+def test_sample_weights_match_sklearn():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _blobs()
+    w = np.linspace(0.2, 3, len(y))
+    probe = fit_linear_probe(x, y, num_classes=3, C=1.0, sample_weight=w,
+                             standardize=False)
+    expected = LogisticRegression(C=1.0, tol=1e-6, max_iter=2000).fit(
+        x, y, sample_weight=w).predict_proba(x)
+    np.testing.assert_allclose(probe.predict_proba(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(task="regression"), "tasks"),
+    (dict(C=0.0), "`C` must be positive"),
+    (dict(cv=1), "`cv`"),
+    (dict(num_classes=2), r"labels.*\[0, 1\]"),
+    (dict(sample_weight=np.ones(3)), "sample_weight"),
+])
+def test_bad_arguments_raise_value_errors(kwargs, match):
+    x, y = _blobs()
+    arguments = {"num_classes": 3, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        fit_linear_probe(x, y, **arguments)
+
+
+def test_bad_features_raise_value_errors():
+    x, y = _blobs()
+    with pytest.raises(ValueError, match="2D"):
+        fit_linear_probe(x[:, :, None], y, num_classes=3)
+    x[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fit_linear_probe(x, y, num_classes=3)
+    with pytest.raises(ValueError, match="at least two classes"):
+        fit_linear_probe(x[y == 0][1:], y[y == 0][1:], num_classes=3)
+
+
+def test_probe_loaded_into_a_transfer_model_head_predicts_the_same():
+    """The probe composes with a TransferModel: its kernel and bias, set on the
+    model's `logits` layer, give the model the probe's probabilities."""
+    import keras
+
+    import kerastransfer as kt
+
+    keras.utils.set_random_seed(0)
+    backbone = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                 keras.layers.Dense(6, activation="tanh")])
+    model = kt.TransferModel(backbone, num_classes=3, dropout=0.0,
+                             preprocessing="none")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (30, 8, 8, 1)).astype("float32")
+    y = np.arange(30) % 3
+    features = model.feature_extractor().predict(x, verbose=0)
+    probe = fit_linear_probe(features, y, num_classes=3, C=10.0)
+    model.get_layer("logits").set_weights([probe.kernel, probe.bias])
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               probe.predict_proba(features), atol=1e-5)
