@@ -43,27 +43,13 @@ class KerasPredictor:
 
     def predict_files(self, paths: Sequence[str], top_k: int = 5) -> list[dict]:
         """`[{"path", "top_k": [(class, probability)], "probabilities"}]` for the
-        readable files; unreadable ones go to `self.skipped`."""
-        import numpy as np
+        readable files; unreadable ones go to `self.skipped`. The decoding and
+        ranking of `OnnxPredictor.predict_files` (`runtime/files.py`)."""
+        from kerastransfer.runtime import predict_image_files
 
-        from kerastransfer.runtime import decode_images
-
-        images, self.skipped = decode_images(paths, self.input_shape[:2])
-        if self.skipped:
-            logger.warning("Skipped %d unreadable file(s): %s", len(self.skipped),
-                           "; ".join(f"{p} ({r})" for p, r in self.skipped[:10]))
-        bad = {p for p, _ in self.skipped}
-        good = [p for p in paths if p not in bad]
-        if not good:
-            return []
-        results = []
-        for path, scores in zip(good, self.predict(images), strict=True):
-            order = np.argsort(-scores)[:top_k]
-            results.append({
-                "path": path,
-                "top_k": [(self.class_names[i], float(scores[i])) for i in order],
-                "probabilities": scores,
-            })
+        results, self.skipped = predict_image_files(
+            self.predict, list(paths), image_size=self.input_shape[:2],
+            class_names=self.class_names, top_k=top_k, batch_size=max(1, len(paths)))
         return results
 
 
@@ -99,13 +85,13 @@ def predict(model_path, images, top_k, batch_size, as_json):
       kerastransfer predict model.onnx cat.jpg dog.jpg
       kerastransfer predict model.keras photos/ --top-k 3 --json
     """
-    from kerastransfer.runtime import list_image_files
+    from kerastransfer.runtime import IMAGE_EXTENSIONS, list_image_files
 
     files = list_image_files(images)
     if not files:
         raise click.BadParameter(
             "No image files found (a folder is searched for "
-            ".jpg/.jpeg/.png/.bmp/.gif/.webp/.tif files). "
+            f"{'/'.join(IMAGE_EXTENSIONS)} files). "
             f"Received: {' '.join(images)}", param_hint="'IMAGES'",
         )
     predictor = open_predictor(model_path)
