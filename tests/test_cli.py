@@ -1,10 +1,15 @@
 """The `kerastransfer` command line, through click's CliRunner (and a subprocess
-for the no-TensorFlow checks). Tiny data: 40 px PNG folders, `--weights none`."""
+for the no-TensorFlow and start-up noise checks). Tiny data: 40 px PNG folders,
+`--weights none`."""
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,23 +18,15 @@ from PIL import Image
 
 from export.tiny_model import build_tiny_onnx
 from kerastransfer.cli import cli
+from kerastransfer.data.synthetic import write_image_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _write_folder(root, classes=("green", "red"), per_class=10, size=40, seed=0):
     """Class subfolders of PNGs whose class shows in their colour."""
-    rng = np.random.default_rng(seed)
-    for index, name in enumerate(classes):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = np.zeros((size, size, 3))
-            pixels[..., index % 3] = 210.0
-            pixels += rng.normal(0, 20, pixels.shape)
-            Image.fromarray(np.clip(pixels, 0, 255).astype("uint8")).save(
-                folder / f"{i}.png")
-    return root
+    return Path(write_image_folder(root, classes, per_class=per_class, size=size,
+                                   seed=seed))
 
 
 def _invoke(*args):
@@ -68,6 +65,7 @@ def trained(tmp_path_factory, data_dir):
                      "--out", model, "--plots", out / "report",
                      "--checkpoint-dir", out / "ckpt", "--seed", "3")
     assert result.exit_code == 0, result.output
+    (out / "train.stdout").write_text(result.stdout)
     return out
 
 
@@ -77,6 +75,7 @@ def onnx_model(trained):
     if not path.exists():
         result = _invoke("export", trained / "model.keras", path)
         assert result.exit_code == 0, result.output
+        (trained / "export.stdout").write_text(result.stdout)
     return path
 
 
@@ -139,6 +138,48 @@ def test_train_writes_a_model_report_and_checkpoint(trained):
     assert os.listdir(trained / "ckpt")
 
 
+def _printed_metrics(stdout, prefix="Final ("):
+    """`{name: (value, printed text)}` from the `Final (...): k=v, ...` line."""
+    [line] = [line for line in stdout.splitlines() if line.startswith(prefix)]
+    return line, {key: (float(text), text)
+                  for key, text in re.findall(r"(\w+)=([-+\d.eE]+)", line)}
+
+
+def _half_last_digit(text):
+    """Half a unit of the last printed digit: '0.9444' -> 5e-05."""
+    return 0.5 * 10.0 ** Decimal(text).as_tuple().exponent
+
+
+@pytest.mark.slow
+def test_train_final_metrics_describe_the_saved_model(trained, data_dir):
+    """Issue 11 point 2: the printed (and recorded) metrics are the saved model's
+    on the validation split, not the last epoch's (measured before the phase
+    ended: the old code printed the last epoch's val_loss, not the saved model's)."""
+    from kerastransfer.data import load_image_folder
+    from kerastransfer.saving import load_model
+
+    line, printed = _printed_metrics((trained / "train.stdout").read_text())
+    assert "the saved model on the validation split, 4 images" in line
+    assert set(printed) == {"val_accuracy", "val_loss"}
+    model = load_model(trained / "model.keras")
+    data = load_image_folder(data_dir, image_size=(40, 40), batch_size=8,
+                             validation_split=0.2, seed=3, shuffle=False)
+    assert data.num_validation == 4
+    measured = model.evaluate(data.validation, return_dict=True, verbose=0)
+    for key, (value, text) in printed.items():
+        actual = measured[key[len("val_"):]]
+        assert abs(value - actual) <= _half_last_digit(text) + 1e-9, (key, text,
+                                                                      actual)
+    record = json.loads((trained / "model.train.json").read_text())
+    assert record["data_dir"] == os.path.abspath(data_dir)
+    assert record["image_size"] == [40, 40] and record["seed"] == 3
+    assert record["class_names"] == ["green", "red"]
+    assert record["num_validation"] == 4
+    for key, value in record["metrics"].items():
+        assert value == pytest.approx(measured[key[len("val_"):]], rel=1e-5,
+                                      abs=1e-7)
+
+
 def test_train_missing_folder_is_a_usage_error(tmp_path):
     _usage_error(_invoke("train", tmp_path / "nope", "--weights", "none"), "DATA_DIR")
 
@@ -198,6 +239,63 @@ def test_train_image_below_minimum_names_the_minimum(data_dir):
     assert "75x75" in result.output
 
 
+def test_train_offline_imagenet_error_names_the_cli_options(data_dir, tmp_path,
+                                                           monkeypatch):
+    """Issue 11 point 7: offline, the error says `--weights none`, not the Python
+    API's `weights=None`."""
+    import urllib.error
+
+    import keras
+
+    def offline(*args, weights=None, **kwargs):
+        if weights == "imagenet":
+            raise urllib.error.URLError("[Errno -3] Temporary failure in name "
+                                        "resolution")
+        raise AssertionError("only the ImageNet download is expected")
+
+    monkeypatch.setattr(keras.applications, "MobileNetV3Small", offline)
+    result = _invoke("train", data_dir, "--weights", "imagenet", "--image-size",
+                     "32", "--out", tmp_path / "m.keras")
+    _runtime_error(result, "--weights none", "--weights /path/to/weights.h5",
+                   "Received: --weights imagenet")
+    assert "weights=None" not in result.output
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_cli_wording():
+    from kerastransfer.cli.train import cli_wording
+
+    assert cli_wording("pass weights='/a b/w.h5' or weights=None. Received: "
+                       "weights='imagenet', pretrained_weights=None") == (
+        "pass --weights /a b/w.h5 or --weights none. Received: --weights imagenet, "
+        "pretrained_weights=None")
+
+
+_TF_STARTUP_LINES = ("absl::InitializeLog", "cudart_stub", "cpu_feature_guard",
+                     "cuda_drivers", "cuInit")
+
+
+@pytest.mark.slow
+def test_train_subprocess_stderr_has_no_tensorflow_startup_lines(tmp_path):
+    """Issue 11 point 7: the console command shows none of TensorFlow's start-up
+    lines (absl pre-init warning, cudart stub, CPU feature guard), and stderr
+    works again after the import (the -v progress lines still appear)."""
+    root = _write_folder(tmp_path / "d", per_class=3, size=32)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run(
+        [sys.executable, "-m", "kerastransfer.cli", "-v", "train", str(root),
+         "--weights", "none", "--image-size", "32", "--epochs", "1",
+         "--batch-size", "6", "--validation-split", "0", "--out",
+         str(tmp_path / "m.keras")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    for fragment in _TF_STARTUP_LINES:
+        assert fragment not in out.stderr, out.stderr
+    assert "INFO: Phase from_scratch" in out.stderr  # fd 2 restored after import
+    assert "no validation split: training metrics" in out.stdout
+    assert (tmp_path / "m.keras").is_file() and (tmp_path / "m.train.json").is_file()
+
+
 @pytest.mark.slow
 def test_train_skips_a_corrupt_file_and_trains_two_phases(tmp_path):
     root = _write_folder(tmp_path / "d", per_class=6)
@@ -230,6 +328,77 @@ def test_export_writes_a_valid_onnx_model(trained, onnx_model):
     predictor = OnnxPredictor(onnx_model)
     assert predictor.class_names == ["green", "red"]
     assert predictor.input_shape == (40, 40, 3)
+
+
+def _reported_diff(stdout):
+    match = re.search(r"max \|onnx - keras\| = ([-+\d.eE]+)", stdout)
+    assert match, stdout
+    return float(match.group(1))
+
+
+@pytest.mark.slow
+def test_export_validates_on_real_images_of_the_training_folder(trained, onnx_model,
+                                                                data_dir):
+    """Issue 11 point 3: random noise saturates a trained softmax (the old output
+    was a meaningless ~1e-35); the reported difference is measured on a sample of
+    the training folder recorded by `train`, and says so."""
+    from kerastransfer.cli.record import sample_image_files
+    from kerastransfer.runtime import OnnxPredictor, decode_images
+    from kerastransfer.saving import load_model
+
+    stdout = (trained / "export.stdout").read_text()
+    assert f"validated on 16 real images from {os.path.abspath(data_dir)}" in stdout
+    assert "model.train.json" in stdout
+    reported = _reported_diff(stdout)
+    assert 1e-12 < reported < 1e-4
+    files = sample_image_files(os.path.abspath(data_dir), 16)
+    assert {Path(f).parent.name for f in files} == {"green", "red"}
+    images, failed = decode_images(files, (40, 40))
+    assert not failed and len(images) == 16
+    keras_out = load_model(trained / "model.keras").predict(images, verbose=0)
+    onnx_out = OnnxPredictor(onnx_model).predict(images)
+    expected = float(np.max(np.abs(onnx_out.astype("float64") - keras_out)))
+    assert reported == pytest.approx(expected, rel=0.01)
+
+
+@pytest.mark.slow
+def test_export_validation_dir_option(trained, tmp_path):
+    other = _write_folder(tmp_path / "other", per_class=3, size=24, seed=9)
+    out = tmp_path / "m.onnx"
+    result = _invoke("export", trained / "model.keras", out, "--validation-dir",
+                     other, "--no-optimize")
+    assert result.exit_code == 0, result.output
+    assert f"validated on 6 real images from {other} (--validation-dir)" in \
+        result.stdout
+    assert 1e-12 < _reported_diff(result.stdout) < 1e-4
+
+
+def test_export_validation_images_fall_back_to_random(tmp_path, caplog):
+    """No record: random images, and the output says so; a record whose folder is
+    gone: a warning naming it, then random images."""
+    from types import SimpleNamespace
+
+    from kerastransfer.cli.export import _export_details, _validation_images
+    from kerastransfer.cli.record import read_record, record_path, write_record
+
+    model = tmp_path / "m.keras"
+    assert record_path(model) == str(tmp_path / "m.train.json")
+    assert _validation_images(str(model), None, (32, 32, 3)) == (None, None)
+    write_record(model, {"data_dir": str(tmp_path / "gone")})
+    assert read_record(model) == {"data_dir": str(tmp_path / "gone")}
+    with caplog.at_level("WARNING", logger="kerastransfer"):
+        assert _validation_images(str(model), None, (32, 32, 3)) == (None, None)
+    assert "gone" in caplog.text and "--validation-dir" in caplog.text
+    folder = _write_folder(tmp_path / "data", per_class=20, size=8)
+    write_record(model, {"data_dir": str(folder)})
+    images, source = _validation_images(str(model), None, (12, 10, 3))
+    assert images.shape == (16, 12, 10, 3) and images.dtype == np.float32
+    assert source == f"{folder} (the training folder in {tmp_path / 'm.train.json'})"
+    report = SimpleNamespace(validated=True, max_abs_diff=4.4e-35, quantization=None,
+                             warnings=[])
+    line = _export_details(report, None, None, 0)
+    assert line.startswith("validated on random images only (pass --validation-dir")
+    assert line.endswith("= 4.4e-35")
 
 
 @pytest.mark.slow
@@ -364,19 +533,29 @@ def test_predict_keras_and_onnx_agree(trained, onnx_model, data_dir):
 # --- evaluate --------------------------------------------------------------------
 @pytest.mark.slow
 def test_evaluate_keras_and_onnx(trained, onnx_model, data_dir):
+    """The accuracy `evaluate` prints is Keras's own `model.evaluate` of the saved
+    model on the same folder, and the ONNX file scores the same images alike."""
+    from kerastransfer.data import load_image_folder
+    from kerastransfer.saving import load_model
+
     results = {}
     for model in (trained / "model.keras", onnx_model):
         result = _invoke("evaluate", model, data_dir, "--json")
         assert result.exit_code == 0, result.output
-        results[model.suffix] = json.loads(result.output)
+        results[model.suffix] = json.loads(result.stdout)
     metrics = results[".keras"]
     assert metrics["num_samples"] == 20
     matrix = np.array(metrics["confusion_matrix"])
-    assert matrix.sum() == 20 and matrix.sum(axis=1).tolist() == [10, 10]
-    assert metrics["accuracy"] == pytest.approx(np.trace(matrix) / 20)
+    assert matrix.sum(axis=1).tolist() == [10, 10]  # rows are the true classes
+    data = load_image_folder(data_dir, image_size=(40, 40), batch_size=8,
+                             validation_split=0.0, shuffle=False)
+    keras_metrics = load_model(trained / "model.keras").evaluate(
+        data.train, return_dict=True, verbose=0)
+    assert metrics["accuracy"] == pytest.approx(keras_metrics["accuracy"], abs=1e-6)
     assert results[".onnx"]["confusion_matrix"] == metrics["confusion_matrix"]
     text = _invoke("evaluate", onnx_model, data_dir)
     assert text.exit_code == 0
+    assert f"Images: 20  accuracy: {keras_metrics['accuracy']:.4f}" in text.output
     assert "precision" in text.output and "Confusion matrix" in text.output
 
 
@@ -428,15 +607,31 @@ def test_info_wrong_and_corrupt_files(tmp_path):
 
 
 # --- benchmark -------------------------------------------------------------------
-def test_benchmark_reports_percentiles(tiny_onnx):
+def test_benchmark_reports_the_runs_it_timed(tiny_onnx, monkeypatch):
+    """The report comes from the calls actually made: warm-up + timed calls on
+    batches of the requested size, each taking at least the (slowed) call time."""
+    from kerastransfer.runtime import OnnxPredictor
+
+    calls = []
+    original = OnnxPredictor.predict
+
+    def slow_predict(self, images, *args, **kwargs):
+        calls.append(np.shape(images))
+        time.sleep(0.005)
+        return original(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(OnnxPredictor, "predict", slow_predict)
     result = _invoke("benchmark", tiny_onnx, "--runs", "20", "--warmup", "2",
                      "--batch-size", "4", "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{"):])
+    report = json.loads(result.stdout)
+    assert calls == [(4, 32, 32, 3)] * 22  # 2 warm-up + 20 timed
     assert report["runs"] == 20 and report["batch_size"] == 4
     assert report["input_shape"] == [4, 32, 32, 3]
-    assert 0 < report["p50_ms"] <= report["p90_ms"] <= report["p99_ms"]
-    assert report["throughput_images_per_s"] > 0
+    assert report["p50_ms"] >= 5.0 and report["mean_ms"] >= 5.0
+    # throughput = images / total timed seconds = batch / mean latency
+    assert report["throughput_images_per_s"] == pytest.approx(
+        4 * 1000.0 / report["mean_ms"], rel=1e-9)
     assert report["providers"] == ["CPUExecutionProvider"]
     _usage_error(_invoke("benchmark", tiny_onnx, "--runs", "0"), "--runs")
 

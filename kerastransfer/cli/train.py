@@ -4,6 +4,7 @@ subfolders and saved as `.keras`."""
 from __future__ import annotations
 
 import os
+import re
 
 import click
 
@@ -15,6 +16,7 @@ from kerastransfer.cli._common import (
     logger,
     one_line,
 )
+from kerastransfer.cli.record import write_record
 
 
 def _parse_weights(value: str) -> str | None:
@@ -82,6 +84,11 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
     fine-tunes what --unfreeze says for --fine-tune-epochs. With --weights none
     the backbone is random and everything trains in one phase.
 
+    The metrics printed at the end are the saved model's, evaluated on the
+    validation split after training. Next to the model (model.keras), the
+    training record model.train.json names the training folder, which `export`
+    samples to validate the ONNX file on real images.
+
     \b
     Examples:
       kerastransfer train data/ --backbone mobilenet_v3_small --weights imagenet \\
@@ -131,10 +138,8 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
         data_dir, image_size=image_size, batch_size=batch_size,
         validation_split=validation_split, seed=seed, shuffle=True, strict=strict,
     )
-    model = TransferModel(
-        spec.name, weights=weights, input_shape=(*image_size, spec.channels),
-        class_names=data.class_names, dropout=dropout,
-    )
+    model = _build_model(TransferModel, spec.name, weights,
+                         (*image_size, spec.channels), data.class_names, dropout)
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
     history = model.fit(
@@ -148,11 +153,70 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
     for phase in history.phases:
         logger.info("Phase %s: epochs %d-%d", phase["name"], phase["start_epoch"] + 1,
                     phase["end_epoch"])
-    summary = {key: values[-1] for key, values in history.history.items()
-               if values and values[-1] is not None}
-    click.echo(f"Saved {out}")
-    if summary:
-        click.echo("Final: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+    metrics, source = _final_metrics(model, data, history)
+    record = {
+        "model": os.path.abspath(out),
+        "data_dir": os.path.abspath(data_dir),
+        "image_size": list(image_size),
+        "validation_split": validation_split,
+        "seed": seed,
+        "backbone": spec.name,
+        "weights": weights if weights in (None, "imagenet") else os.path.abspath(
+            weights),
+        "class_names": list(data.class_names),
+        "num_train": data.num_train,
+        "num_validation": data.num_validation,
+        "metrics": metrics,
+        "metrics_source": source,
+    }
+    record_file = write_record(out, record)
+    click.echo(f"Saved {out} (training record: {record_file})")
+    if metrics:
+        click.echo(f"Final ({source}): " + ", ".join(
+            f"{key}={_format_metric(key, value)}" for key, value in metrics.items()))
     if plots is not None:
         click.echo(f"Wrote the report (learning curves, confusion matrix, "
                    f"metrics.json) to {plots}")
+
+
+def _build_model(model_class, name, weights, input_shape, class_names, dropout):
+    """The `TransferModel`; the offline ImageNet error speaks in CLI options."""
+    from kerastransfer.errors import WeightsError
+
+    try:
+        return model_class(name, weights=weights, input_shape=input_shape,
+                           class_names=class_names, dropout=dropout)
+    except WeightsError as error:
+        raise WeightsError(cli_wording(str(error))) from error
+
+
+def cli_wording(message: str) -> str:
+    """Rewrites the Python API's `weights=...` spellings in a library message as
+    the `--weights` option: `weights=None` -> `--weights none`,
+    `weights='x'` -> `--weights x`."""
+    message = re.sub(r"\bweights=None\b", "--weights none", message)
+    return re.sub(r"\bweights='([^']*)'", r"--weights \1", message)
+
+
+def _final_metrics(model, data, history) -> tuple[dict[str, float], str]:
+    """The metrics that describe the saved model, and where they come from.
+
+    The last epoch's `val_*` values are measured before the end of the phase
+    (BatchNorm statistics may still be recomputed afterwards), so the saved
+    model is evaluated on the validation split once more. Without a validation
+    split, the last epoch's training metrics (averaged over that epoch) are all
+    there is, and the label says so.
+    """
+    if data.validation is not None and data.num_validation:
+        values = model.evaluate(data.validation, return_dict=True, verbose=0)
+        metrics = {f"val_{key}": float(value) for key, value in values.items()}
+        return metrics, (f"the saved model on the validation split, "
+                         f"{data.num_validation} images")
+    metrics = {key: float(values[-1]) for key, values in history.history.items()
+               if values and values[-1] is not None and not key.startswith("val_")}
+    return metrics, "no validation split: training metrics averaged over the last epoch"
+
+
+def _format_metric(key: str, value: float) -> str:
+    """Losses with 4 significant digits (they get small), rates with 4 decimals."""
+    return f"{value:.4g}" if "loss" in key else f"{value:.4f}"
