@@ -111,15 +111,53 @@ def test_fp16_keeps_float32_inputs_and_outputs(trained, tmp_path):
     np.testing.assert_allclose(outputs, model.predict(x_test, verbose=0), atol=1e-2)
 
 
-def test_low_agreement_warns(trained, tmp_path, monkeypatch, caplog):
+def test_low_agreement_warns_once(trained, tmp_path, monkeypatch, caplog):
     model, x_train, _, _ = trained
     monkeypatch.setattr(quantize_lib, "agreement", lambda *args: 0.5)
-    with caplog.at_level("WARNING", logger="kerastransfer.export.onnx"):
+    with caplog.at_level("WARNING", logger="kerastransfer"):
         report = export_onnx(model, str(tmp_path / "q.onnx"), quantize="static",
                              calibration_data=x_train[:8])
     assert report.agreement == 0.5
     assert len(report.warnings) == 1 and "50.0%" in report.warnings[0]
-    assert "agreement_threshold=0.99" in caplog.text
+    assert caplog.text.count("agreement_threshold=0.99") == 1
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "kerastransfer/cli/export.py _export_details logs report.warnings again after "
+    "export_onnx logged them; remove that loop (and this marker)"))
+def test_low_agreement_warning_printed_once_by_the_cli(trained, tmp_path,
+                                                       monkeypatch):
+    from click.testing import CliRunner
+
+    from kerastransfer.cli import cli
+
+    model, x_train, _, _ = trained
+    model_path = str(tmp_path / "model.keras")
+    model.save(model_path)
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    for i, image in enumerate(x_train[:8]):
+        Image.fromarray(image.astype("uint8")).save(folder / f"{i}.png")
+    monkeypatch.setattr(quantize_lib, "agreement", lambda *args: 0.5)
+    result = CliRunner().invoke(cli, [
+        "export", model_path, str(tmp_path / "q.onnx"), "--quantize", "static",
+        "--calibration-dir", str(folder), "--no-validate"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("agrees with float32 on only 50.0%") == 1
+
+
+def test_calibration_reader_is_an_onnxruntime_reader():
+    from onnxruntime.quantization import CalibrationDataReader
+
+    images = np.arange(20 * 2 * 2 * 3, dtype="float32").reshape(20, 2, 2, 3)
+    reader = quantize_lib._calibration_reader("image", images, batch_size=8)
+    assert isinstance(reader, CalibrationDataReader)
+    batches = list(iter(reader.get_next, None))
+    assert [len(b["image"]) for b in batches] == [8, 8, 4]
+    np.testing.assert_array_equal(np.concatenate([b["image"] for b in batches]),
+                                  images)
+    reader.rewind()
+    assert len(reader.get_next()["image"]) == 8
 
 
 def test_bad_calibration_data(trained, tmp_path):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,7 +58,7 @@ def load_calibration_images(
     Raises:
         DataError: no usable image, or images of the wrong shape.
     """
-    from kerastransfer import runtime
+    from kerastransfer.runtime import files as runtime
 
     if isinstance(data, (str, os.PathLike)):
         paths = runtime.list_image_files(data)
@@ -94,17 +94,24 @@ def load_calibration_images(
     return array.astype("float32")
 
 
-class _Reader:
-    """An onnxruntime `CalibrationDataReader` over an array, in small batches."""
+def _calibration_reader(input_name: str, images: np.ndarray, batch_size: int = 8):
+    """An `onnxruntime.quantization.CalibrationDataReader` over an array, in
+    batches of `batch_size` (rewindable with `rewind()`)."""
+    from onnxruntime.quantization import CalibrationDataReader
 
-    def __init__(self, input_name: str, images: np.ndarray, batch_size: int = 8):
-        self._batches: Iterable = iter(
-            [{input_name: images[i:i + batch_size]}
-             for i in range(0, len(images), batch_size)]
-        )
+    class ArrayReader(CalibrationDataReader):
+        def __init__(self):
+            self.rewind()
 
-    def get_next(self):
-        return next(self._batches, None)
+        def get_next(self):
+            return next(self._batches, None)
+
+        def rewind(self):
+            self._batches: Iterator[dict[str, np.ndarray]] = iter(
+                [{input_name: images[i:i + batch_size]}
+                 for i in range(0, len(images), batch_size)])
+
+    return ArrayReader()
 
 
 def quantize_onnx(
@@ -157,7 +164,7 @@ def quantize_onnx(
         else:
             input_name = model_proto.graph.input[0].name
             q.quantize_static(
-                source, target, _Reader(input_name, calibration_images),
+                source, target, _calibration_reader(input_name, calibration_images),
                 quant_format=q.QuantFormat.QDQ,
                 activation_type=q.QuantType.QUInt8,
                 weight_type=q.QuantType.QInt8,
