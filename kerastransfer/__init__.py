@@ -22,8 +22,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "TransferModel": "kerastransfer.tasks.classifier",
     "load_model": "kerastransfer.saving",
-    "Phase": "kerastransfer.training.phases",
-    "PhasePlan": "kerastransfer.training.phases",
+    "Phase": "kerastransfer.training.plan",
+    "PhasePlan": "kerastransfer.training.plan",
     "Unfreeze": "kerastransfer.training.phases",
     "freeze_backbone": "kerastransfer.training.phases",
     "unfreeze": "kerastransfer.training.phases",
@@ -60,13 +60,21 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # for static analysis only
     from kerastransfer.backbones.registry import (  # noqa: F401
-        BackboneSpec, BlockRule, get_backbone, list_backbones, register_backbone,
+        BackboneSpec,
+        BlockRule,
+        get_backbone,
+        list_backbones,
+        register_backbone,
         unregister_backbone,
     )
     from kerastransfer.tasks.classifier import TransferModel  # noqa: F401
     from kerastransfer.training.phases import (  # noqa: F401
-        Phase, PhasePlan, Unfreeze, freeze_backbone, trainable_summary, unfreeze,
+        Unfreeze,
+        freeze_backbone,
+        trainable_summary,
+        unfreeze,
     )
+    from kerastransfer.training.plan import Phase, PhasePlan  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

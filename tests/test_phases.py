@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import kerastransfer as kt
-from kerastransfer.training.phases import Phase, PhasePlan, Unfreeze, backbone_blocks
+from kerastransfer.training.phases import Unfreeze, backbone_blocks
+from kerastransfer.training.plan import Phase, PhasePlan
 from tests.conftest import separable_images
 
 

@@ -1,1 +1,1 @@
-"""Tasks: a backbone, a task head and the shared training state (`base.TransferTask`)."""
+"""Tasks: a backbone, a task head and the shared state (`base.TransferTask`)."""

@@ -1,26 +1,29 @@
-"""`TransferModel`: preprocessing -> backbone -> head, trained in phases.
+"""`TransferModel`: image classification — preprocessing -> backbone -> head.
 
-A `TransferModel` is a Keras functional model built by a subclass (as KerasHub
-builds its backbones and tasks): it has a graph (summary, layer access, ONNX
-export), while `get_config()` holds only its constructor arguments and
-`from_config` rebuilds it with `cls(**config)`. It takes images as users have them
-(RGB, float values in [0, 255]) and applies the backbone family's preprocessing
-itself, so training and deployment cannot disagree on normalization.
+A `TransferModel` is a `TransferTask` (`kerastransfer/tasks/base.py`): the shared
+base owns the backbone, the phase state, the phased `fit()` and saving; this module
+adds what is particular to classification: the pooled head, its loss and metrics,
+the label checks, and the export contract (the output is one probability per
+class, in `class_names` order). It takes images as users have them (RGB, float
+values in [0, 255]) and applies the backbone family's preprocessing itself, so
+training and deployment cannot disagree on normalization.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 
-from kerastransfer.training import phases as phases_lib
-from kerastransfer.backbones.registry import BackboneSpec, get_backbone
-from kerastransfer.errors import InputShapeError
+from kerastransfer.backbones.registry import BackboneSpec
+from kerastransfer.data.checks import check_label_range
+from kerastransfer.errors import DataError, InputShapeError
 from kerastransfer.preprocessing import ImagePreprocessing
+from kerastransfer.tasks.backbone import build_scope, resolve_backbone
+from kerastransfer.tasks.base import TransferTask
 
 __all__ = ["TransferModel", "TASKS", "POOLINGS"]
 
@@ -28,29 +31,10 @@ logger = logging.getLogger(__name__)
 
 TASKS = ("multiclass", "multilabel", "regression")
 POOLINGS = ("avg", "max", "flatten")
-_MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
-
-
-@contextlib.contextmanager
-def _dtype_policy(policy: str | None):
-    """Builds layers under a mixed-precision policy, then restores the old one."""
-    if policy is None:
-        yield
-        return
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def _scope(strategy):
-    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 @keras.saving.register_keras_serializable(package="kerastransfer")
-class TransferModel(keras.Model):
+class TransferModel(TransferTask):
     """A pretrained backbone with a new head, fine-tuned in phases.
 
     Args:
@@ -96,7 +80,7 @@ class TransferModel(keras.Model):
 
     def __init__(
         self,
-        backbone: str | BackboneSpec | keras.Model | dict = "mobilenet_v3_small",
+        backbone: str | BackboneSpec | keras.Model = "mobilenet_v3_small",
         num_classes: int | None = None,
         *,
         weights: str | None = "imagenet",
@@ -109,73 +93,30 @@ class TransferModel(keras.Model):
         preprocessing: str | None = None,
         mixed_precision: str | None = None,
         strategy: Any = None,
-        backbone_name: str | None = None,
-        pretrained: bool | None = None,
-        phase_state: dict | None = None,
         name: str = "transfer_model",
         **kwargs,
     ):
         num_classes, class_names = _check_head_args(
             num_classes, class_names, task, pooling, dropout, hidden_units
         )
-        if mixed_precision not in (None, *_MIXED_POLICIES):
-            raise ValueError(
-                f"mixed_precision must be one of {_MIXED_POLICIES} or None. "
-                f"Received: mixed_precision={mixed_precision!r}"
-            )
-        if isinstance(backbone, dict):  # from_config
-            backbone = keras.saving.deserialize_keras_object(backbone)
-
-        # === Backbone ===
-        with _scope(strategy), _dtype_policy(mixed_precision):
-            spec = None
-            if isinstance(backbone, str):
-                spec = get_backbone(backbone)
-            elif isinstance(backbone, BackboneSpec):
-                spec = backbone
-            elif isinstance(backbone, keras.Model):
-                if backbone_name is not None:
-                    with contextlib.suppress(ValueError):
-                        spec = get_backbone(backbone_name)
-            else:
-                raise TypeError(
-                    "backbone must be a registry name, a BackboneSpec or a "
-                    f"keras.Model. Received: backbone={backbone!r}"
-                )
-            if spec is not None and not isinstance(backbone, keras.Model):
-                image_shape = spec.resolve_input_shape(input_shape)
-                if pretrained is None:
-                    pretrained = weights is not None
-                backbone_model = spec.build(image_shape, weights)
-                backbone_name = spec.name
-            else:
-                backbone_model = backbone
-                if spec is not None and spec.input_dtype == "string":
-                    image_shape = ()
-                else:
-                    image_shape = _model_input_shape(backbone_model, input_shape)
-                    if spec is not None:
-                        image_shape = spec.resolve_input_shape(image_shape)
-                if pretrained is None:
-                    pretrained = True
-                backbone_name = backbone_name or backbone_model.name
-            input_dtype = spec.input_dtype if spec is not None else "float32"
-            mode = preprocessing or (spec.preprocessing if spec else "none")
+        with build_scope(strategy, mixed_precision):
+            parts = resolve_backbone(backbone, weights=weights, input_shape=input_shape)
+            mode = preprocessing or (parts.spec.preprocessing if parts.spec else "none")
 
             # === Functional graph ===
-            inputs = keras.Input(shape=image_shape, dtype=input_dtype, name="image")
-            if input_dtype == "string":
+            inputs = keras.Input(shape=parts.input_shape, dtype=parts.input_dtype,
+                                 name="image")
+            if parts.input_dtype == "string":
                 preprocessor = None
                 x = inputs
             else:
                 preprocessor = ImagePreprocessing(mode, name="preprocessing")
                 x = preprocessor(inputs)
-            features = backbone_model(x)
+            features = parts.model(x)
             head_layers = _head_layers(
                 len(features.shape), num_classes, task, pooling, dropout, hidden_units
             )
-            x = features
-            feature_tensor = features
+            x = feature_tensor = features
             for layer in head_layers:
                 x = layer(x)
                 if layer.name == "pool":
@@ -183,270 +124,53 @@ class TransferModel(keras.Model):
             super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
 
         # === Config ===
-        self.backbone = backbone_model
-        self.backbone_spec = spec
-        self.backbone_name = backbone_name
+        self._init_task(parts, head_layers=head_layers, feature_tensor=feature_tensor,
+                        strategy=strategy, mixed_precision=mixed_precision)
         self.preprocessor = preprocessor
-        self.head_layers = head_layers
         self.num_classes = num_classes
         self.class_names = class_names
         self.task = task
         self.pooling = pooling
         self.dropout = float(dropout)
         self.hidden_units = tuple(int(u) for u in hidden_units)
-        self.image_shape = tuple(image_shape)
-        self.input_dtype_name = input_dtype
+        self.image_shape = tuple(parts.input_shape)
         self.preprocessing_mode = mode
-        self.mixed_precision = mixed_precision
-        self.pretrained = bool(pretrained)
-        self.strategy = strategy
-        self._feature_tensor = feature_tensor
-        self._user_compile: dict | None = None
-        self._phase_state = {"unfreeze": "all", "train_bn": True}
-        if phase_state is not None:
-            self._restore_phase_state(phase_state)
 
-    # --- Introspection -----------------------------------------------------
-    @property
-    def block_rule(self):
-        """The backbone's `BlockRule` (natural unfreezing blocks), or None."""
-        return self.backbone_spec.blocks if self.backbone_spec else None
+    # --- The task contract -------------------------------------------------
+    def default_loss(self):
+        """Sparse categorical cross-entropy (multiclass), binary cross-entropy
+        (multilabel) or mean squared error (regression)."""
+        return {"multiclass": "sparse_categorical_crossentropy",
+                "multilabel": "binary_crossentropy",
+                "regression": "mean_squared_error"}[self.task]
 
-    @property
-    def phase_state(self) -> dict:
-        """What is trainable: `{"unfreeze": <rule>, "train_bn": bool}`."""
-        return dict(self._phase_state)
+    def default_metrics(self) -> list:
+        """Accuracy (binary accuracy for multilabel), or MAE for regression."""
+        if self.task == "multilabel":
+            return [keras.metrics.BinaryAccuracy(name="accuracy")]
+        if self.task == "regression":
+            return [keras.metrics.MeanAbsoluteError(name="mae")]
+        return ["accuracy"]
 
-    def feature_extractor(self) -> keras.Model:
-        """A model from the same input to the pooled backbone features (shares
-        weights with this model)."""
-        return keras.Model(self.input, self._feature_tensor,
-                           name=f"{self.name}_features")
+    def export_contract(self) -> dict:
+        """The output is one score per class in `class_names` order: softmax
+        probabilities (multiclass), sigmoid probabilities (multilabel) or values
+        (regression); the runtime's `OnnxPredictor` reads them so."""
+        return {"task": self.task, "class_names": list(self.class_names),
+                "num_classes": self.num_classes, "input_shape": list(self.image_shape),
+                "preprocessing_mode": self.preprocessing_mode}
 
-    # --- Phases -------------------------------------------------------------
-    def freeze_backbone(self) -> None:
-        """Freezes the backbone (BatchNorm in inference mode). Recompile after."""
-        phases_lib.freeze_backbone(self)
+    def _checkpoint_identity(self) -> dict:
+        return {**super()._checkpoint_identity(), "num_classes": int(self.num_classes),
+                "image_shape": list(self.image_shape), "task": self.task}
 
-    def unfreeze(self, rule: Any = "all", *, train_bn: bool = False) -> list[str]:
-        """Unfreezes part of the backbone; see `kerastransfer.training.phases.unfreeze`."""
-        return phases_lib.unfreeze(self, rule, train_bn=train_bn)
-
-    def trainable_summary(self) -> str:
-        """A readable account of which blocks train, and BatchNorm modes."""
-        return phases_lib.trainable_summary(self)
-
-    def _restore_phase_state(self, state: dict) -> None:
-        rule = state.get("unfreeze", "all")
-        if rule == "none":
-            self.freeze_backbone()
-        else:
-            self.unfreeze(rule, train_bn=bool(state.get("train_bn", False)))
-
-    # --- Training -----------------------------------------------------------
-    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
-        """Like `keras.Model.compile`; `loss` and `metrics` default to the task's
-        (sparse categorical cross-entropy and accuracy for multiclass). `fit()`
-        keeps the optimizer type, loss and metrics in every phase."""
-        self._user_compile = dict(
-            optimizer=optimizer, loss=loss, metrics=metrics, **kwargs
-        )
-        from kerastransfer.training import loop as training
-
-        with _scope(self.strategy):
-            super().compile(
-                optimizer=optimizer,
-                loss=loss if loss is not None else training.default_loss(self),
-                metrics=metrics if metrics is not None
-                else training.default_metrics(self),
-                **kwargs,
-            )
-
-    def compile_from_config(self, config):
-        """Restores the training configuration saved in a `.keras` file."""
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built and getattr(self, "optimizer", None) is not None:
-            self.optimizer.build(self.trainable_variables)
-
-    def fit(
-        self,
-        x=None,
-        y=None,
-        *,
-        epochs: int = 1,
-        fine_tune_epochs: int = 0,
-        learning_rate: float | None = None,
-        fine_tune_lr: float | None = None,
-        unfreeze: Any = "all",
-        train_bn: bool = False,
-        lr_decay: float | None = None,
-        plan: Any = None,
-        batch_size: int | None = None,
-        validation_data=None,
-        callbacks: Sequence[keras.callbacks.Callback] | None = None,
-        verbose: Any = "auto",
-        checkpoint_dir: str | None = None,
-        cache_features: bool | str = False,
-        report_dir: str | None = None,
-        augmentation: Any = None,
-        precise_bn: bool = True,
-        **kwargs,
-    ):
-        """Trains in phases: the head on a frozen backbone, then fine-tuning.
-
-        Phase 1 trains for `epochs` with the backbone frozen. Phase 2 (when
-        `fine_tune_epochs > 0`) unfreezes the backbone as `unfreeze` says and
-        recompiles with `fine_tune_lr`, keeping the loss, metrics and optimizer
-        type. A `PhasePlan` (`plan=`) allows any number of phases (gradual
-        unfreezing). A model built with `weights=None` has nothing to transfer: it
-        trains in one phase, everything trainable, for `epochs + fine_tune_epochs`.
-
-        Args:
-            x, y: training data, as for `keras.Model.fit` (arrays, a
-                `tf.data.Dataset` of `(images, labels)`, ...), or an `ImageData`
-                from `kerastransfer.data` (its validation split is used unless
-                `validation_data` is given). Images are RGB float values in
-                [0, 255].
-            epochs: epochs of the frozen phase. Defaults to `1`.
-            fine_tune_epochs: epochs of the fine-tuning phase. Defaults to `0`.
-            learning_rate: learning rate of the frozen phase. Defaults to the
-                compiled optimizer's (1e-3 for the default Adam).
-            fine_tune_lr: learning rate of fine-tuning. Defaults to a tenth of
-                `learning_rate`.
-            unfreeze: what fine-tuning unfreezes (`"all"`, `"top:N"`,
-                `"from:<layer>"`, `"blocks:N"`, `"fraction:F"`). Defaults to
-                `"all"`.
-            train_bn: let BatchNorm train during fine-tuning. Defaults to `False`.
-            lr_decay: layer-wise learning-rate decay per backbone block during
-                fine-tuning (discriminative rates). Defaults to `None`.
-            plan: a `PhasePlan` (or list of `Phase`) used instead of the
-                arguments above. Defaults to `None`.
-            batch_size: as for `keras.Model.fit`. Defaults to `None` (32).
-            validation_data: as for `keras.Model.fit`. Defaults to `None`.
-            callbacks: Keras callbacks, shared by all phases. Defaults to `None`.
-            verbose: as for `keras.Model.fit`. Defaults to `"auto"`.
-            checkpoint_dir: a folder where a checkpoint (weights, optimizer
-                state, phase, epoch, data-order seed, history) is written
-                atomically at every epoch end; rerunning the same `fit()` with it
-                resumes where training stopped, and returns the stored history
-                once training has finished. See `docs/reliability.md`. Defaults
-                to `None`.
-            cache_features: train frozen phases on backbone features computed
-                once (`True`: in memory; a folder path: in cache files there).
-                Exact: same head weights as without caching. Not used with
-                `augmentation`. Defaults to `False`.
-            report_dir: write learning curves, a confusion matrix and per-class
-                metrics (on `validation_data`) to this folder after training.
-                Defaults to `None`.
-            augmentation: `"light"`, `"medium"`, `"heavy"`, a list of Keras
-                preprocessing layers, or `None`; applied to training batches in
-                the input pipeline only (never part of the saved model).
-                Defaults to `None`.
-            precise_bn: in a phase that trains BatchNorm, recompute its moving
-                statistics with the current weights over up to 1,024 training
-                images before each validation and at the end of the phase, since
-                the moving averages lag after few steps (`kerastransfer.training.batchnorm`).
-                Defaults to `True`.
-            **kwargs: other `keras.Model.fit` arguments (`class_weight`, also
-                `"balanced"`; `steps_per_epoch`, `shuffle`, ...).
-
-        Returns:
-            A `PhasedHistory` (a `keras.callbacks.History`) covering all epochs,
-            with `history.phases` recording each phase's name, epochs and rule.
-        """
-        from kerastransfer.training import loop as training
-
-        plan = training.resolve_plan(
-            self, plan, epochs, fine_tune_epochs, learning_rate, fine_tune_lr,
-            unfreeze, train_bn, lr_decay,
-        )
-        return training.fit_phases(
-            self, plan, x, y, batch_size=batch_size,
-            validation_data=validation_data, callbacks=callbacks,
-            checkpoint_dir=checkpoint_dir,
-            verbose=verbose, cache_features=cache_features, report_dir=report_dir,
-            augmentation=augmentation, precise_bn=precise_bn, **kwargs,
-        )
-
-    def lr_find(self, x, y=None, **kwargs):
-        """Sweeps the learning rate; see `kerastransfer.training.lr_finder.lr_find`."""
-        from kerastransfer.training.lr_finder import lr_find
-
-        return lr_find(self, x, y, **kwargs)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3.15 (TF backend) reduces the first distributed batch with
-        # strategy.reduce("MEAN", ...), which fails under
-        # MultiWorkerMirroredStrategy ("Attempt to convert a value (PerReplica..."
-        # ). Only the batch's shapes are needed: take one local replica's batch.
-        if iterator is not None and data_batch is None and self._multi_worker():
-            import tensorflow as tf
-
-            strategy = self._distribute_strategy
-            for _, _, it in iterator:
-                data_batch = tf.nest.map_structure(
-                    lambda v: strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues) else v,
-                    next(it))
-                break
-            iterator = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    def _multi_worker(self) -> bool:
-        strategy = getattr(self, "_distribute_strategy", None)
-        check = getattr(getattr(strategy, "extended", None), "_in_multi_worker_mode",
-                        None)
-        return bool(check and check())
-
-    @staticmethod
-    def _rank1_logs(logs):
-        # Keras 3.15 reduces step logs under MultiWorkerMirroredStrategy with
-        # strategy.reduce("MEAN", v, axis=0), which fails on scalars: give each
-        # log a length-1 axis, which that reduction turns back into a scalar.
-        import tensorflow as tf
-
-        return {k: tf.reshape(v, [1]) if getattr(v, "shape", None) is not None
-                and len(v.shape) == 0 else v for k, v in logs.items()}
-
-    def train_step(self, data):
-        logs = super().train_step(data)
-        return self._rank1_logs(logs) if self._multi_worker() else logs
-
-    def test_step(self, data):
-        logs = super().test_step(data)
-        return self._rank1_logs(logs) if self._multi_worker() else logs
-
-    # --- Saving -------------------------------------------------------------
-    def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
-        """Saves to `.keras` atomically: a failed save never leaves a broken file
-        at `filepath` (the previous file, if any, stays intact)."""
-        from kerastransfer.io import atomic_path
-
-        filepath = str(filepath)
-        if not filepath.endswith(".keras"):
-            raise ValueError(
-                "TransferModel.save() writes the .keras format; end the path with "
-                f"'.keras'. Received: filepath={filepath!r}"
-            )
-        import os
-
-        if os.path.exists(filepath) and not overwrite:
-            raise FileExistsError(
-                f"{filepath!r} exists. Pass overwrite=True to replace it."
-            )
-        with atomic_path(filepath, suffix=".keras") as tmp:
-            super().save(tmp, **kwargs)
+    def _check_labels(self, y) -> None:
+        _check_classification_labels(self.task, self.num_classes, y)
 
     def get_config(self) -> dict:
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "backbone_name": self.backbone_name,
+            **super().get_config(),
             "num_classes": self.num_classes,
-            "weights": None,  # the weights live in the saved file
-            "pretrained": self.pretrained,
             "input_shape": list(self.image_shape),
             "class_names": list(self.class_names),
             "task": self.task,
@@ -454,13 +178,7 @@ class TransferModel(keras.Model):
             "dropout": self.dropout,
             "hidden_units": list(self.hidden_units),
             "preprocessing": self.preprocessing_mode,
-            "mixed_precision": self.mixed_precision,
-            "phase_state": dict(self._phase_state),
         }
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        return cls(**config)
 
 
 def _check_head_args(num_classes, class_names, task, pooling, dropout, hidden_units):
@@ -516,25 +234,26 @@ def _check_head_args(num_classes, class_names, task, pooling, dropout, hidden_un
     return num_classes, class_names
 
 
-def _model_input_shape(model: keras.Model, input_shape):
-    try:
-        shape = tuple(model.input_shape[1:])
-    except (AttributeError, ValueError) as error:
-        raise InputShapeError(
-            "The backbone model has no single defined input. Build it with "
-            f"keras.Input(...) first. Received: backbone={model.name!r}"
-        ) from error
-    if input_shape is None:
-        return shape
-    given = tuple(input_shape)
-    if len(given) != len(shape) or any(
-        s is not None and g != s for g, s in zip(given, shape)
-    ):
-        raise InputShapeError(
-            f"input_shape does not match the backbone's input {shape}. Pass a "
-            f"matching shape or rebuild the backbone. Received: input_shape={given}"
+def _check_classification_labels(task: str, num_classes: int, y) -> None:
+    """Clear errors for numpy labels a classification head cannot learn from."""
+    if y is None or task != "multiclass":
+        return
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) == 0:
+        return
+    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.equal(np.mod(y, 1), 0)):
+        raise DataError(
+            "Multiclass labels must be integer class indices (or one-hot rows). "
+            f"Received: y.dtype={y.dtype}"
         )
-    return given
+    check_label_range(y, num_classes)
+    low, high = int(y.min()), int(y.max())
+    if low == high and len(y) > 1:
+        raise DataError(
+            f"The labels contain only one class ({low}): a classifier needs examples "
+            "of at least two classes to learn anything. Add images of the other "
+            f"classes. Received: {len(y)} labels, all {low}"
+        )
 
 
 def _head_layers(feature_rank, num_classes, task, pooling, dropout, hidden_units):

@@ -4,8 +4,9 @@ Keras keeps BatchNorm moving statistics as an exponential moving average with
 momentum 0.99: they need hundreds of steps to catch up with the weights. Small
 fine-tuning sets give few steps per epoch, so after a phase that trained BatchNorm
 the moving statistics still describe earlier weights, and inference-mode accuracy
-can sit at chance while training accuracy is high (DESIGN.md, fact 2). Recomputing
-them once, with the final weights, over a sample of training images fixes that.
+can sit at chance while training accuracy is high (docs/design.md, fact 2).
+Recomputing them once, with the final weights, over a sample of training images
+fixes that.
 """
 
 from __future__ import annotations
@@ -14,48 +15,55 @@ import logging
 from typing import Any
 
 import keras
-import numpy as np
 
-__all__ = ["PreciseBatchNorm", "recalibrate_batchnorm", "trainable_batchnorm_layers"]
+__all__ = ["PreciseBatchNorm", "recalibrate_batchnorm", "batchnorm_layers"]
 
 logger = logging.getLogger("kerastransfer")
 
-
-def trainable_batchnorm_layers(model) -> list[keras.layers.BatchNormalization]:
-    """The BatchNormalization layers (nested ones included) that are trainable."""
-    return [layer for layer in model._flatten_layers(include_self=False)
-            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+SELECTIONS = ("trainable", "backbone", "all")
 
 
-def _image_batches(data: Any, batch_size: int, max_samples: int):
-    """Yields image batches (labels dropped) from arrays or a dataset."""
-    seen = 0
-    if isinstance(data, np.ndarray):
-        for start in range(0, min(len(data), max_samples), batch_size):
-            yield data[start:min(start + batch_size, max_samples)]
-        return
-    for element in data:
-        images = element[0] if isinstance(element, (tuple, list)) else element
-        images = np.asarray(images)
-        take = min(len(images), max_samples - seen)
-        if take <= 0:
-            return
-        yield images[:take]
-        seen += take
-
-
-def recalibrate_batchnorm(model, data: Any, *, max_samples: int = 1024,
-                          batch_size: int = 64) -> int:
-    """Recomputes the moving statistics of the *trainable* BatchNorm layers.
-
-    Frozen BatchNorm layers (`trainable=False`) are not touched. The statistics
-    become the average, over batches of `data`, of the batch statistics computed
-    with the model's current weights (a cumulative average, not an EMA).
+def batchnorm_layers(model, which: str = "trainable"):
+    """The BatchNormalization layers of `model` (nested ones included).
 
     Args:
-        model: a `TransferModel` (or any Keras model).
-        data: training images as a numpy array, or a dataset of `(images, labels)`
-            batches (images as the model takes them).
+        model: a task or any Keras model.
+        which: `"trainable"` (only trainable ones: what a phase trains),
+            `"backbone"` (every one in `model.backbone`) or `"all"`. Defaults to
+            `"trainable"`.
+
+    Returns:
+        A list of `keras.layers.BatchNormalization`.
+    """
+    from kerastransfer.training.phases import iter_layers
+
+    if which not in SELECTIONS:
+        raise ValueError(
+            f"which must be one of {SELECTIONS}. Received: which={which!r}")
+    root = model.backbone if which == "backbone" else model
+    found = [layer for layer in iter_layers(root, include_self=False)
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    return [layer for layer in found if layer.trainable] if which == "trainable" \
+        else found
+
+
+def recalibrate_batchnorm(model, data: Any, *, layers: str = "trainable",
+                          max_samples: int = 1024, batch_size: int = 64) -> int:
+    """Recomputes BatchNorm moving statistics with the model's current weights.
+
+    The statistics become the average, over batches of `data`, of the batch
+    statistics (a cumulative average, not an EMA). The one copy of this in the
+    package: precise BN after a phase that trained BatchNorm, AdaBN
+    (`TransferTask.adapt`), checking exports of random-weight models, and the
+    demo's pretraining all call it. No trainable weight changes.
+
+    Args:
+        model: a task (`TransferModel`, ...) or any Keras model.
+        data: images as the model takes them: an array, a `tf.data.Dataset` of
+            images or `(images, labels)` batches, or an `ImageData`.
+        layers: which BatchNorm layers (`batchnorm_layers`): `"trainable"`
+            (frozen ones are not touched), `"backbone"` or `"all"`. Defaults to
+            `"trainable"`.
         max_samples: at most this many images are used. Defaults to `1024`.
         batch_size: batch size for array input. Defaults to `64`.
 
@@ -66,21 +74,34 @@ def recalibrate_batchnorm(model, data: Any, *, max_samples: int = 1024,
 
     >>> n = recalibrate_batchnorm(model, x_train)  # doctest: +SKIP
     """
-    layers = trainable_batchnorm_layers(model)
-    if not layers:
+    from kerastransfer.data import images_only
+
+    selected = batchnorm_layers(model, layers)
+    if not selected:
         return 0
-    saved = [(layer, layer.momentum) for layer in layers]
+    chosen = {id(layer) for layer in selected}
+    # Frozen BatchNorm runs in inference mode (Keras 3): make the selected ones
+    # trainable for the pass; others keep their statistics (momentum 1).
+    others = [layer for layer in batchnorm_layers(model, "all")
+              if id(layer) not in chosen and layer.trainable]
+    saved = [(layer, layer.momentum, layer.trainable) for layer in selected + others]
     used = 0
     try:
-        for i, images in enumerate(_image_batches(data, batch_size, max_samples)):
-            for layer in layers:  # moving = mean of the batch statistics so far
+        for layer in selected:
+            layer.trainable = True
+        for layer in others:
+            layer.momentum = 1.0
+        batches = images_only(data, batch_size=batch_size, max_samples=max_samples)
+        for i, images in enumerate(batches):
+            for layer in selected:  # moving = mean of the batch statistics so far
                 layer.momentum = i / (i + 1.0)
             model(images, training=True)
             used += len(images)
     finally:
-        for layer, momentum in saved:
+        for layer, momentum, trainable in saved:
             layer.momentum = momentum
-    logger.info("Recalibrated %d BatchNorm layers on %d images.", len(layers), used)
+            layer.trainable = trainable
+    logger.info("Recalibrated %d BatchNorm layers on %d images.", len(selected), used)
     return used
 
 

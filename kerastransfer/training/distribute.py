@@ -1,8 +1,16 @@
 """Helpers for `tf.distribute` training (several GPUs, several machines).
 
 `TransferModel(strategy=...)` builds the model under the strategy's scope and
-`fit()` freezes/unfreezes and recompiles every phase inside it (training.py).
+`fit()` freezes/unfreezes and recompiles every phase inside it (loop.py).
 What Keras 3.15 leaves out, and this module adds:
+
+* `local_first_batch` and `reducible_logs`: two workarounds for Keras 3.15's
+  TensorFlow trainer under `MultiWorkerMirroredStrategy`, called by
+  `TransferTask._maybe_symbolic_build` / `train_step` / `test_step`
+  (kerastransfer/tasks/base.py). Keras reduces the first distributed batch with
+  `strategy.reduce("MEAN", ...)` ("Attempt to convert a value (PerReplica...")
+  and reduces scalar step logs along axis 0. `_maybe_symbolic_build` is private
+  Keras API: tests/test_distribute.py checks it still exists with this signature.
 
 * `SyncNonTrainableVariables`: under `MultiWorkerMirroredStrategy` each worker
   updates its BatchNormalization moving statistics from its own data shard, so
@@ -16,7 +24,8 @@ from __future__ import annotations
 
 import keras
 
-__all__ = ["num_replicas", "is_multi_worker", "SyncNonTrainableVariables"]
+__all__ = ["num_replicas", "is_multi_worker", "SyncNonTrainableVariables",
+           "local_first_batch", "reducible_logs"]
 
 
 def num_replicas(strategy) -> int:
@@ -29,6 +38,43 @@ def is_multi_worker(strategy) -> bool:
     check = getattr(getattr(strategy, "extended", None), "_in_multi_worker_mode",
                     None)
     return bool(check and check())
+
+
+def _model_multi_worker(model) -> bool:
+    return is_multi_worker(getattr(model, "_distribute_strategy", None))
+
+
+def local_first_batch(model, iterator, data_batch):
+    """Replaces Keras's first-batch iterator by one local replica's batch.
+
+    Only the batch's shapes are needed to build the model symbolically, and a
+    local replica's batch has them. No-op unless the model is multi-worker.
+
+    Returns:
+        `(iterator, data_batch)` to pass on to Keras.
+    """
+    if iterator is None or data_batch is not None or not _model_multi_worker(model):
+        return iterator, data_batch
+    import tensorflow as tf
+
+    strategy = model._distribute_strategy
+    for _, _, it in iterator:
+        data_batch = tf.nest.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0]
+            if isinstance(v, tf.distribute.DistributedValues) else v, next(it))
+        break
+    return None, data_batch
+
+
+def reducible_logs(model, logs: dict) -> dict:
+    """Gives scalar step logs a length-1 axis under multi-worker training, which
+    Keras's `reduce("MEAN", v, axis=0)` turns back into a scalar."""
+    if not _model_multi_worker(model):
+        return logs
+    import tensorflow as tf
+
+    return {k: tf.reshape(v, [1]) if getattr(v, "shape", None) is not None
+            and len(v.shape) == 0 else v for k, v in logs.items()}
 
 
 class SyncNonTrainableVariables(keras.callbacks.Callback):

@@ -41,24 +41,8 @@ logger = logging.getLogger("kerastransfer")
 
 
 def head_model(model) -> keras.Model:
-    """A model from pooled features to predictions that shares the head's layers.
-
-    Args:
-        model: a `TransferModel`.
-
-    Returns:
-        A `keras.Model` whose weights are the `TransferModel`'s head weights.
-    """
-    feature_shape = tuple(model._feature_tensor.shape[1:])
-    inputs = keras.Input(shape=feature_shape, name="features")
-    layers = list(model.head_layers)
-    names = [layer.name for layer in layers]
-    if "pool" in names:
-        layers = layers[names.index("pool") + 1:]
-    x = inputs
-    for layer in layers:
-        x = layer(x)
-    return keras.Model(inputs, x, name=f"{model.name}_head")
+    """The task's head as a model on features (`TransferTask.head_model`)."""
+    return model.head_model()
 
 
 def _is_dataset(x) -> bool:
@@ -196,21 +180,6 @@ for _hook in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end"
     setattr(_ForwardToModel, _hook, _forwarder(_hook))
 
 
-def _compile_head(model, head) -> None:
-    from kerastransfer.training import loop as training
-
-    compiled = dict(model._user_compile or {})
-    extra = {k: v for k, v in compiled.items()
-             if k not in ("optimizer", "loss", "metrics")}
-    metrics = training._fresh_metrics(compiled.get("metrics"))
-    head.compile(
-        optimizer=model.optimizer,  # the phase's optimizer object: state shared
-        loss=compiled.get("loss") or training.default_loss(model),
-        metrics=metrics if metrics is not None else training.default_metrics(model),
-        **extra,
-    )
-
-
 def _validation_features(model, validation_data, batch_size, cache_dir):
     if validation_data is None:
         return None
@@ -255,7 +224,7 @@ def fit_cached_phase(model, x, y, *, epochs: int, initial_epoch: int, callbacks,
     val = _validation_features(model, validation_data, validation_batch_size,
                                cache_dir)
     head = head_model(model)
-    _compile_head(model, head)
+    model._compile_head(head)
     forward = _ForwardToModel(callbacks, model)
     model.stop_training = False
 
@@ -308,6 +277,10 @@ def run_phase(model, x, y, *, cache_features, augmentation, epochs: int,
     elif cache_features and augmentation is not None:
         logger.info("Not caching features: augmentation changes the images every "
                     "epoch.")
+    if _is_dataset(x) and "shuffle" not in fit_kwargs:
+        # Keras warns that shuffle (default True) is ignored for a dataset, which
+        # comes shuffled (or not) as built.
+        fit_kwargs = {**fit_kwargs, "shuffle": False}
     result = keras.Model.fit(model, x, y, epochs=epochs, initial_epoch=initial_epoch,
                              callbacks=callbacks, verbose=verbose, **fit_kwargs)
     return result, False

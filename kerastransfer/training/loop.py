@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from typing import Any
 
 import keras
 import numpy as np
 
 from kerastransfer.training import phases as phases_lib
+from kerastransfer.training import plan as plan_lib
 from kerastransfer.errors import DataError
 from kerastransfer.training.optimizers import GroupedOptimizer, scaled_learning_rate
 
-__all__ = ["PhasedHistory", "fit_phases", "resolve_plan", "default_loss",
-           "default_metrics"]
+__all__ = ["PhasedHistory", "fit_phases", "resolve_plan", "compile_for_phase",
+           "fresh_metrics", "check_arrays"]
 
 logger = logging.getLogger("kerastransfer")
 
@@ -74,55 +76,27 @@ class PhasedHistory(keras.callbacks.History):
             "end_epoch": len(self.epoch)})
 
 
-def default_loss(model):
-    """The task's loss: (sparse) categorical or binary cross-entropy, or MSE."""
-    if model.task == "multilabel":
-        return "binary_crossentropy"
-    if model.task == "regression":
-        return "mean_squared_error"
-    return "sparse_categorical_crossentropy"
-
-
-def default_metrics(model):
-    if model.task == "multilabel":
-        return [keras.metrics.BinaryAccuracy(name="accuracy")]
-    if model.task == "regression":
-        return [keras.metrics.MeanAbsoluteError(name="mae")]
-    return ["accuracy"]
-
-
 def resolve_plan(model, plan, epochs, fine_tune_epochs, learning_rate, fine_tune_lr,
-                 unfreeze, train_bn, lr_decay) -> phases_lib.PhasePlan:
+                 unfreeze, train_bn, lr_decay) -> plan_lib.PhasePlan:
     """The `PhasePlan` a `fit()` call asks for."""
-    plan = phases_lib.coerce_plan(plan)
+    plan = plan_lib.coerce_plan(plan)
     if plan is not None:
         return plan
-    for arg, value in (("epochs", epochs), ("fine_tune_epochs", fine_tune_epochs)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(
-                f"{arg} must be a whole number >= 0. Received: {arg}={value!r}"
-            )
+    plan_lib.check_epochs(epochs)
+    plan_lib.check_epochs(fine_tune_epochs, "fine_tune_epochs")
     if not model.pretrained:
         # Nothing to transfer from a random backbone: train everything at once.
         logger.info("Backbone has random weights (weights=None): training all "
                     "layers in one phase.")
-        return phases_lib.PhasePlan([phases_lib.Phase(
+        return plan_lib.PhasePlan([plan_lib.Phase(
             epochs + fine_tune_epochs, "all", learning_rate, train_bn=True,
             name="from_scratch",
         )])
-    return phases_lib.PhasePlan.two_phase(
+    return plan_lib.PhasePlan.two_phase(
         epochs, fine_tune_epochs, learning_rate=learning_rate,
         fine_tune_lr=fine_tune_lr, unfreeze=unfreeze, train_bn=train_bn,
         lr_decay=lr_decay,
     )
-
-
-def _template_optimizer(model) -> keras.optimizers.Optimizer:
-    compiled = model._user_compile or {}
-    optimizer = compiled.get("optimizer", "adam")
-    if isinstance(optimizer, GroupedOptimizer):
-        optimizer = optimizer.base_optimizer
-    return keras.optimizers.get(optimizer)
 
 
 def _base_learning_rate(template: keras.optimizers.Optimizer):
@@ -150,7 +124,8 @@ def _build_optimizer(model, template, learning_rate, lr_decay):
     return GroupedOptimizer(optimizer, multipliers, groups)
 
 
-def _fresh_metrics(metrics):
+def fresh_metrics(metrics):
+    """New metric objects with the same configuration (one set per compile)."""
     if metrics is None:
         return None
 
@@ -166,13 +141,9 @@ def _fresh_metrics(metrics):
 
 def compile_for_phase(model, learning_rate, lr_decay) -> None:
     """Recompiles `model` for the current trainable set (same loss/metrics/type)."""
-    compiled = dict(model._user_compile or {})
-    template = _template_optimizer(model)
-    compiled["optimizer"] = _build_optimizer(model, template, learning_rate, lr_decay)
-    compiled["metrics"] = _fresh_metrics(compiled.get("metrics"))
-    user = model._user_compile
-    model.compile(**compiled)
-    model._user_compile = user or {"optimizer": template}
+    optimizer = _build_optimizer(model, model._template_optimizer(), learning_rate,
+                                 lr_decay)
+    model._compile_for_phase(optimizer)
 
 
 def _strategy_scope(model):
@@ -182,68 +153,42 @@ def _strategy_scope(model):
 
 
 def check_arrays(model, x, y) -> None:
-    """Clear errors for numpy inputs that Keras would reject deep inside."""
-    if not isinstance(x, np.ndarray):
-        return
+    """Clear errors for numpy inputs and labels that Keras would reject deep
+    inside: the shared input checks, then the task's label checks."""
+    from kerastransfer.data.checks import check_inputs
+
     if model.input_dtype_name == "string":
         return
-    expected = model.image_shape
-    if x.ndim != len(expected) + 1 or any(
-        e is not None and a != e for a, e in zip(x.shape[1:], expected)
-    ):
-        raise DataError(
-            f"Images must have shape (batch, {', '.join(map(str, expected))}) for "
-            f"this model. Resize them, or build the model with input_shape="
-            f"{tuple(x.shape[1:])}. Received: x.shape={x.shape}"
-        )
-    if len(x) == 0:
-        raise DataError("The training data is empty. Received: x.shape="
-                        f"{x.shape}")
-    if x.dtype.kind not in "biuf":
-        raise DataError(
-            "Images must be real numbers (RGB values in [0, 255]). Decode or "
-            f"convert them first. Received: x.dtype={x.dtype}"
-        )
-    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        raise DataError(
-            "The images contain NaN or Inf values, which would make the loss NaN. "
-            "Clean or drop those images. Received: "
-            f"{int(np.size(x) - np.isfinite(x).sum())} non-finite values"
-        )
-    if y is None:
-        return
-    y = np.asarray(y)
-    if len(y) != len(x):
-        raise DataError(
-            f"x and y must have one label per image. Received: {len(x)} images "
-            f"and {len(y)} labels"
-        )
-    if model.task == "multiclass" and y.ndim == 1:
-        if not np.issubdtype(y.dtype, np.integer):
-            if not np.all(np.equal(np.mod(y, 1), 0)):
-                raise DataError(
-                    "Multiclass labels must be integer class indices (or one-hot "
-                    f"rows). Received: y.dtype={y.dtype}"
-                )
-        low, high = int(y.min()), int(y.max())
-        if low < 0 or high >= model.num_classes:
-            raise DataError(
-                f"Labels must be in [0, {model.num_classes - 1}] for "
-                f"num_classes={model.num_classes}. Fix the labels or build the "
-                f"model with more classes. Received: labels in [{low}, {high}]"
-            )
-        if low == high and len(y) > 1:
-            raise DataError(
-                f"The labels contain only one class ({low}): a classifier needs "
-                "examples of at least two classes to learn anything. Add images "
-                f"of the other classes. Received: {len(y)} labels, all {low}"
-            )
+    check_inputs(x, y, shape=tuple(model.input_shape[1:]))
+    if isinstance(x, np.ndarray) and y is not None:
+        model._check_labels(y)
 
 
 def _labels_are_one_hot(model, y) -> bool:
     if isinstance(y, np.ndarray):
         return model.task == "multiclass" and y.ndim == 2 and y.shape[1] > 1
     return False
+
+
+class _RetracingFilter(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warnings: every phase
+    recompiles (a new train function by design), and a second model trained in
+    the same process retraces too; neither is something the user can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_retracing():
+    """Installs `_RetracingFilter` on TensorFlow's logger while training."""
+    tf_logger = logging.getLogger("tensorflow")
+    quiet = _RetracingFilter()
+    tf_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        tf_logger.removeFilter(quiet)
 
 
 class _PhaseAnnouncer(keras.callbacks.Callback):
@@ -253,30 +198,37 @@ class _PhaseAnnouncer(keras.callbacks.Callback):
         self.verbose = verbose
 
     def on_train_begin(self, logs=None):
-        logger.info(self.text)
-        if self.verbose:
-            # keras.utils has no io_utils in Keras 3: Keras's own printer lives here.
-            keras.src.utils.io_utils.print_msg(self.text)
+        if self.verbose and keras.config.is_interactive_logging_enabled():
+            # Beside Keras's progress bars, on the same stream.
+            sys.stdout.write(self.text + "\n")
+            sys.stdout.flush()
+        else:
+            logger.info(self.text)
 
 
-def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
+def fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, **kwargs
+               ) -> PhasedHistory:
+    """Runs every phase of `plan` on `model` and returns one `PhasedHistory`."""
+    with quiet_retracing():
+        return _fit_phases(model, plan, x, y, **kwargs)
+
+
+def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
                checkpoint_dir=None,
                callbacks=None, verbose: Any = "auto", cache_features=False,
                report_dir=None, augmentation=None, precise_bn: bool = True,
                **fit_kwargs) -> PhasedHistory:
-    """Runs every phase of `plan` on `model` and returns one `PhasedHistory`."""
     from kerastransfer import data as data_lib
     from kerastransfer.training import features as features_lib
 
-    raw_images = x  # before augmentation: what BatchNorm statistics should see
+    # Before augmentation: the images BatchNorm statistics should see.
+    raw_images = x.train if isinstance(x, data_lib.ImageData) else x
     x, y, fit_kwargs = data_lib.prepare_fit_inputs(
         model, x, y, augmentation=augmentation, **fit_kwargs)
     check_arrays(model, x, y)
-    if model._user_compile is None:
-        model._user_compile = {"optimizer": "adam"}
-    if model._user_compile.get("loss") is None and _labels_are_one_hot(model, y):
-        model._user_compile["loss"] = "categorical_crossentropy"
-    template = _template_optimizer(model)
+    if _labels_are_one_hot(model, y):
+        model._use_loss_if_unset("categorical_crossentropy")
+    template = model._template_optimizer()
     base = _base_learning_rate(template)
     from kerastransfer.training import checkpoint as checkpoint_lib
 
@@ -330,8 +282,8 @@ def fit_phases(model, plan: phases_lib.PhasePlan, x=None, y=None, *,
         run.raise_if_diverged()
         recalibrated = 0
         if precise_bn and phase.train_bn and model.strategy is None:
-            # EMA statistics lag after few steps (DESIGN.md fact 2): recompute them
-            # (also before each validation, by the PreciseBatchNorm callback).
+            # EMA statistics lag after few steps (docs/design.md, fact 2):
+            # recompute them (also before each validation, by the PreciseBatchNorm callback).
             from kerastransfer.training.batchnorm import recalibrate_batchnorm
 
             recalibrated = recalibrate_batchnorm(model, raw_images)

@@ -130,8 +130,8 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 1.0,
     """Sweeps the learning rate exponentially and suggests one.
 
     Args:
-        model: a `TransferModel` (or any compiled or uncompiled Keras model with
-            a `task`-style loss given by its compile arguments).
+        model: a task (`TransferModel`, or any `TransferTask`): the sweep uses
+            its compiled optimizer type and loss (or the task's defaults).
         x: images (numpy) or a `tf.data.Dataset` of `(images, labels)` batches
             (repeated as needed).
         y: labels for numpy images. Defaults to `None`.
@@ -161,8 +161,6 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 1.0,
     import keras
     import tensorflow as tf
 
-    from kerastransfer.training import loop as training
-
     if not (0 < start_lr < end_lr):
         raise ValueError("lr_find needs 0 < start_lr < end_lr. "
                          f"Received: start_lr={start_lr}, end_lr={end_lr}")
@@ -170,23 +168,21 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 1.0,
         raise ValueError("num_steps must be an int >= 2. "
                          f"Received: num_steps={num_steps!r}")
     if phase is None:
-        phase = "frozen" if getattr(model, "pretrained", False) else "current"
+        phase = "frozen" if model.pretrained else "current"
     if phase not in ("frozen", "current"):
         raise ValueError("phase must be 'frozen' or 'current'. "
                          f"Received: phase={phase!r}")
 
-    saved_state = model.phase_state if hasattr(model, "phase_state") else None
+    saved_state = model.phase_state
     saved_values = [v.numpy() for v in model.variables]
-    user = getattr(model, "_user_compile", None) or {}
     try:
-        if phase == "frozen" and hasattr(model, "freeze_backbone"):
+        if phase == "frozen":
             model.freeze_backbone()
-        template = (training._template_optimizer(model) if hasattr(model, "task")
-                    else keras.optimizers.Adam())
+        template = model._template_optimizer()
         config = template.get_config()
         config["learning_rate"] = float(start_lr)
         optimizer = template.__class__.from_config(config)
-        loss_fn = keras.losses.get(user.get("loss") or training.default_loss(model))
+        loss_fn = keras.losses.get(model._training_loss())
         variables = model.trainable_variables
         optimizer.build(variables)
         lr_var = optimizer.learning_rate
@@ -229,5 +225,4 @@ def lr_find(model, x, y=None, *, start_lr: float = 1e-7, end_lr: float = 1.0,
     finally:
         for variable, value in zip(model.variables, saved_values, strict=False):
             variable.assign(value)
-        if saved_state is not None and hasattr(model, "_restore_phase_state"):
-            model._restore_phase_state(saved_state)
+        model.set_phase_state(saved_state)

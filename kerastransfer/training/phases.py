@@ -7,25 +7,24 @@
   layers stay frozen (inference mode, moving statistics fixed) unless
   `train_bn=True`: in Keras 3 a BatchNormalization layer with `trainable=False` runs
   in inference mode, while calling the backbone with `training=False` does *not*
-  stop its moving statistics from updating during `fit()` (DESIGN.md, fact 1).
-* `Phase` and `PhasePlan` describe a fine-tuning schedule: frozen head training,
-  then unfreezing (all at once, or gradually as in ULMFiT), each phase with its
-  own learning rate and optional layer-wise learning-rate decay.
+  stop its moving statistics from updating during `fit()` (docs/design.md, fact 1).
+* `Phase` and `PhasePlan` (kerastransfer/training/plan.py, re-exported here)
+  describe a fine-tuning schedule.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 
 __all__ = [
     "Unfreeze",
-    "Phase",
-    "PhasePlan",
+    "freeze_layers",
+    "unfreeze_layers",
+    "iter_layers",
     "freeze_backbone",
     "unfreeze",
     "backbone_blocks",
@@ -152,24 +151,38 @@ def backbone_blocks(model) -> list[tuple[str, list[keras.layers.Layer]]]:
         )
     names = rule.assign([layer.name for layer in layers])
     blocks: dict[str, list] = {}
-    for layer, block in zip(layers, names):
+    for layer, block in zip(layers, names, strict=True):
         blocks.setdefault(block, []).append(layer)
     return list(blocks.items())
 
 
+def iter_layers(layer: keras.layers.Layer, include_self: bool = True):
+    """Yields `layer` and every layer nested in it, at any depth.
+
+    Keras 3.15 has no public way to list the layers inside a custom layer (only
+    `Model.layers`, one level deep): this is the one place that uses the private
+    `Layer._flatten_layers` (tests/test_phases.py checks it still exists).
+    """
+    yield from layer._flatten_layers(include_self=include_self, recursive=True)
+
+
 def _set_bn_trainable(layers, trainable: bool) -> None:
     for layer in layers:
-        for sub in layer._flatten_layers(include_self=True):
+        for sub in iter_layers(layer):
             if isinstance(sub, keras.layers.BatchNormalization):
                 sub.trainable = trainable
             elif hasattr(sub, "train_bn"):  # BatchNorm inside a SavedModel (TF-Hub)
                 sub.train_bn = trainable
 
 
-def freeze_backbone(model) -> None:
+def freeze_layers(model) -> None:
     """Freezes the whole backbone (its BatchNorm layers run in inference mode)."""
     model.backbone.trainable = False
-    model._phase_state = {"unfreeze": "none", "train_bn": False}
+
+
+def freeze_backbone(model) -> None:
+    """Freezes the whole backbone of a task; same as `model.freeze_backbone()`."""
+    model.freeze_backbone()
 
 
 def _select(model, rule: Unfreeze) -> list[keras.layers.Layer]:
@@ -239,7 +252,12 @@ def unfreeze(
     >>> names[0]
     'conv5_block1_1_conv'
     """
-    rule = Unfreeze.parse(rule)
+    return model.unfreeze(rule, train_bn=train_bn)
+
+
+def unfreeze_layers(model, rule: Unfreeze, *, train_bn: bool = False) -> list[str]:
+    """Sets the backbone layers' `trainable` flags for `rule` (the work behind
+    `TransferTask.unfreeze`, which also records the phase state)."""
     selected = _select(model, rule)
     model.backbone.trainable = True
     chosen = {id(layer) for layer in selected}
@@ -250,14 +268,13 @@ def unfreeze(
     _set_bn_trainable(selected, bool(train_bn))
     if not selected:
         model.backbone.trainable = False
-    model._phase_state = {"unfreeze": rule.to_string(), "train_bn": bool(train_bn)}
     return [layer.name for layer in selected]
 
 
 def trainable_summary(model) -> str:
     """A readable account of what trains: per block (or layer group), how many
     layers and parameters are trainable, and the BatchNorm mode."""
-    lines = [f"Backbone {model.backbone_name!r}: phase state {model._phase_state}"]
+    lines = [f"Backbone {model.backbone_name!r}: phase state {model.phase_state}"]
     try:
         groups = backbone_blocks(model)
     except ValueError:
@@ -267,7 +284,7 @@ def trainable_summary(model) -> str:
         trainable = [layer for layer in weighted if layer.trainable_weights]
         params = sum(int(math.prod(w.shape)) for layer in layers
                      for w in layer.trainable_weights)
-        bns = [sub for layer in layers for sub in layer._flatten_layers()
+        bns = [sub for layer in layers for sub in iter_layers(layer)
                if isinstance(sub, keras.layers.BatchNormalization)]
         bn_state = ""
         if bns:
@@ -284,6 +301,15 @@ def trainable_summary(model) -> str:
     return "\n".join(lines)
 
 
+def check_lr_decay(lr_decay) -> None:
+    """Raises `ValueError` unless `lr_decay` is None or in (0, 1] (the one check)."""
+    if lr_decay is not None and not (
+            isinstance(lr_decay, (int, float)) and 0.0 < lr_decay <= 1.0):
+        raise ValueError(
+            f"lr_decay must be in (0, 1]. Received: lr_decay={lr_decay!r}"
+        )
+
+
 def learning_rate_groups(model, lr_decay: float) -> tuple[list[float], list[list[str]]]:
     """Groups the trainable variables for layer-wise learning-rate decay.
 
@@ -294,10 +320,7 @@ def learning_rate_groups(model, lr_decay: float) -> tuple[list[float], list[list
     Returns:
         `(multipliers, variable_groups)` for `GroupedOptimizer`.
     """
-    if not 0.0 < lr_decay <= 1.0:
-        raise ValueError(
-            f"lr_decay must be in (0, 1]. Received: lr_decay={lr_decay}"
-        )
+    check_lr_decay(lr_decay)
     backbone_paths = {v.path for v in model.backbone.trainable_weights}
     head = [v.path for v in model.trainable_weights if v.path not in backbone_paths]
     multipliers, groups = [1.0], [head]
@@ -314,138 +337,3 @@ def learning_rate_groups(model, lr_decay: float) -> tuple[list[float], list[list
             groups.append(paths)
     return multipliers, groups
 
-
-@dataclass
-class Phase:
-    """One phase of a fine-tuning plan.
-
-    Args:
-        epochs: epochs to train in this phase.
-        unfreeze: the backbone part that trains (`None` or `"none"`: frozen).
-            Defaults to `None`.
-        learning_rate: the phase's (head) learning rate, a float or a
-            `LearningRateSchedule`; `None` keeps the compiled optimizer's rate in
-            the first phase and uses a tenth of it later. Defaults to `None`.
-        train_bn: train the unfrozen BatchNorm layers. Defaults to `False`.
-        lr_decay: layer-wise learning-rate decay per backbone block, from the top
-            (e.g. `0.5`: the top block at half the head's rate, the next at a
-            quarter...). Defaults to `None` (one rate).
-        name: shown in logs and in the history. Defaults to `"phase_<i>"`.
-    """
-
-    epochs: int
-    unfreeze: Any = None
-    learning_rate: Any = None
-    train_bn: bool = False
-    lr_decay: float | None = None
-    name: str | None = None
-
-    def __post_init__(self):
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or (
-            self.epochs < 0
-        ):
-            raise ValueError(
-                "Phase epochs must be a whole number >= 0. "
-                f"Received: epochs={self.epochs!r}"
-            )
-        self.unfreeze = Unfreeze.parse(self.unfreeze)
-        if self.lr_decay is not None and not 0.0 < self.lr_decay <= 1.0:
-            raise ValueError(
-                f"lr_decay must be in (0, 1]. Received: lr_decay={self.lr_decay}"
-            )
-
-    def to_dict(self) -> dict:
-        """A JSON-safe description (schedules by their config)."""
-        data = asdict(self)
-        data["unfreeze"] = self.unfreeze.to_string()
-        if not isinstance(self.learning_rate, (int, float, type(None))):
-            data["learning_rate"] = keras.saving.serialize_keras_object(
-                self.learning_rate
-            )
-        return data
-
-
-@dataclass
-class PhasePlan:
-    """An ordered list of `Phase`s.
-
-    Example:
-
-    >>> plan = PhasePlan.gradual(epochs_per_phase=1, num_blocks=2)
-    >>> [p.unfreeze.to_string() for p in plan.phases]
-    ['none', 'blocks:1', 'blocks:2']
-    """
-
-    phases: list[Phase] = field(default_factory=list)
-
-    def __post_init__(self):
-        if not self.phases:
-            raise ValueError("A PhasePlan needs at least one Phase.")
-        for i, phase in enumerate(self.phases):
-            if not isinstance(phase, Phase):
-                raise TypeError(
-                    f"PhasePlan phases must be Phase objects. Received: "
-                    f"phases[{i}]={phase!r}"
-                )
-            if phase.name is None:
-                phase.name = f"phase_{i + 1}"
-
-    @classmethod
-    def two_phase(
-        cls,
-        epochs: int,
-        fine_tune_epochs: int = 0,
-        *,
-        learning_rate=None,
-        fine_tune_lr=None,
-        unfreeze: Any = "all",
-        train_bn: bool = False,
-        lr_decay: float | None = None,
-    ) -> PhasePlan:
-        """The classic plan: train the head on a frozen backbone, then fine-tune."""
-        phases = [Phase(epochs, None, learning_rate, name="frozen")]
-        if fine_tune_epochs:
-            phases.append(
-                Phase(fine_tune_epochs, unfreeze, fine_tune_lr, train_bn, lr_decay,
-                      name="fine_tune")
-            )
-        return cls(phases)
-
-    @classmethod
-    def gradual(
-        cls,
-        epochs_per_phase: int,
-        num_blocks: int,
-        *,
-        learning_rate=None,
-        fine_tune_lr=None,
-        train_bn: bool = False,
-        lr_decay: float | None = None,
-    ) -> PhasePlan:
-        """ULMFiT-style gradual unfreezing: the head first, then one more block per
-        phase, from the top."""
-        phases = [Phase(epochs_per_phase, None, learning_rate, name="frozen")]
-        for n in range(1, num_blocks + 1):
-            phases.append(
-                Phase(epochs_per_phase, f"blocks:{n}", fine_tune_lr, train_bn,
-                      lr_decay, name=f"unfreeze_{n}_blocks")
-            )
-        return cls(phases)
-
-    @property
-    def total_epochs(self) -> int:
-        return sum(p.epochs for p in self.phases)
-
-    def boundaries(self) -> list[int]:
-        """The epoch index at which each phase starts."""
-        starts, epoch = [], 0
-        for phase in self.phases:
-            starts.append(epoch)
-            epoch += phase.epochs
-        return starts
-
-
-def coerce_plan(plan: PhasePlan | Sequence[Phase] | None) -> PhasePlan | None:
-    if plan is None or isinstance(plan, PhasePlan):
-        return plan
-    return PhasePlan(list(plan))
