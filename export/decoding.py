@@ -17,22 +17,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import falcon
 import numpy as np
 
+from export.errors import bad_request, too_large
 from kerastransfer.runtime.files import ImageTooLargeError, decode_image, open_image
 
-__all__ = ["Decoder", "DecodeBudget", "decode_upload", "bad_request", "too_large"]
-
-
-def bad_request(message: str) -> falcon.HTTPBadRequest:
-    """A 400 with the service's message."""
-    return falcon.HTTPBadRequest(title="Bad request", description=message)
-
-
-def too_large(message: str) -> falcon.HTTPPayloadTooLarge:
-    """A 413 with the service's message."""
-    return falcon.HTTPPayloadTooLarge(title="Payload too large", description=message)
+__all__ = ["Decoder", "DecodeBudget", "decode_upload"]
 
 
 class DecodeBudget:

@@ -50,7 +50,9 @@ from typing import Any
 import falcon
 import numpy as np
 
-from export.decoding import Decoder, bad_request, too_large
+from export.decoding import Decoder
+from export.errors import bad_request, serialize_error, too_large, unexpected_error
+from export.queue_log import quiet_queue_warnings
 from kerastransfer.runtime import OnnxPredictor
 from kerastransfer.runtime.files import rank_classes
 
@@ -97,22 +99,6 @@ class Limits:
 # temporary file beyond 512 KiB, so memory stays flat) and the service answers
 # its JSON 413. 1 GiB is waitress's default.
 WAITRESS_MAX_BODY = 1024 ** 3
-
-
-def _serialize_error(req, resp, exception: falcon.HTTPError) -> None:
-    """Every falcon HTTP error as {"error": {"status": int, "message": str}}."""
-    message = exception.description or exception.title or "Error"
-    resp.content_type = falcon.MEDIA_JSON
-    resp.text = json.dumps({"error": {"status": exception.status_code,
-                                      "message": message}})
-
-
-def _unexpected_error(req, resp, error, params) -> None:
-    if isinstance(error, falcon.HTTPError):
-        raise error
-    logger.exception("Unexpected error while answering %s %s", req.method, req.path)
-    raise falcon.HTTPInternalServerError(
-        description=f"Internal error ({type(error).__name__}); see the logs")
 
 
 class _Model:
@@ -319,8 +305,8 @@ def create_app(predictor: Any, limits: Limits | None = None) -> falcon.App:
                       limits.decode_threads)
     app = falcon.App()
     app.req_options.strip_url_path_trailing_slash = True
-    app.set_error_serializer(_serialize_error)
-    app.add_error_handler(Exception, _unexpected_error)
+    app.set_error_serializer(serialize_error)
+    app.add_error_handler(Exception, unexpected_error)
     app.add_route("/health", Health(model, time.time()))
     app.add_route("/metadata", Metadata(model, limits))
     app.add_route("/predict", Predict(model, limits, decoder))
@@ -356,50 +342,6 @@ def make_server(model_path: str, *, host: str = "127.0.0.1", port: int = 8080,
         max_request_body_size=max(WAITRESS_MAX_BODY, 2 * limits.max_body_bytes),
         channel_timeout=60, ident="kerastransfer-service",
     )
-
-
-class _EveryInterval(logging.Filter):
-    """Lets one record through per `interval` seconds; counts the others.
-
-    waitress logs "Task queue depth is N" on every request that finds no idle
-    thread: with more clients than threads (the normal state of a loaded
-    service) that is one warning per request. One line per interval, with the
-    deepest queue and the number of requests that waited, says the same.
-    """
-
-    def __init__(self, interval: float = 60.0):
-        super().__init__()
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._last = -math.inf
-        self._waited = 0
-        self._deepest = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        depth = record.args[0] if isinstance(record.args, tuple) and record.args else 0
-        with self._lock:
-            self._waited += 1
-            self._deepest = max(self._deepest, int(depth or 0))
-            now = time.monotonic()
-            if now - self._last < self.interval:
-                return False
-            record.msg = ("Request queue: up to %d request(s) waited for a free "
-                          "thread (%d time(s) in the last %.0f s); raise --threads "
-                          "if latency matters more than memory")
-            record.args = (self._deepest, self._waited, self.interval)
-            self._last, self._waited, self._deepest = now, 0, 0
-            return True
-
-
-_QUEUE_FILTER = _EveryInterval()
-
-
-def quiet_queue_warnings(interval: float = 60.0) -> None:
-    """Rate-limits waitress's `waitress.queue` warnings to one per `interval` s."""
-    queue_logger = logging.getLogger("waitress.queue")
-    _QUEUE_FILTER.interval = interval
-    if _QUEUE_FILTER not in queue_logger.filters:
-        queue_logger.addFilter(_QUEUE_FILTER)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

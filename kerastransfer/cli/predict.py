@@ -12,7 +12,6 @@ from kerastransfer.cli._common import (
     echo_json,
     import_tensorflow_quietly,
     is_quiet,
-    logger,
     model_kind,
     stderr_progress,
 )

@@ -241,7 +241,8 @@ def predict_image_files(
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive int. Received: top_k={top_k!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+            or batch_size < 1):
         raise ValueError(
             f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
     if len(image_size) < 2 or None in tuple(image_size[:2]):

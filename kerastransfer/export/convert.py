@@ -1,0 +1,162 @@
+"""Keras -> ONNX conversion with tf2onnx, made to work for every catalog backbone.
+
+`convert_to_onnx` traces the model with an explicit `input_signature` (batch axis
+symbolic, input named "image") inside `export_patches()` (`export/patches.py`,
+the one place with private Keras API) and returns the ONNX `ModelProto`;
+`name_batch_axis` names the symbolic batch axis `batch` (tf2onnx writes
+`unk__<n>`); `reference_model` is the Keras model an export reproduces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from kerastransfer.errors import ExportError
+from kerastransfer.export.patches import export_patches
+
+__all__ = ["BATCH_AXIS", "convert_to_onnx", "name_batch_axis", "quiet_tf2onnx",
+           "reference_model"]
+
+logger = logging.getLogger("kerastransfer.export.onnx")
+BATCH_AXIS = "batch"
+
+
+class _Tf2OnnxFilter(logging.Filter):
+    """Turns tf2onnx's optimizer tracebacks into one short line each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and (
+            record.exc_info or "Failed to apply" in str(record.msg)
+        ):
+            summary = record.getMessage().splitlines()[0][:200]
+            logger.debug("tf2onnx: %s", summary)
+            record.exc_info = None
+            record.exc_text = None
+            record.msg, record.args = f"tf2onnx: {summary} (details at DEBUG)", ()
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logger.isEnabledFor(logging.DEBUG)
+        return True
+
+
+@contextlib.contextmanager
+def quiet_tf2onnx() -> Iterator[None]:
+    """Keeps tf2onnx's optimizer tracebacks from flooding the user's log."""
+    names = ["tf2onnx", "tf2onnx.optimizer", "tf2onnx.tfonnx", "tf2onnx.tf_utils",
+             "tf2onnx.tf_loader", "tf2onnx.onnx_opset"]
+    log_filter = _Tf2OnnxFilter()
+    loggers = [logging.getLogger(n) for n in names]
+    handlers = []
+    for lg in loggers:
+        lg.addFilter(log_filter)
+        for handler in lg.handlers:
+            handler.addFilter(log_filter)
+            handlers.append(handler)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(log_filter)
+        for handler in handlers:
+            handler.removeFilter(log_filter)
+
+
+def reference_model(model: Any, *, include_preprocessing: bool = True,
+                    output: str = "predictions") -> Any:
+    """The Keras model an export reproduces (shares weights with `model`).
+
+    Args:
+        model: a `TransferModel`.
+        include_preprocessing: start from raw RGB [0, 255] images (`True`) or from
+            the preprocessing layer's output (`False`). Defaults to `True`.
+        output: `"predictions"` (the head's output) or `"features"` (pooled
+            backbone features). Defaults to `"predictions"`.
+
+    Returns:
+        A `keras.Model` with one input named "image".
+    """
+    import keras
+
+    if output not in ("predictions", "features"):
+        raise ValueError(
+            "output must be 'predictions' or 'features'. "
+            f"Received: output={output!r}"
+        )
+    if include_preprocessing:
+        if output == "predictions":
+            return model
+        return model.feature_extractor()
+    inputs = keras.Input(shape=model.image_shape, dtype="float32", name="image")
+    x = model.backbone(inputs)
+    for layer in model.head_layers:
+        x = layer(x)
+        if output == "features" and layer.name == "pool":
+            break
+    if output == "features" and len(x.shape) == 4:
+        raise ExportError(  # the head has no pool layer: features are vectors
+            "Unexpected feature map output. Report this as a bug. "
+            f"Received: shape={x.shape}"
+        )
+    return keras.Model(inputs, x, name=f"{model.name}_{output}_nopre")
+
+
+def convert_to_onnx(keras_model: Any, image_shape: tuple, *, opset: int = 17) -> Any:
+    """Converts a one-input Keras image model with tf2onnx.
+
+    Args:
+        keras_model: a `keras.Model` taking float32 NHWC images.
+        image_shape: `(height, width, channels)` of one image.
+        opset: the ONNX opset. Defaults to `17`.
+
+    Returns:
+        The ONNX `ModelProto` (input "image", batch axis symbolic).
+
+    Raises:
+        ExportError: tf2onnx failed.
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None, *image_shape), tf.float32, name="image"),)
+    with export_patches(), quiet_tf2onnx():
+        try:
+            proto, _ = tf2onnx.convert.from_keras(
+                keras_model, input_signature=spec, opset=opset
+            )
+        except Exception as error:  # noqa: BLE001 - tf2onnx raises anything
+            raise ExportError(
+                f"tf2onnx could not convert the model: {error}. Try another opset "
+                f"or report the backbone. Received: opset={opset}"
+            ) from error
+    return proto
+
+
+def name_batch_axis(model_proto: Any, name: str = BATCH_AXIS) -> Any:
+    """Names the symbolic first axis of every graph input and output `name`.
+
+    tf2onnx names unknown dimensions `unk__<n>`; clients that bind dimensions
+    by name (onnxruntime-node, TensorRT profiles) read `batch` instead. Other
+    uses of the old names (intermediate `value_info`) are renamed too.
+
+    Args:
+        model_proto: an ONNX `ModelProto` (changed in place).
+        name: the dimension name. Defaults to `"batch"`.
+
+    Returns:
+        `model_proto`.
+    """
+    graph = model_proto.graph
+    old_names = set()
+    for value in [*graph.input, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            if dims[0].dim_param:
+                old_names.add(dims[0].dim_param)
+            dims[0].dim_param = name
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in old_names:
+                dim.dim_param = name
+    return model_proto
