@@ -52,7 +52,7 @@ def test_compile_arguments_are_kept_across_phases():
     x = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
     y = keras.utils.to_categorical(np.arange(8) % 2, 2)
     model.fit(x, y, epochs=1, fine_tune_epochs=1, verbose=0)
-    assert model.compile_arguments["loss"] == "categorical_hinge"
+    assert model.compile_arguments()["loss"] == "categorical_hinge"
     assert isinstance(model.optimizer, keras.optimizers.SGD)
     assert model.loss == "categorical_hinge"
 
@@ -152,3 +152,66 @@ def test_training_twice_on_a_dataset_is_quiet(tmp_path, caplog, recwarn):
             model.fit(data, epochs=2, fine_tune_epochs=2, train_bn=True, verbose=0)
     assert not [w for w in recwarn if "shuffle" in str(w.message)]
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+def _separable(n=30, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = rng.normal(120, 20, (n, size, size, 3))
+    x[..., 0] += 60 * (y == 1)[:, None, None]
+    x[..., 2] += 60 * (y == 2)[:, None, None]
+    return np.clip(x, 0, 255).astype("float32"), y
+
+
+def test_linear_probe_head_equals_the_solver_then_fine_tunes(tmp_path):
+    from kerastransfer.training.probe import fit_linear_probe
+
+    x, y = _separable()
+    model = kt.TransferModel(_tiny_backbone(), num_classes=3, dropout=0.0)
+    history = model.fit(x, y, epochs=5, fine_tune_epochs=2, head="linear_probe",
+                        validation_data=(x[:9], y[:9]), verbose=0,
+                        checkpoint_dir=str(tmp_path / "ck"))
+    # one solver "epoch", then the fine-tuning epochs, on one axis
+    assert [p["name"] for p in history.phases] == ["frozen", "fine_tune"]
+    assert history.phases[0]["end_epoch"] == 1 and len(history.epoch) == 3
+    assert history.history["val_accuracy"][0] is not None
+    # the frozen phase's head is the solver's (before fine-tuning moved it)
+    fresh = kt.TransferModel(_tiny_backbone(), num_classes=3, dropout=0.0)
+    features = fresh.feature_extractor().predict(x, verbose=0)
+    expected = fit_linear_probe(features, y, num_classes=3)
+    fresh.fit(x, y, epochs=1, head="linear_probe", verbose=0)
+    np.testing.assert_allclose(
+        fresh.predict(x, verbose=0), expected.predict_proba(features), atol=1e-4)
+    # a rerun with the same checkpoint resumes as finished: same history
+    again = kt.TransferModel(_tiny_backbone(), num_classes=3, dropout=0.0)
+    rerun = again.fit(x, y, epochs=5, fine_tune_epochs=2, head="linear_probe",
+                      validation_data=(x[:9], y[:9]), verbose=0,
+                      checkpoint_dir=str(tmp_path / "ck"))
+    assert rerun.epoch == history.epoch
+    np.testing.assert_allclose(rerun.history["loss"], history.history["loss"])
+
+
+def test_linear_probe_head_refuses_hidden_layers():
+    x, y = _separable(12)
+    model = kt.TransferModel(_tiny_backbone(), num_classes=3, hidden_units=(8,))
+    with pytest.raises(ValueError, match="linear classification head"):
+        model.fit(x, y, epochs=1, head="linear_probe", verbose=0)
+    with pytest.raises(ValueError, match="head must be one of"):
+        model.fit(x, y, epochs=1, head="probe", verbose=0)
+
+
+def test_reload_restores_the_optimizer_state_without_warnings(tmp_path, recwarn):
+    """The template optimizer kept for later phases was saved too, and loaded into
+    the real optimizer ("Skipping variable loading for optimizer", step 0)."""
+    x, y = _separable(12)
+    model = kt.TransferModel(_tiny_backbone(), num_classes=3)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(x, y, epochs=1, fine_tune_epochs=1, batch_size=4, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = kt.load_model(path)
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 3
+    for mine, theirs in zip(model.optimizer.variables, loaded.optimizer.variables,
+                            strict=True):
+        np.testing.assert_array_equal(np.array(mine), np.array(theirs))
+    assert not [w for w in recwarn if "Skipping variable loading" in str(w.message)]

@@ -34,6 +34,13 @@ from kerastransfer.tasks.backbone import BackboneParts
 
 __all__ = ["TransferTask"]
 
+class _CompileArguments:
+    """A holder Keras's saving does not look into (see `compile_arguments`)."""
+
+    def __init__(self):
+        self.arguments: dict | None = None
+
+
 class TransferTask(keras.Model):
     """Base class of every kerastransfer task (see the module docstring).
 
@@ -53,7 +60,7 @@ class TransferTask(keras.Model):
         self.strategy = strategy
         self.mixed_precision = mixed_precision
         self._feature_tensor = feature_tensor
-        self._compile_arguments: dict | None = None
+        self._compile_holder = _CompileArguments()
         self._phase_state = {"unfreeze": "all", "train_bn": True}
 
     # --- The task contract (subclasses override) ----------------------------
@@ -88,10 +95,13 @@ class TransferTask(keras.Model):
         """What is trainable: `{"unfreeze": <rule>, "train_bn": bool}`."""
         return dict(self._phase_state)
 
-    @property
+    # A method, not a property, and a plain holder object: Keras's saving walks a
+    # model's attributes and properties for optimizers and metrics (in dicts and
+    # lists too), and would save, then on load restore into the real optimizer,
+    # the template optimizer kept here (its step count came back as 0).
     def compile_arguments(self) -> dict:
         """The arguments of the user's last `compile()` (empty if never called)."""
-        return dict(self._compile_arguments or {})
+        return dict(self._compile_holder.arguments or {})
 
     def feature_extractor(self) -> keras.Model:
         """A model from the same input to the head's input features (shares
@@ -181,7 +191,7 @@ class TransferTask(keras.Model):
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """Like `keras.Model.compile`; `loss` and `metrics` default to the task's.
         `fit()` keeps the optimizer type, loss and metrics in every phase."""
-        self._compile_arguments = dict(optimizer=optimizer, loss=loss,
+        self._compile_holder.arguments = dict(optimizer=optimizer, loss=loss,
                                        metrics=metrics, **kwargs)
         self._compile_keras(optimizer, loss, metrics, **kwargs)
 
@@ -205,20 +215,20 @@ class TransferTask(keras.Model):
 
     def _training_loss(self):
         """The loss the phases train with: the user's, else the task's."""
-        return self.compile_arguments.get("loss") or self.default_loss()
+        return self.compile_arguments().get("loss") or self.default_loss()
 
     def _use_loss_if_unset(self, loss) -> None:
         """Sets the loss for later phases unless the user chose one."""
-        arguments = self._compile_arguments or {"optimizer": "adam"}
+        arguments = self._compile_holder.arguments or {"optimizer": "adam"}
         if arguments.get("loss") is None:
             arguments["loss"] = loss
-        self._compile_arguments = arguments
+        self._compile_holder.arguments = arguments
 
     def _template_optimizer(self) -> keras.optimizers.Optimizer:
         """A fresh optimizer of the user's type and settings (one per phase)."""
         from kerastransfer.training.optimizers import GroupedOptimizer
 
-        optimizer = self.compile_arguments.get("optimizer", "adam")
+        optimizer = self.compile_arguments().get("optimizer", "adam")
         if isinstance(optimizer, GroupedOptimizer):
             optimizer = optimizer.base_optimizer
         return keras.optimizers.get(optimizer)
@@ -228,19 +238,19 @@ class TransferTask(keras.Model):
         objects), keeping the user's compile arguments for the next phase."""
         from kerastransfer.training.loop import fresh_metrics
 
-        arguments = dict(self._compile_arguments or {"optimizer": "adam"})
+        arguments = dict(self._compile_holder.arguments or {"optimizer": "adam"})
         extra = {k: v for k, v in arguments.items()
                  if k not in ("optimizer", "loss", "metrics")}
         self._compile_keras(optimizer, arguments.get("loss"),
                             fresh_metrics(arguments.get("metrics")), **extra)
-        if self._compile_arguments is None:
-            self._compile_arguments = {"optimizer": self._template_optimizer()}
+        if self._compile_holder.arguments is None:
+            self._compile_holder.arguments = {"optimizer": self._template_optimizer()}
 
     def _compile_head(self, head: keras.Model) -> None:
         """Compiles a `head_model()` like this model, sharing its optimizer."""
         from kerastransfer.training.loop import fresh_metrics
 
-        arguments = self.compile_arguments
+        arguments = self.compile_arguments()
         extra = {k: v for k, v in arguments.items()
                  if k not in ("optimizer", "loss", "metrics")}
         metrics = fresh_metrics(arguments.get("metrics"))
@@ -271,6 +281,7 @@ class TransferTask(keras.Model):
         report_dir: str | None = None,
         augmentation: Any = None,
         precise_bn: bool = True,
+        head: str = "epochs",
         **kwargs,
     ):
         """Trains in phases: the head on a frozen backbone, then fine-tuning.
@@ -329,6 +340,13 @@ class TransferTask(keras.Model):
                 the moving averages lag after few steps
                 (`kerastransfer.training.batchnorm`).
                 Defaults to `True`.
+            head: how frozen phases train the head: `"epochs"` (the optimizer,
+                for `epochs`) or `"linear_probe"` (solved once on features
+                computed once: L2-regularized logistic regression, its strength
+                chosen by cross-validation on the training data only, recorded
+                as one epoch; then fine-tuning starts from it — LP-FT; linear
+                classification heads only, see
+                `kerastransfer.training.probe`). Defaults to `"epochs"`.
             **kwargs: other `keras.Model.fit` arguments (`class_weight`, also
                 `"balanced"`; `steps_per_epoch`, `shuffle`, ...).
 
@@ -347,7 +365,7 @@ class TransferTask(keras.Model):
             validation_data=validation_data, callbacks=callbacks,
             checkpoint_dir=checkpoint_dir,
             verbose=verbose, cache_features=cache_features, report_dir=report_dir,
-            augmentation=augmentation, precise_bn=precise_bn, **kwargs,
+            augmentation=augmentation, precise_bn=precise_bn, head=head, **kwargs,
         )
 
     def lr_find(self, x, y=None, **kwargs):

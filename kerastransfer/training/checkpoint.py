@@ -157,10 +157,7 @@ class _CheckpointSaver(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training and self.run.guard_diverged():
             return
-        entry = {k: float(np.asarray(v)) for k, v in (logs or {}).items()
-                 if np.asarray(v).size == 1}
-        del self.run.epoch_logs[epoch:]
-        self.run.epoch_logs.append(entry)
+        self.run.record_epoch(epoch, logs)
         self.run.save(phase_index=self.phase_index, phase_start=self.phase_start,
                       next_epoch=epoch + 1)
 
@@ -326,6 +323,13 @@ class CheckpointRun:
         return dataset, None, kwargs
 
     # --- saving and restoring ---------------------------------------------------
+    def record_epoch(self, epoch: int, logs: dict | None) -> None:
+        """Stores the scalar logs of `epoch` (replacing any later ones)."""
+        entry = {k: float(np.asarray(v)) for k, v in (logs or {}).items()
+                 if np.asarray(v).size == 1}
+        del self.epoch_logs[epoch:]
+        self.epoch_logs.append(entry)
+
     def end_phase(self, phase_index: int, record: dict, next_epoch: int,
                   last: bool) -> None:
         """Records a finished phase (and, after the last one, the whole run)."""

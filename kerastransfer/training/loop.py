@@ -19,7 +19,6 @@ import numpy as np
 
 from kerastransfer.training import phases as phases_lib
 from kerastransfer.training import plan as plan_lib
-from kerastransfer.errors import DataError
 from kerastransfer.training.optimizers import GroupedOptimizer, scaled_learning_rate
 
 __all__ = ["PhasedHistory", "fit_phases", "resolve_plan", "compile_for_phase",
@@ -29,6 +28,7 @@ logger = logging.getLogger("kerastransfer")
 
 DEFAULT_LEARNING_RATE = 1e-3
 FINE_TUNE_FACTOR = 0.1
+HEAD_SOLVERS = ("epochs", "linear_probe")
 
 
 class PhasedHistory(keras.callbacks.History):
@@ -65,7 +65,7 @@ class PhasedHistory(keras.callbacks.History):
             values = [float(v) for v in values]
             if len(values) < len(history.epoch) and len(values) == len(validated):
                 aligned = [None] * len(history.epoch)
-                for position, value in zip(validated, values):
+                for position, value in zip(validated, values, strict=True):
                     aligned[position] = value
                 values = aligned
             column.extend(values)
@@ -217,9 +217,13 @@ def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
                checkpoint_dir=None,
                callbacks=None, verbose: Any = "auto", cache_features=False,
                report_dir=None, augmentation=None, precise_bn: bool = True,
-               **fit_kwargs) -> PhasedHistory:
+               head: str = "epochs", **fit_kwargs) -> PhasedHistory:
     from kerastransfer import data as data_lib
     from kerastransfer.training import features as features_lib
+
+    if head not in HEAD_SOLVERS:
+        raise ValueError(
+            f"head must be one of {HEAD_SOLVERS}. Received: head={head!r}")
 
     # Before augmentation: the images BatchNorm statistics should see.
     raw_images = x.train if isinstance(x, data_lib.ImageData) else x
@@ -262,8 +266,9 @@ def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
             epoch, initial_epoch = position[1], position[2]
         number = active.index(phase) + 1
         shown_rate = rate if isinstance(rate, float) else type(rate).__name__
+        frozen = phase.unfreeze.kind == "none"
         text = (f"Phase {number}/{len(active)} '{phase.name}': backbone "
-                f"{phase.unfreeze.to_string() if phase.unfreeze.kind != 'none' else 'frozen'}"
+                f"{'frozen' if frozen else phase.unfreeze.to_string()}"
                 f", learning rate {shown_rate}"
                 + (f", layer-wise decay {phase.lr_decay}" if phase.lr_decay else ""))
         show = verbose not in (0, False)
@@ -278,12 +283,17 @@ def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
             epochs=epoch + phase.epochs, initial_epoch=initial_epoch,
             callbacks=[*first, _PhaseAnnouncer(text, show), *callbacks, *last],
             verbose=verbose, fit_kwargs=fit_kwargs,
+            linear_probe=head == "linear_probe" and phase.unfreeze.kind == "none",
         )
         run.raise_if_diverged()
+        if head == "linear_probe" and phase.unfreeze.kind == "none":
+            # The solver ran no Keras epoch: record its one epoch for resuming.
+            run.record_epoch(initial_epoch, {k: v[-1] for k, v in
+                                             result.history.items()})
         recalibrated = 0
         if precise_bn and phase.train_bn and model.strategy is None:
-            # EMA statistics lag after few steps (docs/design.md, fact 2):
-            # recompute them (also before each validation, by the PreciseBatchNorm callback).
+            # EMA statistics lag after few steps (docs/design.md, fact 2): recompute
+            # them (also before each validation, by the PreciseBatchNorm callback).
             from kerastransfer.training.batchnorm import recalibrate_batchnorm
 
             recalibrated = recalibrate_batchnorm(model, raw_images)
