@@ -2,7 +2,9 @@
 
 * `Unfreeze` rules say which part of a backbone trains: `"all"`, the top N layers
   (`"top:20"` or `20`), everything from a named layer (`"from:conv5_block1_1_conv"`),
-  the top N natural blocks (`"blocks:2"`), or a fraction (`"fraction:0.3"` or `0.3`).
+  the top N natural blocks (`"blocks:2"`), the top N blocks after the stem
+  (`"top_layers:2"`: transformer layers, counted without the embeddings), or a
+  fraction (`"fraction:0.3"` or `0.3`).
 * `freeze_backbone()` and `unfreeze()` apply them to a `TransferModel`. BatchNorm
   layers stay frozen (inference mode, moving statistics fixed) unless
   `train_bn=True`: in Keras 3 a BatchNormalization layer with `trainable=False` runs
@@ -32,7 +34,7 @@ __all__ = [
     "learning_rate_groups",
 ]
 
-_KINDS = ("all", "none", "top", "from", "blocks", "fraction")
+_KINDS = ("all", "none", "top", "from", "blocks", "fraction", "top_layers")
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,9 @@ class Unfreeze:
     Args:
         kind: `"all"`, `"none"`, `"top"` (N layers with weights, counted from the
             output), `"from"` (a layer name and everything after it), `"blocks"`
-            (the top N natural blocks) or `"fraction"` (the top share of layers
-            with weights).
+            (the top N natural blocks), `"top_layers"` (the top N blocks after
+            the stem: transformer layers) or `"fraction"` (the top share of
+            layers with weights).
         value: N, the layer name, or the fraction. Defaults to `None`.
 
     Example:
@@ -86,7 +89,7 @@ class Unfreeze:
         if kind not in _KINDS:
             raise ValueError(
                 f"Unknown unfreeze rule. Use one of 'all', 'none', 'top:N', "
-                f"'from:<layer name>', 'blocks:N', 'fraction:F'. "
+                f"'from:<layer name>', 'blocks:N', 'top_layers:N', 'fraction:F'. "
                 f"Received: unfreeze={original!r}"
             )
         if kind in ("all", "none"):
@@ -96,7 +99,7 @@ class Unfreeze:
                 f"The unfreeze rule {kind!r} needs a value, e.g. '{kind}:2'. "
                 f"Received: unfreeze={original!r}"
             )
-        if kind in ("top", "blocks"):
+        if kind in ("top", "blocks", "top_layers"):
             try:
                 number = int(value)
             except (TypeError, ValueError):
@@ -218,6 +221,8 @@ def _select(model, rule: Unfreeze) -> list[keras.layers.Layer]:
                 f"model.backbone.summary(). Received: unfreeze='from:{rule.value}'"
             )
         return layers[names.index(rule.value):]
+    if rule.kind == "top_layers":  # blocks after the stem: transformer layers
+        return _top_layers(model, rule.value)
     # blocks
     blocks = backbone_blocks(model)
     if rule.value > len(blocks):
@@ -227,6 +232,22 @@ def _select(model, rule: Unfreeze) -> list[keras.layers.Layer]:
             f"a smaller number. Received: unfreeze='blocks:{rule.value}'"
         )
     return [layer for _, group in blocks[-rule.value:] for layer in group]
+
+
+def _top_layers(model, count: int) -> list[keras.layers.Layer]:
+    """The layers of the top `count` blocks, not counting the stem (for a
+    transformer: its top `count` transformer layers; the embeddings are the
+    stem, see kerastransfer/backbones/kerashub.py)."""
+    stem = model.block_rule.stem if model.block_rule is not None else None
+    blocks = [b for b in backbone_blocks(model) if b[0] != stem]
+    if count > len(blocks):
+        raise ValueError(
+            f"Cannot unfreeze the top {count} layers: backbone "
+            f"{model.backbone_name!r} has {len(blocks)} "
+            f"({', '.join(b for b, _ in blocks)}). Use 'all' or a smaller number. "
+            f"Received: unfreeze='top_layers:{count}'"
+        )
+    return [layer for _, group in blocks[-count:] for layer in group]
 
 
 def unfreeze(
