@@ -10,6 +10,8 @@ How the blocks run:
   exit code 0 required) or `python -m kerastransfer...` (run as a subprocess).
   Any other command fails the test: give the block a directive.
 - Other fences (no language, ```text) are output or synopsis, not run.
+- Every file's run is marked `slow` (it starts Python and TensorFlow, then trains
+  or exports); `make test-fast` runs only the parser checks here.
 
 Directives are HTML comments (invisible on GitHub) on the lines right before the
 opening fence:
@@ -18,7 +20,6 @@ opening fence:
   test run only, for blocks that need the network (ImageNet weights, hub handles)
   or a machine this one is not. Every OLD must occur in the block, so a
   replacement cannot silently stop applying.
-- `<!-- test: slow -->`: the file's run (or this block's process) is marked slow.
 - `<!-- test: new-process -->`: this block starts a new child process (fresh
   namespace and fixtures), for code that must run before TensorFlow is used.
 - `<!-- skip-test: REASON -->`: not run. Only for shell set-up (installs, servers)
@@ -33,8 +34,9 @@ Fixtures, made in the temporary folder before the first block:
   `xv, yv` and `x_val` (validation), `images, labels`;
 - only when a block names them: `model` (when used before a block assigns it:
   `TransferModel("mobilenet_v3_small", num_classes=2, weights=None,
-  input_shape=(32, 32, 3))`), `model.keras` (that
-  model, saved), `train_ds, val_ds` (batched `tf.data` of `x, y` / `xv, yv`),
+  input_shape=(32, 32, 3))`), `model.keras` (that model, saved, when a block
+  loads it before one saves it), `train_ds, val_ds` (batched `tf.data` of
+  `x, y` / `xv, yv`),
   `hub_savedmodel_dir` (a small 32x32 image SavedModel, `tests/hub_fixtures.py`),
   `text_hub_dir` (a string -> vector SavedModel) and `sentences` (one per label).
 """
@@ -45,6 +47,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -129,13 +132,10 @@ def sessions():
             current.append(block)
         if current:
             params.append(current)
-    result = []
-    for blocks in params:
-        slow = any("slow" in b["flags"] for b in blocks)
-        marks = [pytest.mark.slow] if slow else []
-        result.append(pytest.param(blocks, marks=marks,
-                                   id=f"{blocks[0]['path']}:{blocks[0]['line']}"))
-    return result
+    # every run starts Python and TensorFlow and trains or exports: all slow
+    return [pytest.param(blocks, marks=[pytest.mark.slow],
+                         id=f"{blocks[0]['path']}:{blocks[0]['line']}")
+            for blocks in params]
 
 
 def test_every_block_is_run_or_has_a_reason():
@@ -157,12 +157,13 @@ def test_every_block_is_run_or_has_a_reason():
 
 def test_parser_reads_directives_and_lines(tmp_path, monkeypatch):
     doc = tmp_path / "doc.md"
-    doc.write_text("intro\n<!-- test: slow -->\n<!-- offline: a -> b; c -> d -->\n"
+    doc.write_text("intro\n<!-- test: new-process -->\n"
+                   "<!-- offline: a -> b; c -> d -->\n"
                    "```python\nprint('a c')\n```\n```\nnot run\n```\n"
                    "<!-- skip-test: installs -->\n```bash\npip install x\n```\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", str(tmp_path))
     python, text, bash = parse_blocks("doc.md")
-    assert python["line"] == 5 and python["flags"] == {"slow"}
+    assert python["line"] == 5 and python["flags"] == {"new-process"}
     assert apply_offline(python) == "print('b d')"
     assert text["lang"] == "" and bash["skip"] == "installs"
     python["offline"].append(("missing", "x"))
@@ -189,6 +190,7 @@ def test_docs_blocks_run(blocks, tmp_path):
         f"{result.stderr[-8000:]}")
     ran = [line for line in result.stdout.splitlines() if line.startswith("DOCS-OK ")]
     assert len(ran) == len(spec), result.stdout[-4000:]
+    print("\n".join(ran))  # seconds per block, shown with -s or on failure
 
 
 # ---- the child process -------------------------------------------------------
@@ -208,13 +210,17 @@ def _make_fixtures(source):
     namespace = {"__name__": "__docs__", "x": x, "y": y, "xv": xv, "yv": yv,
                  "x_val": xv, "images": xv, "labels": yv}
     first_use = re.search(r"\bmodel\b(\s*=[^=])?", source)
-    if first_use and not first_use.group(1):  # used before the docs assign it
+    needs_model = first_use is not None and not first_use.group(1)
+    first_file = re.search(r"(load_model\(\s*)?[\"']model\.keras[\"']", source)
+    needs_file = first_file is not None and first_file.group(1) is not None
+    if needs_model or needs_file:  # used before the docs make it
         import kerastransfer as kt
 
         model = kt.TransferModel("mobilenet_v3_small", num_classes=2,
                                  weights=None, input_shape=(32, 32, 3))
-        namespace["model"] = model
-        if "model.keras" in source:
+        if needs_model:
+            namespace["model"] = model
+        if needs_file:
             model.save("model.keras")
     if "train_ds" in source or "val_ds" in source:
         import tensorflow as tf
@@ -249,12 +255,13 @@ def _shell_commands(source):
 def _run_bash(block):
     from click.testing import CliRunner
 
-    from kerastransfer.cli import main as cli
+    from kerastransfer.cli import cli  # the click group
 
     for words in _shell_commands(block["source"]):
         where = f"{block['path']}:{block['line']}"
         if words[0] == "kerastransfer":
-            result = CliRunner().invoke(cli, words[1:], catch_exceptions=False)
+            result = CliRunner().invoke(cli, words[1:], prog_name="kerastransfer",
+                                        catch_exceptions=False)
             if result.exit_code != 0:
                 raise RuntimeError(f"{where}: {shlex.join(words)} exited with "
                                    f"{result.exit_code}:\n{result.output}")
@@ -275,6 +282,7 @@ def _child(spec_path):
         blocks = json.load(f)
     namespace = _make_fixtures("\n".join(b["source"] for b in blocks))
     for block in blocks:
+        started = time.monotonic()
         if block["lang"] == "bash":
             _run_bash(block)
         else:
@@ -282,7 +290,8 @@ def _child(spec_path):
             code = compile("\n" * (block["line"] - 1) + block["source"],
                            os.path.join(ROOT, block["path"]), "exec")
             exec(code, namespace)  # noqa: S102 - the documentation's own code
-        print(f"DOCS-OK {block['path']}:{block['line']}", flush=True)
+        print(f"DOCS-OK {block['path']}:{block['line']} "
+              f"{time.monotonic() - started:.1f} s", flush=True)
 
 
 if __name__ == "__main__":
