@@ -14,7 +14,8 @@ class ModelLoadError(KerasTransferError, ValueError):
     """A model file that is missing, of the wrong type, or corrupt."""
 
 
-def load_model(path: str | os.PathLike, *, safe_mode: bool = True, compile: bool = True):
+def load_model(path: str | os.PathLike, *, safe_mode: bool = True,
+               compile: bool = True):
     """Loads a `.keras` file saved by kerastransfer (or any Keras 3 model).
 
     `safe_mode=True` (the default) refuses files that would run arbitrary code
@@ -26,7 +27,7 @@ def load_model(path: str | os.PathLike, *, safe_mode: bool = True, compile: bool
         compile: restore the training configuration. Defaults to `True`.
 
     Returns:
-        The model (a `TransferModel` if it was saved as one).
+        The model (a `TransferModel` or another task if it was saved as one).
 
     Raises:
         ModelLoadError: the file is missing, not a `.keras` archive, or corrupt.

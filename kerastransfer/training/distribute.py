@@ -41,7 +41,7 @@ def is_multi_worker(strategy) -> bool:
 
 
 def _model_multi_worker(model) -> bool:
-    return is_multi_worker(getattr(model, "_distribute_strategy", None))
+    return is_multi_worker(getattr(model, "distribute_strategy", None))
 
 
 def local_first_batch(model, iterator, data_batch):
@@ -57,7 +57,7 @@ def local_first_batch(model, iterator, data_batch):
         return iterator, data_batch
     import tensorflow as tf
 
-    strategy = model._distribute_strategy
+    strategy = model.distribute_strategy
     for _, _, it in iterator:
         data_batch = tf.nest.map_structure(
             lambda v: strategy.experimental_local_results(v)[0]

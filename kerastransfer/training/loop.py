@@ -19,7 +19,11 @@ import numpy as np
 
 from kerastransfer.training import phases as phases_lib
 from kerastransfer.training import plan as plan_lib
-from kerastransfer.training.optimizers import GroupedOptimizer, scaled_learning_rate
+from kerastransfer.training.optimizers import (
+    GroupedOptimizer,
+    base_learning_rate,
+    scaled_learning_rate,
+)
 
 __all__ = ["PhasedHistory", "fit_phases", "resolve_plan", "compile_for_phase",
            "fresh_metrics", "check_arrays"]
@@ -97,15 +101,6 @@ def resolve_plan(model, plan, epochs, fine_tune_epochs, learning_rate, fine_tune
         fine_tune_lr=fine_tune_lr, unfreeze=unfreeze, train_bn=train_bn,
         lr_decay=lr_decay,
     )
-
-
-def _base_learning_rate(template: keras.optimizers.Optimizer):
-    rate = template._learning_rate
-    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-        return rate
-    # The optimizer stores float32: round away the float32 noise (1e-3, not
-    # 0.0010000000474974513).
-    return float(f"{float(keras.ops.convert_to_numpy(rate)):.7g}")
 
 
 def _phase_learning_rate(phase, index, base):
@@ -233,7 +228,7 @@ def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
     if _labels_are_one_hot(model, y):
         model._use_loss_if_unset("categorical_crossentropy")
     template = model._template_optimizer()
-    base = _base_learning_rate(template)
+    base = base_learning_rate(template)
     from kerastransfer.training import checkpoint as checkpoint_lib
 
     # Resume state, NaN guard, seeded per-epoch data order (checkpoint.py).

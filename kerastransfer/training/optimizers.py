@@ -44,6 +44,17 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+def base_learning_rate(optimizer: keras.optimizers.Optimizer):
+    """The optimizer's learning rate as configured: a float (float32 noise
+    rounded away: 1e-3, not 0.0010000000474974513) or the schedule object."""
+    rate = optimizer.get_config()["learning_rate"]
+    if isinstance(rate, dict):
+        return keras.saving.deserialize_keras_object(rate)
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return rate
+    return float(f"{float(rate):.7g}")
+
+
 def scaled_learning_rate(learning_rate, factor: float):
     """Returns `learning_rate * factor` for a float or a schedule."""
     if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
@@ -99,15 +110,10 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
         self.base_optimizer = optimizer
         self.multipliers = [float(m) for m in multipliers]
         self.variable_groups = [list(g) for g in variable_groups]
-        base_rate = optimizer.learning_rate
-        if not isinstance(
-            optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule
-        ):
-            base_rate = float(keras.ops.convert_to_numpy(base_rate))
-        else:
-            base_rate = optimizer._learning_rate
+        base_rate = base_learning_rate(optimizer)
         self.optimizers = [
-            _clone_optimizer(optimizer, scaled_learning_rate(base_rate, m), f"group_{i}")
+            _clone_optimizer(optimizer, scaled_learning_rate(base_rate, m),
+                             f"group_{i}")
             for i, m in enumerate(self.multipliers)
         ]
         self._group_of_path = {
@@ -116,7 +122,7 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
 
     def _split(self, values, variables):
         buckets = [([], []) for _ in self.optimizers]
-        for value, variable in zip(values, variables):
+        for value, variable in zip(values, variables, strict=True):
             group = self._group_of_path.get(variable.path, 0)
             buckets[group][0].append(value)
             buckets[group][1].append(variable)
@@ -124,7 +130,7 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
 
     def build(self, var_list):
         for optimizer, (_, variables) in zip(
-            self.optimizers, self._split(var_list, var_list)
+            self.optimizers, self._split(var_list, var_list), strict=True
         ):
             optimizer.build(variables)
         super().build(var_list)
@@ -144,7 +150,7 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
                 self.build(trainable_variables)
             self.built = True
         for optimizer, (group_grads, group_vars) in zip(
-            self.optimizers, self._split(grads, trainable_variables)
+            self.optimizers, self._split(grads, trainable_variables), strict=True
         ):
             if group_vars:
                 optimizer.apply(group_grads, group_vars)
@@ -169,12 +175,13 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
         if not hasattr(self, "optimizers"):  # during the base class's __init__
             self._learning_rate = self._build_learning_rate(learning_rate)
             return
-        for optimizer, multiplier in zip(self.optimizers, self.multipliers):
+        for optimizer, multiplier in zip(self.optimizers, self.multipliers,
+                                         strict=True):
             optimizer.learning_rate = scaled_learning_rate(learning_rate, multiplier)
 
     def finalize_variable_values(self, var_list):
         for optimizer, (_, variables) in zip(
-            self.optimizers, self._split(var_list, var_list)
+            self.optimizers, self._split(var_list, var_list), strict=True
         ):
             optimizer.finalize_variable_values(variables)
 
