@@ -21,6 +21,9 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "TransferModel": "kerastransfer.tasks.classifier",
+    "TextClassifier": "kerastransfer.tasks.text",
+    "load_text_csv": "kerastransfer.data.text",
+    "TextData": "kerastransfer.data.text",
     "load_model": "kerastransfer.saving",
     "Phase": "kerastransfer.training.plan",
     "PhasePlan": "kerastransfer.training.plan",

@@ -174,6 +174,14 @@ def export_onnx(
     from kerastransfer.io import atomic_path
     from kerastransfer.runtime import preprocess_images
 
+    contract = getattr(model, "export_contract", dict)()
+    if contract.get("kind") == "text":  # token inputs + tokenizer: export/text.py
+        from kerastransfer.export.text import export_text_onnx
+
+        return export_text_onnx(
+            model, path, opset=opset, validate=validate, atol=atol,
+            quantize=quantize, validation_data=validation_data, optimize=optimize,
+            agreement_threshold=agreement_threshold, reduce_range=reduce_range)
     start = time.perf_counter()
     _check_export_args(model, opset, atol, quantize, fp16, agreement_threshold)
     if quantize == "static" and calibration_data is None:

@@ -6,6 +6,7 @@
   of its constants);
 - `files.py`: image extensions, listing, decoding, file prediction, top-k;
 - `images.py`: `OnnxPredictor`, the image-classification predictor.
+- `text.py`: `TextPredictor` (tokenizers + onnxruntime), the text predictor.
 """
 
 from kerastransfer.runtime.base import (
@@ -27,9 +28,11 @@ from kerastransfer.runtime.files import (
 )
 from kerastransfer.runtime.images import OnnxPredictor
 from kerastransfer.runtime.preprocess import PREPROCESSING_MODES, preprocess_images
+from kerastransfer.runtime.text import TextPredictor
 
 __all__ = [
     "OnnxPredictor",
+    "TextPredictor",
     "list_image_files",
     "decode_images",
     "preprocess_images",
