@@ -17,6 +17,7 @@ from kerastransfer.runtime.preprocess import CAFFE_BGR_MEAN as _CAFFE_BGR_MEAN
 from kerastransfer.runtime.preprocess import PREPROCESSING_MODES
 from kerastransfer.runtime.preprocess import TORCH_MEAN as _TORCH_MEAN
 from kerastransfer.runtime.preprocess import TORCH_STD as _TORCH_STD
+from kerastransfer.runtime.preprocess import resolve_window
 
 __all__ = ["ImagePreprocessing", "PREPROCESSING_MODES"]
 
@@ -30,6 +31,11 @@ class ImagePreprocessing(keras.layers.Layer):
     Args:
         mode: one of `"caffe"`, `"tf"`, `"torch"`, `"unit"`, `"none"`. Defaults to
             `"none"`.
+        window: an intensity window applied first: a preset name (`"lung"`,
+            `"brain"`, `"bone"`, `"soft_tissue"`, ...) or `(center, width)` in the
+            images' units; `[center - width/2, center + width/2]` maps to
+            [0, 255], clipped (`kerastransfer.runtime.preprocess.apply_window`).
+            Defaults to `None`.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -40,8 +46,9 @@ class ImagePreprocessing(keras.layers.Layer):
     [1.0, 1.0, 1.0]
     """
 
-    def __init__(self, mode: str = "none", **kwargs):
+    def __init__(self, mode: str = "none", window=None, **kwargs):
         super().__init__(**kwargs)
+        self.window = resolve_window(window)
         if mode not in PREPROCESSING_MODES:
             raise ValueError(
                 "Unknown preprocessing mode. Use one of "
@@ -51,6 +58,9 @@ class ImagePreprocessing(keras.layers.Layer):
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
+        if self.window is not None:
+            center, width = self.window
+            x = ops.clip((x - (center - width / 2.0)) / width, 0.0, 1.0) * 255.0
         if self.mode == "none":
             return x
         if self.mode == "unit":
@@ -69,4 +79,5 @@ class ImagePreprocessing(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+        window = None if self.window is None else list(self.window)
+        return {**super().get_config(), "mode": self.mode, "window": window}

@@ -51,6 +51,9 @@ class BackboneParts:
     pretrained: bool
     input_shape: tuple
     input_dtype: str
+    # The ImagePreprocessing mode folded into an adapted first convolution
+    # (input channels != the backbone's; `kerastransfer/backbones/adapt.py`).
+    folded_preprocessing: str | None = None
 
 
 def resolve_backbone(
@@ -58,6 +61,7 @@ def resolve_backbone(
     *,
     weights: str | None,
     input_shape: Sequence[int | None] | None,
+    preprocessing: str | None = None,
 ) -> BackboneParts:
     """Turns a registry name, a `BackboneSpec` or a `keras.Model` into a backbone.
 
@@ -65,7 +69,12 @@ def resolve_backbone(
         backbone: what the user passed as `backbone`.
         weights: `"imagenet"`, `None` or a weights file path (ignored for a
             `keras.Model`, which is taken as pretrained).
-        input_shape: the requested input shape, or `None` for the default.
+        input_shape: the requested input shape, or `None` for the default. A
+            channel count other than the backbone's (e.g. 1 for grayscale) adapts
+            its first convolution (`kerastransfer.backbones.adapt`).
+        preprocessing: the `ImagePreprocessing` mode in front of the backbone,
+            folded into the first convolution when the channels are adapted.
+            Defaults to `None` (the spec's mode, or `"none"`).
 
     Returns:
         A `BackboneParts`.
@@ -76,7 +85,16 @@ def resolve_backbone(
     """
     if isinstance(backbone, str):
         backbone = get_backbone(backbone)
+    channels = _requested_channels(input_shape)
     if isinstance(backbone, BackboneSpec):
+        native = backbone.channels
+        if channels is not None and channels != native and \
+                backbone.input_dtype == "float32":
+            shape = backbone.resolve_input_shape((*input_shape[:2], native))
+            return _adapted(backbone.build(shape, weights), channels,
+                            preprocessing or backbone.preprocessing,
+                            spec=backbone, name=backbone.name,
+                            pretrained=weights is not None)
         shape = backbone.resolve_input_shape(input_shape)
         return BackboneParts(
             model=backbone.build(shape, weights), spec=backbone, name=backbone.name,
@@ -84,6 +102,12 @@ def resolve_backbone(
             input_dtype=backbone.input_dtype)
     if isinstance(backbone, keras.Model):
         dtype = _model_input_dtype(backbone)
+        native = _model_channels(backbone)
+        if dtype != "string" and channels is not None and native is not None and \
+                channels != native:
+            _model_input_shape(backbone, (*input_shape[:2], native))
+            return _adapted(backbone, channels, preprocessing or "none", spec=None,
+                            name=backbone.name, pretrained=True)
         shape = () if dtype == "string" else _model_input_shape(backbone, input_shape)
         return BackboneParts(model=backbone, spec=None, name=backbone.name,
                              pretrained=True, input_shape=tuple(shape),
@@ -92,6 +116,27 @@ def resolve_backbone(
         "backbone must be a registry name, a BackboneSpec or a keras.Model. "
         f"Received: backbone={backbone!r}"
     )
+
+
+def _requested_channels(input_shape) -> int | None:
+    if input_shape is None or len(tuple(input_shape)) != 3:
+        return None
+    return tuple(input_shape)[-1]
+
+
+def _model_channels(model: keras.Model) -> int | None:
+    try:
+        return model.input_shape[-1]
+    except (AttributeError, ValueError, IndexError):
+        return None
+
+
+def _adapted(model, channels, mode, **fields) -> BackboneParts:
+    from kerastransfer.backbones.adapt import adapt_input_channels
+
+    adapted = adapt_input_channels(model, channels, preprocessing=mode)
+    return BackboneParts(model=adapted, input_shape=tuple(adapted.input_shape[1:]),
+                         input_dtype="float32", folded_preprocessing=mode, **fields)
 
 
 def _model_input_dtype(model: keras.Model) -> str:

@@ -59,7 +59,21 @@ class TransferModel(TransferTask):
         hidden_units: sizes of optional hidden Dense layers in the head. Defaults
             to `()`.
         preprocessing: an `ImagePreprocessing` mode overriding the backbone's.
-            Defaults to `None` (the backbone family's).
+            Defaults to `None` (the backbone family's). With C != 3 input
+            channels it is folded into the adapted first convolution
+            (`kerastransfer/backbones/adapt.py`) and `preprocessing_mode` is
+            `"none"`.
+        window: an intensity window mapping the images' units (e.g. CT
+            Hounsfield units) to [0, 255] inside the model: a preset name
+            (`"lung"`, `"brain"`, `"bone"`, `"soft_tissue"`, ...) or
+            `(center, width)`. Saved with the model and in the ONNX metadata.
+            Defaults to `None` (images already in [0, 255]).
+        threshold: the decision threshold on the positive probability (binary
+            multiclass: class 1) or on each label (multilabel); a float or one
+            per class, typically chosen on validation data by
+            `kerastransfer.report.clinical.choose_threshold`. Saved with the model
+            and in the ONNX metadata; `decide()` and `OnnxPredictor.decide()`
+            apply it. Defaults to `None` (argmax / 0.5).
         mixed_precision: `"mixed_float16"` or `"mixed_bfloat16"` (the head's output
             stays float32). Defaults to `None` (float32).
         strategy: a `tf.distribute.Strategy`; the model is built and every phase
@@ -91,6 +105,8 @@ class TransferModel(TransferTask):
         dropout: float = 0.2,
         hidden_units: Sequence[int] = (),
         preprocessing: str | None = None,
+        window: Any = None,
+        threshold: float | Sequence[float] | None = None,
         mixed_precision: str | None = None,
         strategy: Any = None,
         name: str = "transfer_model",
@@ -100,8 +116,11 @@ class TransferModel(TransferTask):
             num_classes, class_names, task, pooling, dropout, hidden_units
         )
         with build_scope(strategy, mixed_precision):
-            parts = resolve_backbone(backbone, weights=weights, input_shape=input_shape)
+            parts = resolve_backbone(backbone, weights=weights, input_shape=input_shape,
+                                     preprocessing=preprocessing)
             mode = preprocessing or (parts.spec.preprocessing if parts.spec else "none")
+            if parts.folded_preprocessing is not None:
+                mode = "none"  # folded into the adapted first convolution
 
             # === Functional graph ===
             inputs = keras.Input(shape=parts.input_shape, dtype=parts.input_dtype,
@@ -110,7 +129,8 @@ class TransferModel(TransferTask):
                 preprocessor = None
                 x = inputs
             else:
-                preprocessor = ImagePreprocessing(mode, name="preprocessing")
+                preprocessor = ImagePreprocessing(mode, window=window,
+                                                  name="preprocessing")
                 x = preprocessor(inputs)
             features = parts.model(x)
             head_layers = _head_layers(
@@ -135,6 +155,8 @@ class TransferModel(TransferTask):
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.image_shape = tuple(parts.input_shape)
         self.preprocessing_mode = mode
+        self.window = preprocessor.window if preprocessor is not None else None
+        self.threshold = _check_threshold(threshold, task, num_classes)
 
     # --- The task contract -------------------------------------------------
     def default_loss(self):
@@ -156,9 +178,47 @@ class TransferModel(TransferTask):
         """The output is one score per class in `class_names` order: softmax
         probabilities (multiclass), sigmoid probabilities (multilabel) or values
         (regression); the runtime's `OnnxPredictor` reads them so."""
-        return {"task": self.task, "class_names": list(self.class_names),
+        return {"kind": "classification", "task": self.task,
+                "class_names": list(self.class_names),
                 "num_classes": self.num_classes, "input_shape": list(self.image_shape),
-                "preprocessing_mode": self.preprocessing_mode}
+                "preprocessing_mode": self.preprocessing_mode,
+                "window": None if self.window is None else list(self.window),
+                "threshold": self.threshold}
+
+    def predict(self, x, *args, tta: bool = False, **kwargs):
+        """`keras.Model.predict`, with optional test-time augmentation.
+
+        Args:
+            x: images (numpy, `(n, h, w, c)`), or anything `keras.Model.predict`
+                takes when `tta=False`.
+            tta: average the predictions on the images and their horizontal and
+                vertical flips. Defaults to `False`.
+            *args, **kwargs: passed to `keras.Model.predict`.
+
+        Returns:
+            The predictions, `(n, num_classes)`.
+        """
+        if not tta:
+            return super().predict(x, *args, **kwargs)
+        from kerastransfer.runtime.postprocess import tta_views
+
+        views = tta_views(x)
+        return np.mean([super(TransferModel, self).predict(v, *args, **kwargs)
+                        for v in views], axis=0)
+
+    def decide(self, probabilities) -> np.ndarray:
+        """Decisions from predicted probabilities with the stored `threshold`.
+
+        Args:
+            probabilities: `(n, num_classes)` outputs of `predict`.
+
+        Returns:
+            Class indices `(n,)` (multiclass) or 0/1 labels `(n, num_classes)`
+            (multilabel).
+        """
+        from kerastransfer.runtime.postprocess import decide
+
+        return decide(probabilities, self.task, self.threshold)
 
     def _checkpoint_identity(self) -> dict:
         return {**super()._checkpoint_identity(), "num_classes": int(self.num_classes),
@@ -178,6 +238,8 @@ class TransferModel(TransferTask):
             "dropout": self.dropout,
             "hidden_units": list(self.hidden_units),
             "preprocessing": self.preprocessing_mode,
+            "window": None if self.window is None else list(self.window),
+            "threshold": self.threshold,
         }
 
 
@@ -232,6 +294,24 @@ def _check_head_args(num_classes, class_names, task, pooling, dropout, hidden_un
             f"Received: class_names={class_names}"
         )
     return num_classes, class_names
+
+
+def _check_threshold(threshold, task, num_classes):
+    """`threshold` as a float, a list of floats, or None (clear errors)."""
+    if threshold is None:
+        return None
+    values = np.atleast_1d(np.asarray(threshold, dtype="float64"))
+    if task == "regression" or (task == "multiclass" and num_classes != 2):
+        raise ValueError(
+            "A decision threshold applies to binary (2-class) or multilabel models. "
+            f"Remove it. Received: threshold={threshold!r}, task={task!r}, "
+            f"num_classes={num_classes}")
+    if values.ndim != 1 or len(values) not in (1, num_classes) or not np.all(
+            (values > 0) & (values < 1)):
+        raise ValueError(
+            "threshold must be a probability in (0, 1), or one per class. "
+            f"Received: threshold={threshold!r}")
+    return float(values[0]) if len(values) == 1 else [float(v) for v in values]
 
 
 def _check_classification_labels(task: str, num_classes: int, y) -> None:

@@ -1,0 +1,195 @@
+"""Reading medical and high-bit-depth images: DICOM, NIfTI, 16-bit PNG and TIFF.
+
+`read_image(path, window=None)` returns float32 `(height, width, channels)` in the
+file's own units: DICOM modality values after RescaleSlope/RescaleIntercept (CT in
+Hounsfield units), NIfTI voxel values after the header's scaling, 16-bit PNG and
+TIFF values in [0, 65535] (not cut to 8 bits). `window=` maps them to [0, 255]
+(`kerastransfer.runtime.preprocess.apply_window`; presets in `WINDOW_PRESETS`).
+
+DICOM rules (pydicom; `pip install kerastransfer[medical]`):
+
+* no PixelData -> `ValueError`;
+* `MONOCHROME1` (bright = low value) is inverted in stored-value space
+  (`max_stored - value`, before the modality rescale), so bright is high as in
+  `MONOCHROME2`;
+* multi-frame files are refused unless `frame=` picks one (or use
+  `read_dicom_frames` to split them explicitly);
+* compressed transfer syntaxes decode when pydicom has a decoder for them (RLE
+  built in; JPEG, JPEG-LS and JPEG 2000 with the pylibjpeg plugins of the
+  `medical` extra); otherwise a `ValueError` names the syntax.
+
+NIfTI volumes (nibabel) are read as 2-D slices along `axis`; a 4-D volume's last
+axis becomes the channels (e.g. MRI sequences). Pure Python/numpy: no TensorFlow,
+so the runtime's file prediction can use it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from kerastransfer.runtime.preprocess import WINDOW_PRESETS, apply_window, resolve_window
+
+__all__ = ["read_image", "read_dicom_frames", "read_volume_slices", "is_medical_file",
+           "MEDICAL_EXTENSIONS", "WINDOW_PRESETS", "resolve_window", "apply_window"]
+
+DICOM_EXTENSIONS = (".dcm", ".dicom")
+NIFTI_EXTENSIONS = (".nii", ".nii.gz")
+MEDICAL_EXTENSIONS = DICOM_EXTENSIONS + NIFTI_EXTENSIONS
+
+
+def is_medical_file(path: Any) -> bool:
+    """True for a DICOM or NIfTI file name."""
+    return str(path).lower().endswith(MEDICAL_EXTENSIONS)
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"Reading this file needs {module}. Install the medical extra: pip "
+            f"install 'kerastransfer[medical]'. Received: missing module {module!r}"
+        ) from error
+
+
+def read_image(path: str | os.PathLike, *, window: Any = None, frame: int | None = None,
+               axis: int = 2, slice_index: int | None = None) -> np.ndarray:
+    """Reads an image file in its original units.
+
+    Args:
+        path: a DICOM (`.dcm`), NIfTI (`.nii`, `.nii.gz`) or image file (PNG,
+            TIFF, JPEG, ...).
+        window: an intensity window mapping the values to [0, 255]: a preset
+            (`"lung"`, `"brain"`, `"bone"`, `"soft_tissue"`, ...) or
+            `(center, width)`. Defaults to `None` (original units).
+        frame: the frame of a multi-frame DICOM file. Defaults to `None` (a
+            multi-frame file is refused).
+        axis: the NIfTI axis the slice is taken along. Defaults to `2`.
+        slice_index: the NIfTI slice. Defaults to `None` (the middle slice).
+
+    Returns:
+        float32 `(height, width, channels)`.
+
+    Raises:
+        ValueError: a file that cannot be read as one image (no pixel data, an
+            undecodable transfer syntax, multi-frame without `frame`, a bad
+            window), with what to do.
+        FileNotFoundError: `path` does not exist.
+    """
+    path = os.fspath(path)
+    window = resolve_window(window)  # bad windows fail before any file is read
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such image file. Check the path. Received: "
+                                f"path={path!r}")
+    lower = path.lower()
+    if lower.endswith(DICOM_EXTENSIONS):
+        frames = read_dicom_frames(path)
+        if len(frames) > 1 and frame is None:
+            raise ValueError(
+                f"The DICOM file has {len(frames)} frames. Pass frame=<index> or "
+                "split it with read_dicom_frames(path). Received: "
+                f"path={path!r}, frame=None")
+        image = frames[0 if frame is None else frame]
+    elif lower.endswith(NIFTI_EXTENSIONS):
+        slices = read_volume_slices(path, axis=axis)
+        index = len(slices) // 2 if slice_index is None else slice_index
+        image = slices[index]
+    else:
+        image = _read_pillow(path)
+    return apply_window(image, window) if window is not None else image
+
+
+def read_dicom_frames(path: str | os.PathLike) -> np.ndarray:
+    """Reads every frame of a DICOM file, modality rescale applied.
+
+    Args:
+        path: a DICOM file.
+
+    Returns:
+        float32 `(frames, height, width, channels)`.
+
+    Raises:
+        ValueError: no pixel data, or a transfer syntax with no decoder here.
+    """
+    pydicom = _require("pydicom")
+    path = os.fspath(path)
+    ds = pydicom.dcmread(path)
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise ValueError(
+            "The DICOM file has no pixel data (e.g. a structured report or a "
+            f"presentation state). Pass an image file. Received: path={path!r}")
+    syntax = ds.file_meta.get("TransferSyntaxUID", None)
+    try:
+        raw = ds.pixel_array
+    except Exception as error:  # noqa: BLE001 -- pydicom raises several types
+        name = getattr(syntax, "name", str(syntax))
+        raise ValueError(
+            f"Cannot decode the DICOM pixel data in transfer syntax {name} "
+            f"({syntax}): {str(error).splitlines()[0][:200]}. Install the decoders "
+            "of the medical extra (pip install 'kerastransfer[medical]') or convert "
+            f"the file (e.g. dcmdjpeg/gdcmconv --raw). Received: path={path!r}"
+        ) from error
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1))
+    raw = np.asarray(raw)
+    if frames == 1:
+        raw = raw[None]
+    if samples == 1:
+        raw = raw[..., None]
+    if ds.get("PhotometricInterpretation", "") == "MONOCHROME1":
+        bits = int(ds.get("BitsStored", 16))
+        if int(ds.get("PixelRepresentation", 0)) == 0:
+            raw = (2 ** bits - 1) - raw.astype("int64")
+        else:
+            raw = -1 - raw.astype("int64")
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    if samples == 1:
+        return (raw.astype("float64") * slope + intercept).astype("float32")
+    return raw.astype("float32")
+
+
+def read_volume_slices(path: str | os.PathLike, *, axis: int = 2) -> np.ndarray:
+    """Reads a NIfTI volume as 2-D slices along `axis` (header scaling applied).
+
+    Args:
+        path: a `.nii` or `.nii.gz` file.
+        axis: 0, 1 or 2. Defaults to `2` (axial slices for RAS-oriented volumes).
+
+    Returns:
+        float32 `(slices, height, width, channels)`; a 4-D volume's fourth axis
+        is the channels.
+
+    Raises:
+        ValueError: a volume that is not 3-D or 4-D, or a bad axis.
+    """
+    nib = _require("nibabel")
+    volume = np.asarray(nib.load(os.fspath(path)).get_fdata(dtype=np.float32))
+    if volume.ndim == 3:
+        volume = volume[..., None]
+    if volume.ndim != 4:
+        raise ValueError("A NIfTI file must hold a 3-D volume (or 4-D with channels "
+                         f"last). Received: shape={volume.shape}")
+    if axis not in (0, 1, 2):
+        raise ValueError(f"axis must be 0, 1 or 2. Received: axis={axis!r}")
+    return np.moveaxis(volume, axis, 0).astype("float32", copy=False)
+
+
+def _read_pillow(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F", "L"):
+            array = np.asarray(image)
+            if array.dtype.kind == "u" and array.dtype.itemsize == 2 or \
+                    image.mode.startswith("I;16"):
+                array = array.astype("uint16")
+            return array.astype("float32")[..., None]
+        if image.mode in ("RGB", "RGBA", "LA", "P", "CMYK", "YCbCr", "1"):
+            return np.asarray(image.convert("RGB"), dtype="float32")
+        return np.asarray(image.convert("RGB"), dtype="float32")
