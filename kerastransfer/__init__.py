@@ -21,6 +21,12 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "TransferModel": "kerastransfer.tasks.classifier",
+    "AudioClassifier": "kerastransfer.tasks.audio",
+    "AudioData": "kerastransfer.data.audio",
+    "AudioAugmentation": "kerastransfer.data.audio",
+    "load_audio_folder": "kerastransfer.data.audio",
+    "load_audio_list": "kerastransfer.data.audio",
+    "audio_from_arrays": "kerastransfer.data.audio",
     "TextClassifier": "kerastransfer.tasks.text",
     "load_text_csv": "kerastransfer.data.text",
     "TextData": "kerastransfer.data.text",

@@ -46,6 +46,9 @@ def _ensure_builtins() -> None:
 
         for spec in keras_apps.keras_application_specs():
             _add(spec, overwrite=False)
+        from kerastransfer.audio.backbone import spectrogram_cnn_spec
+
+        _add(spectrogram_cnn_spec(), overwrite=False)
 
 
 def _add(spec: BackboneSpec, overwrite: bool) -> None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # keras is imported lazily (see the module docstring).
 __all__ = ["BackboneSpec", "BlockRule", "load_weights_file", "SOURCES"]
 
 # Where a backbone comes from.
-SOURCES = ("keras", "tfhub", "user")
+SOURCES = ("keras", "tfhub", "user", "kerastransfer")
 INPUT_DTYPES = ("float32", "string")
 # `weights=` values that mean "the backbone's own pretrained weights".
 PRETRAINED = "imagenet"
@@ -94,7 +94,8 @@ class BackboneSpec:
         keras_name: the `keras.applications` constructor name, if any.
         channels: input channels. Defaults to 3.
         aliases: other accepted names.
-        source: `"keras"`, `"tfhub"` or `"user"`.
+        source: `"keras"`, `"tfhub"`, `"user"` or `"kerastransfer"` (built
+            into kerastransfer, e.g. the audio `spectrogram_cnn`).
         supports_imagenet: whether `weights="imagenet"` means real pretrained weights.
         input_dtype: `"float32"` for images, `"string"` for text backbones.
     """

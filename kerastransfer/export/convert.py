@@ -102,16 +102,19 @@ def reference_model(model: Any, *, include_preprocessing: bool = True,
     return keras.Model(inputs, x, name=f"{model.name}_{output}_nopre")
 
 
-def convert_to_onnx(keras_model: Any, image_shape: tuple, *, opset: int = 17) -> Any:
+def convert_to_onnx(keras_model: Any, image_shape: tuple, *, opset: int = 17,
+                    input_name: str = "image") -> Any:
     """Converts a one-input Keras image model with tf2onnx.
 
     Args:
         keras_model: a `keras.Model` taking float32 NHWC images.
-        image_shape: `(height, width, channels)` of one image.
+        image_shape: `(height, width, channels)` of one image (any other task:
+            the shape of one input, e.g. `(samples,)` for waveforms).
         opset: the ONNX opset. Defaults to `17`.
+        input_name: the graph input's name. Defaults to `"image"`.
 
     Returns:
-        The ONNX `ModelProto` (input "image", batch axis symbolic).
+        The ONNX `ModelProto` (input `input_name`, batch axis symbolic).
 
     Raises:
         ExportError: tf2onnx failed.
@@ -119,7 +122,7 @@ def convert_to_onnx(keras_model: Any, image_shape: tuple, *, opset: int = 17) ->
     import tensorflow as tf
     import tf2onnx
 
-    spec = (tf.TensorSpec((None, *image_shape), tf.float32, name="image"),)
+    spec = (tf.TensorSpec((None, *image_shape), tf.float32, name=input_name),)
     with export_patches(), quiet_tf2onnx():
         try:
             proto, _ = tf2onnx.convert.from_keras(

@@ -182,6 +182,15 @@ def export_onnx(
             model, path, opset=opset, validate=validate, atol=atol,
             quantize=quantize, validation_data=validation_data, optimize=optimize,
             agreement_threshold=agreement_threshold, reduce_range=reduce_range)
+    if contract.get("kind") == "audio":  # waveforms + front end: audio/export.py
+        from kerastransfer.audio.export import export_audio_onnx
+
+        return export_audio_onnx(
+            model, path, opset=opset, include_preprocessing=include_preprocessing,
+            validate=validate, atol=atol, quantize=quantize,
+            calibration_data=calibration_data, validation_data=validation_data,
+            fp16=fp16, optimize=optimize, output=output,
+            agreement_threshold=agreement_threshold, reduce_range=reduce_range)
     start = time.perf_counter()
     _check_export_args(model, opset, atol, quantize, fp16, agreement_threshold)
     if quantize == "static" and calibration_data is None:

@@ -121,6 +121,7 @@ def quantize_onnx(
     calibration_images: np.ndarray | None = None,
     per_channel: bool = True,
     reduce_range: bool = True,
+    nodes_to_exclude: Sequence[str] | None = None,
 ) -> Any:
     """Quantizes an ONNX model to int8.
 
@@ -133,6 +134,8 @@ def quantize_onnx(
         per_channel: per-channel weight scales (static). Defaults to `True`.
         reduce_range: 7-bit weights, needed on CPUs without VNNI. Defaults to
             `True`.
+        nodes_to_exclude: names of nodes kept in float32 (e.g. an audio
+            front end). Defaults to `None`.
 
     Returns:
         The quantized `ModelProto`.
@@ -160,7 +163,8 @@ def quantize_onnx(
         if mode == "dynamic":
             # ConvInteger only has uint8 x uint8 kernels in onnxruntime.
             q.quantize_dynamic(source, target, weight_type=q.QuantType.QUInt8,
-                               per_channel=False, reduce_range=reduce_range)
+                               per_channel=False, reduce_range=reduce_range,
+                               nodes_to_exclude=list(nodes_to_exclude or []))
         else:
             input_name = model_proto.graph.input[0].name
             q.quantize_static(
@@ -171,6 +175,7 @@ def quantize_onnx(
                 per_channel=per_channel,
                 reduce_range=reduce_range,
                 calibrate_method=q.CalibrationMethod.MinMax,
+                nodes_to_exclude=list(nodes_to_exclude or []),
             )
         quantized = onnx.load(target)
     del quantized.metadata_props[:]

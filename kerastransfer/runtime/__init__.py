@@ -7,8 +7,10 @@
 - `files.py`: image extensions, listing, decoding, file prediction, top-k;
 - `images.py`: `OnnxPredictor`, the image-classification predictor.
 - `text.py`: `TextPredictor` (tokenizers + onnxruntime), the text predictor.
+- `audio.py`: `AudioPredictor` (soundfile + onnxruntime), the audio predictor.
 """
 
+from kerastransfer.runtime.audio import AudioPredictor
 from kerastransfer.runtime.base import (
     METADATA_JSON_KEYS,
     METADATA_PREFIX,
@@ -33,6 +35,7 @@ from kerastransfer.runtime.text import TextPredictor
 __all__ = [
     "OnnxPredictor",
     "TextPredictor",
+    "AudioPredictor",
     "list_image_files",
     "decode_images",
     "preprocess_images",
