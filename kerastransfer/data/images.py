@@ -57,6 +57,8 @@ class ImageData:
         num_validation: number of validation images.
         class_counts: class name -> number of training images.
         train_labels: the training labels (numpy), for `class_weight`.
+        train_files: the training image paths (file sources), to audit the split.
+        validation_files: the validation image paths (file sources).
     """
 
     train: Any
@@ -67,6 +69,8 @@ class ImageData:
     num_validation: int = 0
     class_counts: dict[str, int] = field(default_factory=dict)
     train_labels: np.ndarray | None = None
+    train_files: list[str] = field(default_factory=list)
+    validation_files: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
@@ -85,9 +89,14 @@ def _check_arguments(image_size, batch_size, validation_split) -> tuple[int, int
 
 
 def _build_from_files(paths, labels, class_names, skipped, *, image_size, batch_size,
-                      validation_split, seed, shuffle, cache) -> ImageData:
+                      validation_split, seed, shuffle, cache, groups=None) -> ImageData:
     labels = np.asarray(labels)
-    train_idx, val_idx = split_indices(labels, validation_split, seed)
+    if groups is not None:  # patient-safe: kerastransfer/data/groups.py
+        from kerastransfer.data.groups import group_split_indices
+
+        train_idx, val_idx = group_split_indices(labels, groups, validation_split, seed)
+    else:
+        train_idx, val_idx = split_indices(labels, validation_split, seed)
     paths = np.asarray(paths)
     train = file_pipeline(paths[train_idx], labels[train_idx], image_size=image_size,
                           batch_size=batch_size, shuffle=shuffle, seed=seed,
@@ -104,6 +113,8 @@ def _build_from_files(paths, labels, class_names, skipped, *, image_size, batch_
         num_validation=int(len(val_idx)),
         class_counts=class_counts(labels[train_idx], list(class_names)),
         train_labels=labels[train_idx],
+        train_files=[str(p) for p in paths[train_idx]],
+        validation_files=[str(p) for p in paths[val_idx]],
     )
 
 
@@ -209,6 +220,14 @@ def load_image_folder(
     logger.info("Found %d images in %d classes (%d train, %d validation, %d skipped).",
                 len(paths), len(class_names), data.num_train, data.num_validation,
                 len(skipped))
+    from kerastransfer.data.groups import folder_leaks
+
+    leaks = folder_leaks(data.train_files, data.validation_files)
+    if leaks:
+        logger.warning(
+            "The folder split may leak: %d patient-like id(s) are in both training "
+            "and validation (e.g. %s). Split by patient with load_image_list(..., "
+            "groups=...) or group_column=.", len(leaks), ", ".join(leaks[:3]))
     return data
 
 
@@ -226,6 +245,8 @@ def load_image_list(
     shuffle: bool = True,
     strict: bool = False,
     cache: bool | str = True,
+    groups: Sequence | None = None,
+    group_column: str | None = None,
 ) -> ImageData:
     """Loads images listed in a CSV file, a list of dicts or a pandas DataFrame.
 
@@ -248,12 +269,18 @@ def load_image_list(
         strict: raise for unreadable files instead of skipping. Defaults to
             `False`.
         cache: as for `load_image_folder`. Defaults to `True`.
+        groups: one group id per row (e.g. patient id): no group is in both
+            training and validation (`kerastransfer/data/groups.py`). Defaults to
+            `None`.
+        group_column: the column holding the group ids, instead of `groups`.
+            Defaults to `None`.
 
     Returns:
         An `ImageData`.
 
     Raises:
         DataError: no rows, a missing column, an unknown label, or no usable image.
+        ValueError: groups of the wrong length, or a single group.
 
     Example:
 
@@ -264,6 +291,15 @@ def load_image_list(
     paths, labels, class_names, base = read_image_list(
         source, path_column=path_column, label_column=label_column, root=root,
         class_names=class_names)
+    if group_column is not None:
+        from kerastransfer.data.groups import read_group_column
+
+        groups = read_group_column(source, group_column)
+    if groups is not None and len(groups) != len(paths):
+        raise ValueError(
+            "groups must have one entry per listed image. Pass a group (e.g. "
+            f"patient id) for every row. Received: len(groups)={len(groups)}, "
+            f"rows={len(paths)}")
     good, skipped = scan_images(paths, image_size=image_size, strict=strict)
     if not good:
         raise DataError(f"None of the {len(paths)} listed files is a usable image. "
@@ -273,6 +309,7 @@ def load_image_list(
         [paths[i] for i in good], labels[good], class_names, skipped,
         image_size=image_size, batch_size=batch_size,
         validation_split=validation_split, seed=seed, shuffle=shuffle, cache=cache,
+        groups=None if groups is None else [groups[i] for i in good],
     )
 
 
