@@ -122,9 +122,6 @@ def test_low_agreement_warns_once(trained, tmp_path, monkeypatch, caplog):
     assert caplog.text.count("agreement_threshold=0.99") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kerastransfer/cli/export.py _export_details logs report.warnings again after "
-    "export_onnx logged them; remove that loop (and this marker)"))
 def test_low_agreement_warning_printed_once_by_the_cli(trained, tmp_path,
                                                        monkeypatch):
     from click.testing import CliRunner

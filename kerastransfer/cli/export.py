@@ -164,6 +164,6 @@ def _export_details(report: Any, source: str | None, real_diff: float | None,
                     else report.agreement_data)
             parts.append(f"top-1 agreement with float32 {report.agreement:.3f} "
                          f"(on {data})")
-    for warning in getattr(report, "warnings", None) or []:
-        logger.warning("%s", warning)
+    # export_onnx has already logged report.warnings: logging them again here
+    # printed the int8 agreement warning twice.
     return "; ".join(parts)
