@@ -98,8 +98,10 @@ def test_every_registered_spec_is_consistent(name):
     assert spec.preprocessing in PREPROCESSING_MODES
     assert spec.preprocessing_inside == (spec.preprocessing == "none")
     assert spec.min_size <= spec.default_size
-    assert spec.feature_dim > 0 and spec.channels == 3
-    assert spec.resolve_input_shape(None) == (spec.default_size,) * 2 + (3,)
+    # 1 channel: the audio spectrogram CNN (kerastransfer/audio/backbone.py)
+    channels = 1 if spec.family == "audio_cnn" else 3
+    assert spec.feature_dim > 0 and spec.channels == channels
+    assert spec.resolve_input_shape(None) == (spec.default_size,) * 2 + (spec.channels,)
     for alias in spec.aliases:
         assert kt.get_backbone(alias) is spec
     if spec.source == "keras":
