@@ -1,0 +1,233 @@
+"""The metrics medical users report, from scikit-learn.
+
+ROC AUC and PR AUC (average precision) per class and macro; sensitivity and
+specificity at an operating threshold chosen on validation data by a stated rule
+(Youden's J, or the lowest threshold reaching a target sensitivity); percentile
+bootstrap confidence intervals; calibration (reliability curve, expected
+calibration error from `sklearn.calibration.calibration_curve`'s bins); ROC, PR and
+reliability PNGs (`RocCurveDisplay`, `PrecisionRecallDisplay`,
+`CalibrationDisplay`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["choose_threshold", "sensitivity_specificity", "auc_scores", "bootstrap_ci",
+           "calibration", "clinical_report", "plot_clinical_curves"]
+
+
+def _binary(y_true, scores):
+    y = np.asarray(y_true).astype(int).ravel()
+    s = np.asarray(scores, dtype="float64").ravel()
+    if len(y) != len(s) or len(y) == 0:
+        raise ValueError("y_true and scores must be non-empty and of one length. "
+                         f"Received: len(y_true)={len(y)}, len(scores)={len(s)}")
+    if set(np.unique(y)) - {0, 1}:
+        raise ValueError("Binary labels must be 0 or 1. "
+                         f"Received: labels={np.unique(y).tolist()}")
+    return y, s
+
+
+def choose_threshold(y_true, scores, rule: str = "youden",
+                     target_sensitivity: float = 0.95) -> float:
+    """Chooses the operating threshold on validation data.
+
+    Args:
+        y_true: 0/1 labels.
+        scores: predicted probabilities of the positive class.
+        rule: `"youden"` (maximizes sensitivity + specificity - 1) or
+            `"sensitivity"` (the highest threshold whose sensitivity is at least
+            `target_sensitivity`). Defaults to `"youden"`.
+        target_sensitivity: for `rule="sensitivity"`. Defaults to `0.95`.
+
+    Returns:
+        The threshold: predict positive when `score >= threshold`.
+
+    Raises:
+        ValueError: an unknown rule, or labels of one class only.
+    """
+    from sklearn.metrics import roc_curve
+
+    y, s = _binary(y_true, scores)
+    if len(np.unique(y)) < 2:
+        raise ValueError("Choosing a threshold needs positive and negative examples. "
+                         f"Received: labels={np.unique(y).tolist()}")
+    fpr, tpr, thresholds = roc_curve(y, s)
+    finite = np.isfinite(thresholds)
+    fpr, tpr, thresholds = fpr[finite], tpr[finite], thresholds[finite]
+    if rule == "youden":
+        return float(thresholds[int(np.argmax(tpr - fpr))])
+    if rule == "sensitivity":
+        if not 0 < target_sensitivity <= 1:
+            raise ValueError("target_sensitivity must be in (0, 1]. "
+                             f"Received: target_sensitivity={target_sensitivity!r}")
+        return float(thresholds[int(np.argmax(tpr >= target_sensitivity))])
+    raise ValueError("rule must be 'youden' or 'sensitivity'. "
+                     f"Received: rule={rule!r}")
+
+
+def sensitivity_specificity(y_true, scores, threshold: float) -> tuple[float, float]:
+    """Sensitivity (recall of positives) and specificity at `score >= threshold`."""
+    from sklearn.metrics import confusion_matrix
+
+    y, s = _binary(y_true, scores)
+    tn, fp, fn, tp = confusion_matrix(y, (s >= threshold).astype(int),
+                                      labels=[0, 1]).ravel()
+    return (float(tp / (tp + fn)) if tp + fn else float("nan"),
+            float(tn / (tn + fp)) if tn + fp else float("nan"))
+
+
+def auc_scores(y_true, probabilities, class_names: Sequence[str] | None = None) -> dict:
+    """ROC AUC and PR AUC (average precision) per class (one-vs-rest) and macro.
+
+    Args:
+        y_true: class indices `(n,)` or multilabel 0/1 rows `(n, classes)`.
+        probabilities: `(n, classes)` predicted probabilities.
+        class_names: names for the per-class keys. Defaults to `"0"`, `"1"`, ...
+
+    Returns:
+        `{"roc_auc": {name: v, ..., "macro": v}, "pr_auc": {...}}`.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    p = np.asarray(probabilities, dtype="float64")
+    y = np.asarray(y_true)
+    onehot = y if y.ndim == 2 else np.eye(p.shape[1], dtype=int)[y.astype(int)]
+    names = list(class_names or [str(i) for i in range(p.shape[1])])
+    out = {"roc_auc": {}, "pr_auc": {}}
+    for k, name in enumerate(names):
+        if len(np.unique(onehot[:, k])) < 2:
+            out["roc_auc"][name] = out["pr_auc"][name] = float("nan")
+            continue
+        out["roc_auc"][name] = float(roc_auc_score(onehot[:, k], p[:, k]))
+        out["pr_auc"][name] = float(average_precision_score(onehot[:, k], p[:, k]))
+    for key in out:
+        out[key]["macro"] = float(np.nanmean(list(out[key].values())))
+    return out
+
+
+def bootstrap_ci(metric: Callable, y_true, scores, *, n_resamples: int = 1000,
+                 confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of `metric(y_true, scores)`.
+
+    Resamples (with replacement) where the metric is undefined (e.g. one class
+    only) are skipped.
+
+    Returns:
+        `(low, high)`.
+    """
+    y, s = np.asarray(y_true), np.asarray(scores)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, len(y), len(y))
+        try:
+            value = float(metric(y[idx], s[idx]))
+        except ValueError:
+            continue
+        if np.isfinite(value):
+            values.append(value)
+    alpha = (1 - confidence) / 2
+    return (float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
+
+
+def calibration(y_true, scores, n_bins: int = 10) -> dict:
+    """Reliability curve and expected calibration error (uniform bins).
+
+    Returns:
+        `{"prob_true", "prob_pred", "counts", "ece"}`: sklearn's
+        `calibration_curve` per non-empty bin, the bin sizes, and the ECE
+        (the bins' |accuracy - confidence| weighted by their sizes).
+    """
+    from sklearn.calibration import calibration_curve
+
+    y, s = _binary(y_true, scores)
+    prob_true, prob_pred = calibration_curve(y, s, n_bins=n_bins, strategy="uniform")
+    bins = np.linspace(0.0, 1.0, n_bins + 1)
+    counts = np.bincount(np.searchsorted(bins[1:-1], s, side="right"),
+                         minlength=n_bins)
+    counts = counts[counts > 0]
+    ece = float(np.sum(counts * np.abs(prob_true - prob_pred)) / len(y))
+    return {"prob_true": prob_true.tolist(), "prob_pred": prob_pred.tolist(),
+            "counts": counts.tolist(), "ece": ece}
+
+
+def clinical_report(y_true, probabilities, *, threshold: float | None = None,
+                    validation: tuple | None = None, rule: str = "youden",
+                    target_sensitivity: float = 0.95, n_resamples: int = 1000,
+                    seed: int = 0) -> dict:
+    """The binary clinical metrics of a 2-class model (positive = class 1).
+
+    Args:
+        y_true: 0/1 labels of the evaluation set.
+        probabilities: `(n, 2)` probabilities or `(n,)` positive scores.
+        threshold: the operating threshold. Defaults to `None`: chosen on
+            `validation` (`(y, scores)`) by `rule`, else on this data (stated in
+            the result as `"threshold_source"`).
+        validation, rule, target_sensitivity: see `choose_threshold`.
+        n_resamples, seed: the bootstrap.
+
+    Returns:
+        A JSON-safe dict: threshold, its rule and source, sensitivity,
+        specificity, ROC AUC, PR AUC (each with a 95% CI), calibration.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    p = np.asarray(probabilities, dtype="float64")
+    scores = p[:, 1] if p.ndim == 2 else p
+    y, scores = _binary(y_true, scores)
+    source = "given"
+    if threshold is None:
+        vy, vs = validation if validation is not None else (y, scores)
+        vs = np.asarray(vs)
+        vs = vs[:, 1] if vs.ndim == 2 else vs
+        threshold = choose_threshold(vy, vs, rule, target_sensitivity)
+        source = "validation" if validation is not None else "evaluation data"
+    sens, spec = sensitivity_specificity(y, scores, threshold)
+    ci = dict(n_resamples=n_resamples, seed=seed)
+    return {
+        "threshold": float(threshold), "threshold_rule": rule,
+        "threshold_source": source,
+        "sensitivity": sens, "sensitivity_ci": bootstrap_ci(
+            lambda a, b: sensitivity_specificity(a, b, threshold)[0], y, scores, **ci),
+        "specificity": spec, "specificity_ci": bootstrap_ci(
+            lambda a, b: sensitivity_specificity(a, b, threshold)[1], y, scores, **ci),
+        "roc_auc": float(roc_auc_score(y, scores)),
+        "roc_auc_ci": bootstrap_ci(roc_auc_score, y, scores, **ci),
+        "pr_auc": float(average_precision_score(y, scores)),
+        "pr_auc_ci": bootstrap_ci(average_precision_score, y, scores, **ci),
+        "calibration": calibration(y, scores),
+    }
+
+
+def plot_clinical_curves(y_true, scores, out_dir: str, name: str = "positive") -> dict:
+    """Writes `roc.png`, `pr.png` and `calibration.png` into `out_dir`.
+
+    Returns:
+        `{"roc": path, "pr": path, "calibration": path}`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import CalibrationDisplay
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+
+    from kerastransfer.io import atomic_path
+
+    y, s = _binary(y_true, scores)
+    paths = {}
+    for key, display in (("roc", RocCurveDisplay), ("pr", PrecisionRecallDisplay),
+                         ("calibration", CalibrationDisplay)):
+        fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+        display.from_predictions(y, s, ax=ax, name=name)
+        path = os.path.join(out_dir, f"{key}.png")
+        with atomic_path(path, ".png") as tmp:
+            fig.savefig(tmp, format="png")
+        plt.close(fig)
+        paths[key] = path
+    return paths
