@@ -61,14 +61,14 @@ def tokenizer_json_for(model: Any) -> str:
             "Only WordPiece tokenizers (BERT, DistilBERT, ELECTRA families) can be "
             "written for the TensorFlow-free runtime. Use a WordPiece family. "
             f"Received: tokenizer={type(tokenizer).__name__}")
-    packer = model.preprocessor.packer
     return wordpiece_tokenizer_json(
         tokenizer.get_vocabulary(), sequence_length=model.sequence_length,
         lowercase=tokenizer.lowercase, strip_accents=tokenizer.strip_accents,
         split_on_cjk=tokenizer.split_on_cjk,
         suffix_indicator=tokenizer.suffix_indicator, oov_token=tokenizer.oov_token,
-        cls_token=packer.start_value, sep_token=packer.end_value,
-        pad_token=packer.pad_value)
+        cls_token=getattr(tokenizer, "cls_token", "[CLS]"),
+        sep_token=getattr(tokenizer, "sep_token", "[SEP]"),
+        pad_token=getattr(tokenizer, "pad_token", "[PAD]"))
 
 
 def _convert(keras_model, opset):

@@ -63,8 +63,10 @@ class TransformerAdamW(keras.optimizers.AdamW):
         super().__init__(learning_rate=learning_rate, weight_decay=weight_decay,
                          **kwargs)
         self.no_decay = tuple(no_decay)
+        # Whole names only; the TensorFlow backend checks the tf.Variable,
+        # named "gamma:0" (Keras 3.15).
         self.exclude_from_weight_decay(
-            var_names=[f"^{name}$" for name in self.no_decay])
+            var_names=[rf"(^|/){name}(:\d+)?$" for name in self.no_decay])
 
     def get_config(self):
         return {**super().get_config(), "no_decay": list(self.no_decay)}

@@ -17,7 +17,7 @@ import math
 import keras
 from keras import ops
 
-__all__ = ["WarmupCosineDecay", "OneCycle", "steps_for"]
+__all__ = ["WarmupCosineDecay", "WarmupLinearDecay", "OneCycle", "steps_for"]
 
 
 def steps_for(num_samples: int, batch_size: int, epochs: int) -> int:
@@ -95,6 +95,55 @@ class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
             "final_learning_rate": self.final_learning_rate,
             "name": self.name,
         }
+
+
+@keras.saving.register_keras_serializable(package="kerastransfer")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to a peak rate, then linear decay to a final rate
+    (the BERT fine-tuning schedule; Keras's `PolynomialDecay` has no warmup).
+
+    Args:
+        peak_learning_rate: the rate reached at the end of the warmup.
+        total_steps: steps of warmup plus decay; the rate stays at
+            `final_learning_rate` afterwards.
+        warmup_steps: steps of linear warmup. Defaults to `0`.
+        final_learning_rate: the rate at `total_steps`. Defaults to `0.0`.
+        name: the schedule's name. Defaults to `"warmup_linear"`.
+
+    Example:
+
+    >>> schedule = WarmupLinearDecay(1e-3, total_steps=10, warmup_steps=2)
+    >>> [round(float(schedule(s)), 6) for s in (1, 2, 6)]
+    [0.0005, 0.001, 0.0005]
+    """
+
+    def __init__(self, peak_learning_rate: float, total_steps: int,
+                 warmup_steps: int = 0, final_learning_rate: float = 0.0,
+                 name: str = "warmup_linear"):
+        _check_steps(total_steps, warmup_steps)
+        if peak_learning_rate <= 0:
+            raise ValueError("peak_learning_rate must be > 0. "
+                             f"Received: peak_learning_rate={peak_learning_rate!r}")
+        self.peak_learning_rate = float(peak_learning_rate)
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+        self.final_learning_rate = float(final_learning_rate)
+        self.name = name
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        peak, final = self.peak_learning_rate, self.final_learning_rate
+        warm = max(self.warmup_steps, 1)
+        decay = max(self.total_steps - self.warmup_steps, 1)
+        warmup = peak * step / warm
+        progress = ops.minimum((step - self.warmup_steps) / decay, 1.0)
+        decayed = peak + (final - peak) * progress
+        return ops.where(step < self.warmup_steps, warmup, decayed)
+
+    def get_config(self):
+        return {"peak_learning_rate": self.peak_learning_rate,
+                "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                "final_learning_rate": self.final_learning_rate, "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="kerastransfer")
