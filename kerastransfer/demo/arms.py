@@ -1,0 +1,202 @@
+"""The four arms of the demo's transfer study, on one labelled subset.
+
+* `pretrained` - the product's recipe through `TransferModel`: the shipped
+  `digits_cnn` backbone, its BatchNorm statistics re-estimated on the
+  unlabelled target images (AdaBN, when `ADAPT`), a linear-probe head fitted
+  to convergence on the frozen features (`kerastransfer.training.probe`),
+  then fine-tuning with BatchNorm frozen (LP-FT).
+* `scratch` - the same network from random weights, everything trainable,
+  trained for the same number of epochs (and optimizer steps) as the
+  pretrained run, BatchNorm statistics recomputed before each validation.
+* `raw_pixels` - the same linear-probe solver on the raw pixels.
+* `random_frozen` - the same solver on a frozen, randomly initialized
+  `digits_cnn` (BatchNorm statistics set on the labelled images).
+
+Every choice here (steps, learning rates, AdaBN) was made on the labelled
+pool of the target that is not the 800 held-out images (`target_split`'s
+`x_unlabelled` with their labels), never on the held-out images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+BACKBONE = "digits_cnn"
+ARMS = ("pretrained", "scratch", "raw_pixels", "random_frozen")
+STEPS = 200  # optimizer steps of the scratch run; the pretrained run has as many epochs
+FINE_TUNE_LR, SCRATCH_LR = 1e-4, 1e-3
+ADAPT = True  # AdaBN on the unlabelled target images before the probe
+EVALUATIONS = 12  # held-out evaluations per curve (plus the first epochs)
+
+
+def register_backbone() -> tuple[str, tuple[int, int, int]]:
+    """Registers the demo's `digits_cnn`; returns its name and input shape."""
+    import kerastransfer as kt
+    from kerastransfer.demo.digits import IMAGE_SHAPE
+    from kerastransfer.demo.pretrain import FEATURE_DIM, digits_cnn
+
+    kt.register_backbone(
+        BACKBONE, lambda shape, w: digits_cnn(tuple(shape), w),
+        preprocessing="unit", default_size=IMAGE_SHAPE[0], min_size=IMAGE_SHAPE[0],
+        feature_dim=FEATURE_DIM, channels=1,
+        blocks=kt.BlockRule((r"^(block\d)_",)), family="demo", overwrite=True,
+    )
+    return BACKBONE, IMAGE_SHAPE
+
+
+def schedule(num_labelled: int) -> dict:
+    """Batch size, epochs and validation frequency for `num_labelled` images."""
+    batch_size = min(32, num_labelled)
+    steps_per_epoch = math.ceil(num_labelled / batch_size)
+    epochs = math.ceil(STEPS / steps_per_epoch)
+    return {"batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
+            "epochs": epochs, "validation_freq": max(1, epochs // EVALUATIONS)}
+
+
+class CurveRecorder:
+    """Held-out accuracy after epochs, with the wall-clock time since `start`.
+
+    A Keras callback factory: `callback()` returns a callback appending
+    `(epoch, seconds, val_accuracy)` at the end of each validated epoch, with
+    `epoch_offset` added (the pretrained run's probe counts as epoch 1).
+    """
+
+    def __init__(self, start: float):
+        self.start = start
+        self.points: list[tuple[int, float, float]] = []
+
+    def add(self, epoch: int, accuracy: float) -> None:
+        self.points.append((epoch, time.perf_counter() - self.start, float(accuracy)))
+
+    def callback(self, epoch_offset: int = 0):
+        import keras
+
+        recorder = self
+
+        class _Record(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                value = (logs or {}).get("val_accuracy")
+                if value is not None:
+                    recorder.add(epoch + 1 + epoch_offset, value)
+
+        return _Record()
+
+
+def _model_input(images) -> np.ndarray:
+    """[0, 1] grayscale -> the [0, 255] values `TransferModel` takes."""
+    return (np.asarray(images) * 255.0).astype("float32")
+
+
+def _accuracy(probabilities, labels) -> float:
+    return float(np.mean(np.argmax(probabilities, axis=-1) == labels))
+
+
+def run_pretrained(split: dict, seed: int, weights: str = "mnist",
+                   fine_tune: bool = True):
+    """The product's recipe; returns `(model, history, result)`."""
+    import keras
+
+    import kerastransfer as kt
+    from kerastransfer.training.probe import fit_linear_probe
+
+    name, shape = register_backbone()
+    x, y = _model_input(split["x_train"]), split["y_train"]
+    x_test, y_test = _model_input(split["x_test"]), split["y_test"]
+    plan = schedule(len(x))
+    keras.utils.set_random_seed(seed)
+    model = kt.TransferModel(name, num_classes=10, input_shape=shape,
+                             weights=weights, dropout=0.0,
+                             class_names=[str(d) for d in range(10)])
+    start = time.perf_counter()
+    curve = CurveRecorder(start)
+    if ADAPT:
+        model.adapt(_model_input(split["x_unlabelled"]))
+    features = model.feature_extractor().predict(x, batch_size=256, verbose=0)
+    probe = fit_linear_probe(features, y, num_classes=10, seed=seed)
+    model.get_layer("logits").set_weights([probe.kernel, probe.bias])
+    probe_seconds = time.perf_counter() - start
+    curve.add(1, _accuracy(model.predict(x_test, batch_size=256, verbose=0), y_test))
+    history = None
+    if fine_tune and plan["epochs"] > 1:
+        model.compile(optimizer=keras.optimizers.Adam(FINE_TUNE_LR))
+        history = model.fit(
+            x, y, epochs=0, fine_tune_epochs=plan["epochs"] - 1,
+            fine_tune_lr=FINE_TUNE_LR, batch_size=plan["batch_size"],
+            validation_data=(x_test, y_test),
+            validation_freq=plan["validation_freq"],
+            callbacks=[curve.callback(epoch_offset=1)], verbose=0)
+    seconds = time.perf_counter() - start
+    accuracy = _accuracy(model.predict(x_test, batch_size=256, verbose=0), y_test)
+    return model, history, {
+        "accuracy": accuracy, "curve": curve.points, "seconds": seconds,
+        "probe_accuracy": curve.points[0][2], "probe_C": probe.C,
+        "probe_seconds": probe_seconds, "epochs": plan["epochs"],
+    }
+
+
+def run_scratch(split: dict, seed: int):
+    """The same network from random weights; returns `(model, history, result)`."""
+    import keras
+
+    import kerastransfer as kt
+
+    name, shape = register_backbone()
+    x, y = _model_input(split["x_train"]), split["y_train"]
+    x_test, y_test = _model_input(split["x_test"]), split["y_test"]
+    plan = schedule(len(x))
+    keras.utils.set_random_seed(seed)
+    model = kt.TransferModel(name, num_classes=10, input_shape=shape, weights=None,
+                             dropout=0.0, class_names=[str(d) for d in range(10)])
+    model.compile(optimizer=keras.optimizers.Adam(SCRATCH_LR))
+    start = time.perf_counter()
+    curve = CurveRecorder(start)
+    history = model.fit(
+        x, y, epochs=plan["epochs"], batch_size=plan["batch_size"],
+        validation_data=(x_test, y_test), validation_freq=plan["validation_freq"],
+        callbacks=[curve.callback()], verbose=0)
+    seconds = time.perf_counter() - start
+    accuracy = _accuracy(model.predict(x_test, batch_size=256, verbose=0), y_test)
+    return model, history, {"accuracy": accuracy, "curve": curve.points,
+                            "seconds": seconds, "epochs": plan["epochs"]}
+
+
+def run_raw_pixels(split: dict, seed: int) -> dict:
+    """The linear-probe solver on the raw pixels."""
+    from kerastransfer.training.probe import fit_linear_probe
+
+    start = time.perf_counter()
+    flat = split["x_train"].reshape(len(split["x_train"]), -1)
+    probe = fit_linear_probe(flat, split["y_train"], num_classes=10, seed=seed)
+    test = split["x_test"].reshape(len(split["x_test"]), -1)
+    return {"accuracy": _accuracy(probe.logits(test), split["y_test"]),
+            "probe_C": probe.C, "seconds": time.perf_counter() - start}
+
+
+def run_random_frozen(split: dict, seed: int) -> dict:
+    """The linear-probe solver on a frozen random `digits_cnn`."""
+    import keras
+
+    from kerastransfer.demo.pretrain import digits_cnn
+    from kerastransfer.training.batchnorm import recalibrate_batchnorm
+    from kerastransfer.training.probe import fit_linear_probe
+
+    start = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    backbone = digits_cnn(weights=None)
+    recalibrate_batchnorm(backbone, split["x_train"], layers="all")
+    features = backbone.predict(split["x_train"], batch_size=256, verbose=0)
+    probe = fit_linear_probe(features, split["y_train"], num_classes=10, seed=seed)
+    test = backbone.predict(split["x_test"], batch_size=256, verbose=0)
+    return {"accuracy": _accuracy(probe.logits(test), split["y_test"]),
+            "probe_C": probe.C, "seconds": time.perf_counter() - start}
+
+
+def epochs_to_fraction(curve, fraction: float = 0.9) -> int | None:
+    """First epoch whose accuracy reaches `fraction` of the curve's last value."""
+    if not curve:
+        return None
+    goal = fraction * curve[-1][2]
+    return next(epoch for epoch, _, accuracy in curve if accuracy >= goal)
