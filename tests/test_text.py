@@ -152,6 +152,7 @@ def test_mixed_precision_outputs_float32():
     assert model.backbone.dtype_policy.name == "mixed_bfloat16"
 
 
+@pytest.mark.slow
 def test_export_parity_int8_and_tf_free_runtime(trained):
     from kerastransfer.export import export_onnx
 
