@@ -38,10 +38,17 @@ def benchmark(model_path, batch_size, runs, warmup, seed, as_json):
     model_kind(model_path, "'MODEL'", (".onnx",))
     from kerastransfer.runtime import OnnxPredictor
 
-    predictor = OnnxPredictor(model_path)
-    shape = [batch_size, *(d if isinstance(d, int) and d > 0 else 224
-                           for d in predictor.input_shape)]
-    images = np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
+    from kerastransfer.cli.audio import open_audio_predictor
+
+    predictor = open_audio_predictor(model_path)
+    if predictor is not None:  # waveforms in [-1, 1]
+        shape = [batch_size, predictor.num_samples]
+        images = np.random.default_rng(seed).uniform(-1, 1, shape).astype("float32")
+    else:
+        predictor = OnnxPredictor(model_path)
+        shape = [batch_size, *(d if isinstance(d, int) and d > 0 else 224
+                               for d in predictor.input_shape)]
+        images = np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
     for _ in range(warmup):
         predictor.predict(images)
     latencies = []

@@ -28,6 +28,8 @@ def evaluate(model_path, data_dir, batch_size, as_json):
       kerastransfer evaluate model.keras data/test/
       kerastransfer evaluate model.onnx data/test/ --json
     """
+    from types import SimpleNamespace
+
     import numpy as np
 
     predictor = open_predictor(model_path)
@@ -35,10 +37,19 @@ def evaluate(model_path, data_dir, batch_size, as_json):
     from kerastransfer.data import load_image_folder
     from kerastransfer.errors import DataError
 
-    height, width = predictor.input_shape[:2]
-    data = load_image_folder(data_dir, image_size=(height, width),
-                             batch_size=batch_size, validation_split=0.0,
-                             shuffle=False)
+    if getattr(predictor, "kind", "image") == "audio":  # DATA_DIR/<class>/*.wav
+        from kerastransfer.cli.audio import folder_clips
+
+        waves, labels, folder_names, _ = folder_clips(
+            data_dir, predictor.sample_rate, predictor.num_samples)
+        data = SimpleNamespace(class_names=folder_names, train=[
+            (waves[i:i + batch_size], labels[i:i + batch_size])
+            for i in range(0, len(waves), batch_size)])
+    else:
+        height, width = predictor.input_shape[:2]
+        data = load_image_folder(data_dir, image_size=(height, width),
+                                 batch_size=batch_size, validation_split=0.0,
+                                 shuffle=False)
     names = list(predictor.class_names)
     unknown = [c for c in data.class_names if c not in names]
     if unknown:

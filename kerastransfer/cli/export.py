@@ -85,7 +85,13 @@ def export(model_path, out, opset, quantize, calibration_dir, fp16, no_validate,
 
         model = load_model(model_path)
         images, source = None, None
-        if not no_validate or quantize or fp16:
+        if (not no_validate or quantize or fp16) and hasattr(model, "num_samples"):
+            from kerastransfer.cli.audio import sample_clips  # audio: clips
+
+            folder = validation_dir or (read_record(model_path) or {}).get("data_dir")
+            if folder and os.path.isdir(folder):
+                images, source = sample_clips(folder, model), folder
+        elif not no_validate or quantize or fp16:
             images, source = _validation_images(model_path, validation_dir,
                                                 model.image_shape)
         bar.update(1)
@@ -131,9 +137,11 @@ def _max_diff_on(model: Any, onnx_path: str, images) -> float:
     """max |p_onnx - p_keras| of the written file on `images` (float32 files)."""
     import numpy as np
 
+    from kerastransfer.cli.audio import open_audio_predictor
     from kerastransfer.runtime import OnnxPredictor
 
-    onnx_out = OnnxPredictor(onnx_path).predict(images)
+    predictor = open_audio_predictor(onnx_path) or OnnxPredictor(onnx_path)
+    onnx_out = predictor.predict(images)
     keras_out = np.asarray(model.predict(images, verbose=0))
     return float(np.max(np.abs(onnx_out.astype("float64") - keras_out)))
 

@@ -30,7 +30,7 @@ class KerasPredictor:
 
         self.model = load_model(path)
         self.class_names = list(self.model.class_names)
-        self.input_shape = tuple(self.model.image_shape)
+        self.input_shape = tuple(getattr(self.model, "image_shape", ()))
         self.skipped: list[tuple[str, str]] = []
 
     def predict(self, images):
@@ -55,11 +55,14 @@ class KerasPredictor:
 def open_predictor(model_path: str):
     """An `OnnxPredictor` for a .onnx file, a `KerasPredictor` for a .keras one."""
     kind = model_kind(model_path, "'MODEL'", (".keras", ".onnx"))
+    from kerastransfer.cli.audio import open_audio_predictor
+
     if kind == ".onnx":
         from kerastransfer.runtime import OnnxPredictor
 
-        return OnnxPredictor(model_path)
-    return KerasPredictor(model_path)
+        return open_audio_predictor(model_path) or OnnxPredictor(model_path)
+    predictor = KerasPredictor(model_path)
+    return open_audio_predictor(model_path, predictor.model) or predictor
 
 
 @click.command()
@@ -86,14 +89,18 @@ def predict(model_path, images, top_k, batch_size, as_json):
     """
     from kerastransfer.runtime import IMAGE_EXTENSIONS, list_image_files
 
+    predictor = open_predictor(model_path)
+    extensions = IMAGE_EXTENSIONS
+    if getattr(predictor, "kind", "image") == "audio":  # IMAGES are audio files
+        from kerastransfer.runtime.audio import AUDIO_EXTENSIONS as extensions
+        from kerastransfer.runtime.audio import list_audio_files as list_image_files
     files = list_image_files(images)
     if not files:
         raise click.BadParameter(
             "No image files found (a folder is searched for "
-            f"{'/'.join(IMAGE_EXTENSIONS)} files). "
+            f"{'/'.join(extensions)} files). "
             f"Received: {' '.join(images)}", param_hint="'IMAGES'",
         )
-    predictor = open_predictor(model_path)
     top_k = min(top_k, len(predictor.class_names))
     chunks = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
     results: list[dict] = []

@@ -72,12 +72,22 @@ def _parse_weights(value: str) -> str | None:
                    "to this folder.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Save a checkpoint after every epoch here.")
+@click.option("--task", type=click.Choice(["image", "audio"]), default="image",
+              show_default=True,
+              help="image: DATA_DIR/<class>/*.jpg; audio: DATA_DIR/<class>/*.wav "
+                   "(an AudioClassifier, see docs/audio.md).")
+@click.option("--sample-rate", type=click.IntRange(min=1), default=16000,
+              show_default=True, help="--task audio: the rate clips are resampled to.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="--task audio: clip length in seconds.")
+@click.option("--augment", is_flag=True,
+              help="--task audio: gain, shift, noise and masking augmentation.")
 @click.option("--strict", is_flag=True,
               help="Fail on unreadable images instead of skipping them.")
 def train(data_dir, backbone, weights, image_size, batch_size, epochs,
           fine_tune_epochs, learning_rate, fine_tune_lr, unfreeze, train_bn,
           lr_decay, dropout, validation_split, seed, out, plots, checkpoint_dir,
-          strict):
+          task, sample_rate, duration, augment, strict):
     """Train a model on a folder of class subfolders (DATA_DIR/<class>/*.jpg).
 
     Phase 1 trains the head on the frozen backbone for --epochs; phase 2
@@ -96,12 +106,25 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
       kerastransfer train data/ --backbone resnet50 --weights resnet50_notop.h5 \\
           --unfreeze blocks:2 --plots report/ --checkpoint-dir ckpt/
       kerastransfer train data/ --weights none --image-size 64 --epochs 20
+      kerastransfer train clips/ --task audio --backbone spectrogram_cnn \\
+          --weights none --duration 1.0 --epochs 10 --augment
     """
     import_tensorflow_quietly()
     from kerastransfer.errors import InputShapeError, UnknownBackboneError
 
     weights = _parse_weights(weights)
     out = check_out_path(out, ".keras", "'--out'")
+    if task == "audio":  # kerastransfer/cli/audio.py
+        from kerastransfer.cli.audio import train_audio
+
+        return train_audio(
+            data_dir=data_dir, backbone=backbone, weights=weights,
+            batch_size=batch_size, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
+            learning_rate=learning_rate, fine_tune_lr=fine_tune_lr,
+            unfreeze=unfreeze, train_bn=train_bn, lr_decay=lr_decay,
+            dropout=dropout, validation_split=validation_split, seed=seed, out=out,
+            plots=plots, checkpoint_dir=checkpoint_dir, sample_rate=sample_rate,
+            duration=duration, augment=augment)
     # Check every option before reading any image or building any model.
     from kerastransfer.backbones.registry import get_backbone
 
