@@ -15,7 +15,9 @@ Endpoints:
                        JSON {"instances": [[[[r, g, b], ...]]]} (RGB values in
                        [0, 255], shape (N, H, W, 3) or (H, W, 3)). Query
                        parameters: top_k (default 5), probabilities=true to add
-                       the full probability vector.
+                       the full probability vector. An audio model (see
+                       docs/audio.md) takes one audio/* (WAV, FLAC, OGG) body
+                       or multipart audio files instead (export/audio_request.py).
 
 Every bad request gets a JSON error {"error": {"status": ..., "message": ...}}
 with a 4xx status (falcon's own HTTP errors, through one JSON error serializer);
@@ -50,6 +52,7 @@ from typing import Any
 import falcon
 import numpy as np
 
+from export.audio_request import audio_request
 from export.decoding import Decoder
 from export.errors import bad_request, serialize_error, too_large, unexpected_error
 from export.queue_log import quiet_queue_warnings
@@ -165,7 +168,10 @@ class Predict:
             raise bad_request("Empty request body; send an image")
         content_type = (req.content_type or "").split(";")[0].strip().lower()
         names: list[str | None]
-        if content_type == "application/json":
+        if getattr(self.model.predictor, "num_samples", None):  # an audio model
+            images, names = audio_request(req, content_type, self.model.predictor,
+                                          self.limits)
+        elif content_type == "application/json":
             images, names, top_k, with_probabilities = self._json(
                 req, top_k, with_probabilities)
         elif content_type == "multipart/form-data":
@@ -334,7 +340,10 @@ def make_server(model_path: str, *, host: str = "127.0.0.1", port: int = 8080,
     from waitress import create_server
 
     limits = limits or Limits()
-    predictor = OnnxPredictor(model_path, providers=providers)
+    from kerastransfer.runtime.audio import AudioPredictor, is_audio_model
+
+    predictor_class = AudioPredictor if is_audio_model(model_path) else OnnxPredictor
+    predictor = predictor_class(model_path, providers=providers)
     app = create_app(predictor, limits)
     quiet_queue_warnings()
     return create_server(

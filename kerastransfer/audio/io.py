@@ -27,7 +27,8 @@ import numpy as np
 
 from kerastransfer.errors import DataError
 
-__all__ = ["AUDIO_EXTENSIONS", "MAX_RESAMPLE_RATIO", "read_audio", "resample",
+__all__ = ["AUDIO_EXTENSIONS", "MAX_RESAMPLE_RATIO", "read_audio", "read_audio_bytes",
+           "resample",
            "to_mono", "fit_length", "load_clip"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -171,6 +172,30 @@ def read_audio(path: str | os.PathLike, sample_rate: int, *,
         )
     mono = to_mono(samples, channels, source=path)
     return resample(mono, int(rate), int(sample_rate))
+
+
+def read_audio_bytes(data: bytes, sample_rate: int, *, channels: Any = "mix",
+                     source: str = "request body") -> np.ndarray:
+    """`read_audio` for an in-memory file (e.g. a WAV posted to the service).
+
+    Raises:
+        DataError: as `read_audio`.
+    """
+    import io
+
+    soundfile = _soundfile()
+    try:
+        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32",
+                                       always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        raise DataError(
+            f"Not an audio file soundfile can decode ({str(error).strip()[:200]}). "
+            f"Send WAV, FLAC or OGG. Received: {source} of {len(data)} bytes"
+        ) from None
+    if samples.shape[0] == 0:
+        raise DataError(f"The audio holds no samples (zero length). Received: {source}")
+    return resample(to_mono(samples, channels, source=source), int(rate),
+                    int(sample_rate))
 
 
 def load_clip(path: str | os.PathLike, sample_rate: int, num_samples: int, *,

@@ -31,9 +31,21 @@ from kerastransfer.runtime.base import create_session, load_metadata
 from kerastransfer.runtime.files import rank_classes
 
 __all__ = ["AudioPredictor", "list_audio_files", "predict_audio_files",
-           "AUDIO_EXTENSIONS"]
+           "is_audio_model", "AUDIO_EXTENSIONS"]
 
 logger = logging.getLogger("kerastransfer.runtime")
+
+
+def is_audio_model(path: str | os.PathLike) -> bool:
+    """Whether an exported model is an audio model (`kind="audio"` in its
+    `model.json` sidecar, else in the ONNX metadata)."""
+    from kerastransfer.runtime.base import read_sidecar
+
+    sidecar = read_sidecar(path)
+    if sidecar is not None:
+        return sidecar.get("kind") == "audio"
+    metadata, _ = load_metadata(create_session(path, intra_op_threads=1), path)
+    return metadata.get("kind") == "audio"
 
 
 def list_audio_files(paths_or_folder: Any) -> list[str]:
@@ -139,6 +151,7 @@ class AudioPredictor:
         self._input_name = self._session.get_inputs()[0].name
         self.sample_rate = int(self.metadata["sample_rate"])
         self.num_samples = int(self.metadata["num_samples"])
+        self.input_shape = (self.num_samples,)
         self.class_names = list(self.metadata.get("class_names", []))
         self.task = self.metadata.get("task", "multiclass")
         self.skipped: list[tuple[str, str]] = []
