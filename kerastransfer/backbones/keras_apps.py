@@ -1,9 +1,9 @@
 """Every `keras.applications` constructor as a registry entry.
 
 Each entry records the family's preprocessing (so `TransferModel` can take RGB
-images in [0, 255]), its default and minimum input sizes, its feature dimension
-and its natural unfreezing blocks. The models are built with `include_top=False`
-and `pooling=None`: the head pools.
+images in [0, 255]), its default and minimum input sizes, its feature dimension,
+its natural unfreezing blocks and its feature pyramid (`pyramid.py`). The models
+are built with `include_top=False` and `pooling=None`: the head pools.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import urllib.error
 from collections.abc import Sequence
 
+from kerastransfer.backbones.pyramid import KERAS_PYRAMIDS
 from kerastransfer.backbones.spec import BackboneSpec, BlockRule, load_weights_file
 from kerastransfer.errors import WeightsError
 
@@ -175,6 +176,7 @@ def keras_application_specs() -> list[BackboneSpec]:
                 preprocess_module=f"keras.applications.{module}",
                 keras_name=keras_name,
                 supports_imagenet=True,
+                pyramid=KERAS_PYRAMIDS[keras_name],
             )
         )
     return specs

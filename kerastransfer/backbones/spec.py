@@ -98,6 +98,9 @@ class BackboneSpec:
             into kerastransfer, e.g. the audio `spectrogram_cnn`).
         supports_imagenet: whether `weights="imagenet"` means real pretrained weights.
         input_dtype: `"float32"` for images, `"string"` for text backbones.
+        pyramid: the feature pyramid, `((stride, layer), ...)` in increasing
+            stride (`layer`: a name, or an index into `model.layers`), or None
+            when the backbone has none (see `kerastransfer/backbones/pyramid.py`).
     """
 
     name: str
@@ -116,6 +119,7 @@ class BackboneSpec:
     source: str = "user"
     supports_imagenet: bool = False
     input_dtype: str = "float32"
+    pyramid: tuple[tuple[int, str | int], ...] | None = None
 
     @property
     def preprocess_input(self) -> Callable | None:

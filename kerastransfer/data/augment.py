@@ -100,6 +100,10 @@ def augment_dataset(dataset, preset, *, seed: int | None = None):
     """
     import tensorflow as tf
 
+    if hasattr(preset, "map_dataset"):
+        # A joint (image, target) augmentation, e.g. segmentation's
+        # (kerastransfer/data/segmentation_augment.py): it maps the pairs itself.
+        return preset.map_dataset(dataset, seed=seed)
     layers = augmentation_layers(preset, seed)
     if layers is None:
         return dataset

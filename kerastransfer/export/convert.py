@@ -79,6 +79,9 @@ def reference_model(model: Any, *, include_preprocessing: bool = True,
     """
     import keras
 
+    if hasattr(model, "export_graph"):  # a task with its own graph (segmentation)
+        return model.export_graph(include_preprocessing=include_preprocessing,
+                                  output=output)
     if output not in ("predictions", "features"):
         raise ValueError(
             "output must be 'predictions' or 'features'. "

@@ -82,6 +82,11 @@ def build_metadata(
         "onnxruntime_version": _version("onnxruntime"),
         "python_version": platform.python_version(),
     }
+    # What the task's contract adds (e.g. "kind": "segmentation"); the keys
+    # above keep their meaning.
+    contract = model.export_contract() if hasattr(model, "export_contract") else {}
+    for key, value in contract.items():
+        values.setdefault(key, value)
     return encode_metadata(values)
 
 

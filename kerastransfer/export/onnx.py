@@ -209,12 +209,15 @@ def export_onnx(
     def to_graph_input(images):
         if include_preprocessing:
             return images
-        return preprocess_images(images, model.preprocessing_mode)
+        return preprocess_images(images, model.preprocessing_mode,
+                                 window=getattr(model, "window", None))
 
     mode = quantize or ("fp16" if fp16 else None)
     calibration = evaluation = agreement_data = None
     # Read the images first: bad data fails before converting.
     real_images = None
+    if validation_data is not None and hasattr(model, "example_inputs"):
+        validation_data = model.example_inputs(validation_data)  # e.g. (x, masks)
     if validation_data is not None:
         real_images = quantize_lib.load_calibration_images(
             validation_data, image_shape, limit=None)
@@ -267,7 +270,7 @@ def export_onnx(
         reference_out = _run(session, graph_input)
         candidate_out = _run(candidate, graph_input)
         quantized_diff = float(np.max(np.abs(reference_out - candidate_out)))
-        if output == "predictions":
+        if output == "predictions":  # per pixel for (n, h, w, classes) outputs
             agreement = quantize_lib.agreement(reference_out, candidate_out, model.task)
         if agreement is not None and agreement < agreement_threshold:
             message = (

@@ -78,6 +78,8 @@ def write_report(model, history, validation_data, report_dir: str) -> dict[str, 
         summary["history"] = history.history
     if validation_data is None:
         logger.info("No validation data: the report has learning curves only.")
+    elif hasattr(model, "report_validation"):  # a task with its own tables/plots
+        written.update(model.report_validation(validation_data, report_dir, summary))
     elif getattr(model, "task", "multiclass") == "regression":
         labels, predictions = _predict(model, validation_data)
         error = np.abs(predictions.reshape(len(labels), -1) -

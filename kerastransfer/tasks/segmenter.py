@@ -1,0 +1,440 @@
+"""`SegmentationModel`: per-pixel classification — pyramid encoder -> decoder.
+
+A `SegmentationModel` is a `TransferTask` (`kerastransfer/tasks/base.py`): the
+backbone is the encoder, cut into a feature pyramid
+(`kerastransfer.backbones.pyramid.pyramid_model`: strides 2/4/8/16/32 where they
+exist); the "head" is a decoder that merges the levels and predicts one class
+distribution per pixel at the input resolution. Phases, BatchNorm rules,
+layer-wise rates, resume, the NaN guard and saving are the base class's.
+
+Decoders (`decoder=`):
+
+* `"unet"`: from the deepest level up, resize to the next level's size,
+  concatenate the skip features, two 3x3 conv-BN-ReLU (U-Net, Ronneberger et
+  al. 2015, as fastai's `unet_learner` builds it on a pretrained encoder);
+* `"fpn"`: 1x1 lateral convolutions, top-down sum (Lin et al. 2017), then one
+  shared 3x3 conv-BN-ReLU head applied to every level, resized to the finest
+  level and summed (Panoptic FPN's semantic branch, Kirillov et al. 2019).
+
+Levels are resized to each other's exact sizes (bilinear), so valid-padding
+encoders (Inception, Xception), whose maps are a few pixels smaller than
+`size / stride`, work too. The output is softmax (`task="multiclass"`, masks of
+class indices `(n, h, w)`) or sigmoid (`task="multilabel"`, masks `(n, h, w,
+classes)` of 0/1), in float32 even under mixed precision.
+
+The loss is `SegmentationLoss` (cross-entropy + soft Dice, class weights); the
+metrics are Keras's `MeanIoU` and pixel accuracy (`BinaryIoU` for multilabel).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from kerastransfer.backbones.pyramid import pyramid_model, pyramid_strides
+from kerastransfer.backbones.registry import BackboneSpec
+from kerastransfer.errors import DataError, InputShapeError
+from kerastransfer.preprocessing import ImagePreprocessing
+from kerastransfer.tasks.backbone import build_scope, resolve_backbone
+from kerastransfer.tasks.base import TransferTask
+from kerastransfer.tasks.segmentation_loss import SegmentationLoss
+
+__all__ = ["SegmentationModel", "DECODERS", "SEGMENTATION_TASKS"]
+
+logger = logging.getLogger(__name__)
+
+DECODERS = ("unet", "fpn")
+SEGMENTATION_TASKS = ("multiclass", "multilabel")
+
+
+@keras.saving.register_keras_serializable(package="kerastransfer")
+class SegmentationModel(TransferTask):
+    """A pretrained encoder with a segmentation decoder, fine-tuned in phases.
+
+    Args:
+        backbone: a registry name with a feature pyramid (every Keras
+            Applications backbone), a `BackboneSpec` with `pyramid`, or a
+            `keras.Model` with one output per stride, shallowest first.
+            Defaults to `"mobilenet_v2"`.
+        num_classes: number of classes (including the background).
+            Defaults to `len(class_names)`.
+        weights: `"imagenet"`, `None` (random) or a weights file of the
+            backbone. Defaults to `"imagenet"`.
+        input_shape: `(height, width, channels)`, fixed. Defaults to the
+            backbone's default size.
+        decoder: `"unet"` or `"fpn"`. Defaults to `"unet"`.
+        class_names: class names in index order. Defaults to `["0", "1", ...]`.
+        task: `"multiclass"` (softmax; masks of class indices) or
+            `"multilabel"` (sigmoid; one 0/1 channel per class). Defaults to
+            `"multiclass"`.
+        decoder_filters: channels of the decoder stages, deepest first (U-Net:
+            one per skip level plus the full-resolution stage; FPN: the first
+            entry is the pyramid width). Defaults to `(128, 64, 32, 16, 16)`.
+        dice_weight: weight of the soft Dice term of the default loss.
+            Defaults to `1.0`.
+        ce_weight: weight of the cross-entropy term. Defaults to `1.0`.
+        class_weights: one cross-entropy weight per class (rare classes
+            weigh more), or `None`. Defaults to `None`.
+        strides: which pyramid strides the decoder reads. Defaults to every
+            recorded one.
+        preprocessing: an `ImagePreprocessing` mode overriding the backbone's.
+            Defaults to `None`.
+        mixed_precision: `"mixed_float16"`, `"mixed_bfloat16"` or `None`.
+            Defaults to `None`.
+        strategy: a `tf.distribute.Strategy` (not saved). Defaults to `None`.
+        name: the model's name. Defaults to `"segmentation_model"`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = SegmentationModel("mobilenet_v2", num_classes=3, weights=None,
+    ...                           input_shape=(32, 32, 3))
+    >>> model.predict(np.zeros((1, 32, 32, 3)), verbose=0).shape
+    (1, 32, 32, 3)
+    """
+
+    def __init__(
+        self,
+        backbone: str | BackboneSpec | keras.Model = "mobilenet_v2",
+        num_classes: int | None = None,
+        *,
+        weights: str | None = "imagenet",
+        input_shape: Sequence[int] | None = None,
+        decoder: str = "unet",
+        class_names: Sequence[str] | None = None,
+        task: str = "multiclass",
+        decoder_filters: Sequence[int] = (128, 64, 32, 16, 16),
+        dice_weight: float = 1.0,
+        ce_weight: float = 1.0,
+        class_weights: Sequence[float] | None = None,
+        strides: Sequence[int] | None = None,
+        preprocessing: str | None = None,
+        mixed_precision: str | None = None,
+        strategy: Any = None,
+        name: str = "segmentation_model",
+        **kwargs,
+    ):
+        num_classes, class_names = _check_args(
+            num_classes, class_names, task, decoder, decoder_filters, class_weights)
+        with build_scope(strategy, mixed_precision):
+            parts = resolve_backbone(backbone, weights=weights, input_shape=input_shape)
+            shape = tuple(parts.input_shape)
+            if len(shape) != 3 or any(s is None for s in shape):
+                raise InputShapeError(
+                    "A segmentation model needs a fixed image size. Pass "
+                    "input_shape=(height, width, channels). "
+                    f"Received: input_shape={shape}")
+            encoder = pyramid_model(parts.model, strides=strides, spec=parts.spec)
+            parts = dataclasses.replace(parts, model=encoder)
+            mode = preprocessing or (parts.spec.preprocessing if parts.spec else "none")
+
+            # === Functional graph ===
+            inputs = keras.Input(shape=shape, name="image")
+            preprocessor = ImagePreprocessing(mode, name="preprocessing")
+            levels = list(encoder(preprocessor(inputs)))
+            layers = _decoder_layers(decoder, len(levels), tuple(decoder_filters),
+                                     num_classes, task)
+            outputs = _decode(decoder, layers, levels, shape[:2])
+            super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+        # === Config ===
+        self._init_task(parts, head_layers=_flat(layers), feature_tensor=levels,
+                        strategy=strategy, mixed_precision=mixed_precision)
+        self._decoder_layers = layers
+        self.preprocessor = preprocessor
+        self.num_classes = num_classes
+        self.class_names = class_names
+        self.task = task
+        self.decoder = decoder
+        self.decoder_filters = tuple(int(f) for f in decoder_filters)
+        self.dice_weight = float(dice_weight)
+        self.ce_weight = float(ce_weight)
+        self.class_weights = (None if class_weights is None
+                              else [float(w) for w in class_weights])
+        self.image_shape = shape
+        self.preprocessing_mode = mode
+        self.strides = (list(strides) if strides is not None
+                        else _recorded_strides(parts.spec, encoder))
+
+    # --- The task contract -------------------------------------------------
+    def default_loss(self):
+        """`SegmentationLoss`: cross-entropy + soft Dice, with class weights."""
+        return SegmentationLoss(num_classes=self.num_classes, task=self.task,
+                                ce_weight=self.ce_weight,
+                                dice_weight=self.dice_weight,
+                                class_weights=self.class_weights)
+
+    def default_metrics(self) -> list:
+        """Keras's `MeanIoU` and pixel accuracy (multiclass) or `BinaryIoU` and
+        binary accuracy (multilabel)."""
+        if self.task == "multilabel":
+            return [keras.metrics.BinaryIoU(target_class_ids=[1], name="iou"),
+                    keras.metrics.BinaryAccuracy(name="pixel_accuracy")]
+        return [keras.metrics.MeanIoU(self.num_classes, sparse_y_pred=False,
+                                      name="mean_iou"),
+                keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy")]
+
+    def export_contract(self) -> dict:
+        """The output is `(n, height, width, classes)`: per-pixel softmax
+        (multiclass) or sigmoid (multilabel) probabilities at the input size;
+        the runtime's `SegmentationPredictor` turns it into masks."""
+        return {"kind": "segmentation", "task": self.task,
+                "class_names": list(self.class_names),
+                "num_classes": self.num_classes, "input_shape": list(self.image_shape),
+                "preprocessing_mode": self.preprocessing_mode,
+                "output_layout": "NHWC", "decoder": self.decoder}
+
+    def example_inputs(self, data: Any) -> np.ndarray:
+        """The images of `(images, masks)` validation data (or images as is)."""
+        if isinstance(data, (tuple, list)) and len(data) == 2 and np.ndim(
+                data[0]) == 4:
+            return np.asarray(data[0])
+        return data
+
+    def _checkpoint_identity(self) -> dict:
+        return {**super()._checkpoint_identity(), "num_classes": int(self.num_classes),
+                "image_shape": list(self.image_shape), "task": self.task,
+                "decoder": self.decoder}
+
+    def _check_labels(self, y) -> None:
+        check_masks(y, self.num_classes, self.task, self.image_shape[:2])
+
+    def fit(self, x=None, y=None, *, augmentation: Any = None, **kwargs):
+        """`TransferTask.fit` for images and masks (see there for every argument).
+
+        `augmentation` moves images and masks together: `"light"`, `"medium"`,
+        `"heavy"` (`SEGMENTATION_PRESETS`) or a `SegmentationAugmentation`;
+        image-only Keras layers are refused (they would shift the image away
+        from its mask). `class_weight` does not apply to masks: build the model
+        with `class_weights=` instead.
+        """
+        from kerastransfer.data.segmentation_augment import SegmentationAugmentation
+
+        if isinstance(augmentation, str):
+            augmentation = SegmentationAugmentation.preset(augmentation)
+        elif augmentation is not None and not isinstance(
+                augmentation, SegmentationAugmentation):
+            raise TypeError(
+                "A segmentation model takes augmentation='light'/'medium'/'heavy' "
+                "or a SegmentationAugmentation (image and mask move together). "
+                f"Received: augmentation={augmentation!r}")
+        if kwargs.get("class_weight") is not None:
+            raise ValueError(
+                "class_weight weighs examples by one label; masks have one per "
+                "pixel. Build the model with class_weights=[...] (one per class). "
+                f"Received: class_weight={kwargs['class_weight']!r}")
+        return super().fit(x, y, augmentation=augmentation, **kwargs)
+
+    # --- Feature caching: the whole pyramid --------------------------------
+    def head_model(self) -> keras.Model:
+        """The decoder on cached pyramid levels (shares the decoder's layers)."""
+        inputs = [keras.Input(shape=tuple(t.shape[1:]), name=f"level_{i}")
+                  for i, t in enumerate(self._feature_tensor)]
+        outputs = _decode(self.decoder, self._decoder_layers, inputs,
+                          self.image_shape[:2])
+        return keras.Model(inputs, outputs, name=f"{self.name}_decoder")
+
+    def export_graph(self, *, include_preprocessing: bool = True,
+                     output: str = "predictions") -> keras.Model:
+        """The Keras model an ONNX export reproduces (see `export/convert.py`)."""
+        if output != "predictions":
+            raise ValueError(
+                "A segmentation model exports its per-pixel predictions only. "
+                f"Pass output='predictions'. Received: output={output!r}")
+        if include_preprocessing:
+            return self
+        inputs = keras.Input(shape=self.image_shape, name="image")
+        outputs = _decode(self.decoder, self._decoder_layers,
+                          list(self.backbone(inputs)), self.image_shape[:2])
+        return keras.Model(inputs, outputs, name=f"{self.name}_nopre")
+
+    def report_validation(self, validation_data, report_dir: str,
+                          summary: dict) -> dict[str, str]:
+        """Per-class IoU table and validation overlays (the training report)."""
+        from kerastransfer.report.segmentation import write_segmentation_report
+
+        return write_segmentation_report(self, validation_data, report_dir, summary)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "input_shape": list(self.image_shape),
+            "decoder": self.decoder,
+            "class_names": list(self.class_names),
+            "task": self.task,
+            "decoder_filters": list(self.decoder_filters),
+            "dice_weight": self.dice_weight,
+            "ce_weight": self.ce_weight,
+            "class_weights": self.class_weights,
+            "strides": list(self.strides),
+            "preprocessing": self.preprocessing_mode,
+        }
+
+
+def _recorded_strides(spec, encoder) -> list[int]:
+    if spec is not None and getattr(spec, "pyramid", None):
+        return [int(s) for s, _ in spec.pyramid]
+    return pyramid_strides(encoder)
+
+
+def _check_args(num_classes, class_names, task, decoder, filters, class_weights):
+    if task not in SEGMENTATION_TASKS:
+        raise ValueError(
+            f"task must be one of {SEGMENTATION_TASKS}. Received: task={task!r}")
+    if decoder not in DECODERS:
+        raise ValueError(
+            f"decoder must be one of {DECODERS}. Received: decoder={decoder!r}")
+    if (not filters or any(not isinstance(f, (int, np.integer)) or f < 1
+                           for f in filters)):
+        raise ValueError(
+            "decoder_filters must be positive ints, deepest stage first. "
+            f"Received: decoder_filters={filters!r}")
+    if class_names is not None:
+        class_names = [str(c) for c in class_names]
+        if len(set(class_names)) != len(class_names):
+            raise ValueError(
+                f"class_names must be unique. Received: class_names={class_names}")
+    if num_classes is None:
+        if class_names is None:
+            raise ValueError("Pass num_classes (or class_names), the background "
+                             "included. Received: num_classes=None")
+        num_classes = len(class_names)
+    if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool):
+        raise TypeError(
+            f"num_classes must be an int. Received: num_classes={num_classes!r}")
+    minimum = 2 if task == "multiclass" else 1
+    if num_classes < minimum:
+        raise ValueError(
+            f"A {task} segmentation needs num_classes >= {minimum} (the background "
+            f"is a class). Received: num_classes={num_classes}")
+    if class_names is None:
+        class_names = [str(i) for i in range(num_classes)]
+    elif len(class_names) != num_classes:
+        raise ValueError(
+            f"class_names has {len(class_names)} names but num_classes is "
+            f"{num_classes}. Pass one name per class. Received: "
+            f"class_names={class_names}")
+    if class_weights is not None and (
+            len(class_weights) != num_classes
+            or any(not np.isfinite(w) or w < 0 for w in class_weights)):
+        raise ValueError(
+            f"class_weights must be {num_classes} finite numbers >= 0, one per "
+            f"class. Received: class_weights={list(class_weights)}")
+    return int(num_classes), class_names
+
+
+def check_masks(y, num_classes: int, task: str, size: Sequence[int]) -> None:
+    """Clear errors for numpy masks a segmentation head cannot learn from.
+
+    Raises:
+        DataError: masks of another size than the images, values outside the
+            classes, or the wrong rank.
+    """
+    if y is None or not isinstance(y, np.ndarray):
+        return
+    height, width = size
+    if task == "multilabel":
+        if y.ndim != 4 or y.shape[-1] != num_classes:
+            raise DataError(
+                f"Multilabel masks must be (n, height, width, {num_classes}) of "
+                f"0/1. Received: masks.shape={y.shape}")
+    elif y.ndim == 4 and y.shape[-1] == 1:
+        y = y[..., 0]
+    elif y.ndim != 3:
+        raise DataError(
+            "Masks must be (n, height, width) class indices. Received: "
+            f"masks.shape={y.shape}")
+    if tuple(y.shape[1:3]) != (height, width):
+        raise DataError(
+            f"Masks must have the images' size {height}x{width}. Resize them with "
+            "nearest-neighbour interpolation (or load them with "
+            f"load_segmentation_folder). Received: masks.shape={y.shape}")
+    bound = 1 if task == "multilabel" else num_classes - 1
+    low, high = float(np.min(y)), float(np.max(y))
+    if low < 0 or high > bound or not np.all(np.equal(np.mod(y, 1), 0)):
+        raise DataError(
+            f"Mask values must be integers in [0, {bound}]"
+            + (" (class indices)" if task == "multiclass" else "")
+            + f". Received: values in [{low:g}, {high:g}]")
+
+
+def _conv_bn_relu(filters: int, name: str) -> list:
+    return [keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                                name=f"{name}_conv"),
+            keras.layers.BatchNormalization(name=f"{name}_bn"),
+            keras.layers.Activation("relu", name=f"{name}_relu")]
+
+
+def _filters(filters: tuple, i: int) -> int:
+    return filters[min(i, len(filters) - 1)]
+
+
+def _decoder_layers(decoder: str, num_levels: int, filters: tuple,
+                    num_classes: int, task: str) -> dict[str, list]:
+    """The decoder's layers, created once (`_decode` wires them)."""
+    layers: dict[str, list] = {}
+    if decoder == "unet":
+        for i in range(num_levels):  # num_levels - 1 skips + the full resolution
+            f = _filters(filters, i)
+            layers[f"up_{i}"] = [*_conv_bn_relu(f, f"decoder_up{i}_a"),
+                                 *_conv_bn_relu(f, f"decoder_up{i}_b")]
+    else:
+        width = filters[0]
+        for i in range(num_levels):
+            layers[f"lateral_{i}"] = [keras.layers.Conv2D(
+                width, 1, name=f"decoder_lateral{i}")]
+        layers["shared"] = _conv_bn_relu(_filters(filters, 1), "decoder_shared")
+    layers["classifier"] = [
+        keras.layers.Conv2D(num_classes, 1, name="decoder_logits"),
+        keras.layers.Activation("softmax" if task == "multiclass" else "sigmoid",
+                                dtype="float32", name="predictions")]
+    return layers
+
+
+def _flat(layers: dict[str, list]) -> list:
+    return [layer for group in layers.values() for layer in group]
+
+
+def _apply(group: list, x):
+    for layer in group:
+        x = layer(x)
+    return x
+
+
+def _resize(x, size):
+    # A fresh Resizing per call: it has no weights, and sizes differ per call.
+    height, width = int(size[0]), int(size[1])
+    if tuple(x.shape[1:3]) == (height, width):
+        return x
+    return keras.layers.Resizing(height, width, interpolation="bilinear")(x)
+
+
+def _decode(decoder: str, layers: dict[str, list], levels: list, size) -> Any:
+    """Wires the decoder on the pyramid `levels` (shallowest first)."""
+    if decoder == "unet":
+        x = levels[-1]
+        skips = levels[-2::-1]  # deepest skip first
+        for i, skip in enumerate(skips):
+            x = _resize(x, skip.shape[1:3])
+            x = keras.layers.Concatenate()([x, skip])
+            x = _apply(layers[f"up_{i}"], x)
+        x = _resize(x, size)
+        x = _apply(layers[f"up_{len(skips)}"], x)
+    else:
+        laterals = [_apply(layers[f"lateral_{i}"], level)
+                    for i, level in enumerate(levels)]
+        merged = [laterals[-1]]
+        for lateral in laterals[-2::-1]:
+            top = _resize(merged[-1], lateral.shape[1:3])
+            merged.append(keras.layers.Add()([lateral, top]))
+        finest = merged[-1].shape[1:3]
+        heads = [_resize(_apply(layers["shared"], p), finest) for p in merged]
+        x = keras.layers.Add()(heads) if len(heads) > 1 else heads[0]
+        x = _resize(x, size)
+    return _apply(layers["classifier"], x)
