@@ -49,6 +49,7 @@ def load_model(path: str | os.PathLike, *, safe_mode: bool = True,
     import keras
 
     import kerastransfer.tasks.classifier  # noqa: F401 -- registers the classes
+    import kerastransfer.tasks.segmenter  # noqa: F401
     import kerastransfer.training.optimizers  # noqa: F401
 
     try:
