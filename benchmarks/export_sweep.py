@@ -42,19 +42,17 @@ def sweep_row(name: str, size: int, folder: str) -> dict:
     import kerastransfer as kt
     from kerastransfer.export.onnx import convert_to_onnx
     from kerastransfer.export.optimize import optimize_onnx
-    from kerastransfer.export.validate import (
-        load_session,
-        random_images,
-        set_batchnorm_statistics,
-    )
+    from kerastransfer.export.validate import load_session, random_images
+    from kerastransfer.training.batchnorm import recalibrate_batchnorm
 
     spec = kt.get_backbone(name)
     size = max(size, spec.min_size)
     keras.utils.set_random_seed(0)
     model = kt.TransferModel(name, num_classes=5, weights=None,
                              input_shape=(size, size, 3))
-    set_batchnorm_statistics(model, random_images(8, (size, size, 3), seed=42))
-    both = keras.Model(model.input, [model.output, model._feature_tensor])
+    recalibrate_batchnorm(model, random_images(8, (size, size, 3), seed=42),
+                          layers="backbone")
+    both = keras.Model(model.input, [model.output, model.feature_extractor().output])
     start = time.perf_counter()
     proto = optimize_onnx(convert_to_onnx(both, (size, size, 3)))
     path = os.path.join(folder, f"{name}.onnx")

@@ -54,13 +54,13 @@ def bench(name: str, size: int, repeats: int, folder: str) -> None:
 
     import kerastransfer as kt
     from kerastransfer.export import export_onnx
-    from kerastransfer.export.validate import set_batchnorm_statistics
     from kerastransfer.runtime import OnnxPredictor
+    from kerastransfer.training.batchnorm import recalibrate_batchnorm
 
     keras.utils.set_random_seed(0)
     model = kt.TransferModel(name, num_classes=10, weights=None,
                              input_shape=(size, size, 3))
-    set_batchnorm_statistics(model, _images(16, size, seed=1))
+    recalibrate_batchnorm(model, _images(16, size, seed=1), layers="backbone")
     calibration = _images(32, size, seed=2)
     evaluation = _images(64, size, seed=3)
     paths = {k: os.path.join(folder, f"{name}_{k}.onnx")

@@ -16,8 +16,8 @@ from kerastransfer.errors import ExportError, ExportValidationError
 from kerastransfer.export import export_onnx, read_metadata
 from kerastransfer.export import onnx as onnx_export
 from kerastransfer.export.optimize import count_ops
-from kerastransfer.export.validate import set_batchnorm_statistics
 from kerastransfer.runtime import OnnxPredictor
+from kerastransfer.training.batchnorm import recalibrate_batchnorm
 
 
 def _images(n, size, seed=0):
@@ -30,7 +30,7 @@ def _model(backbone, size, num_classes=3, **kwargs):
     its outputs vary with the input (otherwise they are constant)."""
     model = kt.TransferModel(backbone, num_classes=num_classes, weights=None,
                              input_shape=(size, size, 3), **kwargs)
-    set_batchnorm_statistics(model, _images(8, size, seed=99))
+    recalibrate_batchnorm(model, _images(8, size, seed=99), layers="backbone")
     return model
 
 

@@ -35,7 +35,7 @@ def trained():
     keras.utils.set_random_seed(0)
     x, y = separable_images(n_per_class=50, size=SIZE, num_classes=3, seed=0)
     x_train, y_train, x_test, y_test = x[:100], y[:100], x[100:], y[100:]
-    model = kt.TransferModel(_tiny_backbone(), num_classes=3, pretrained=False,
+    model = kt.TransferModel(_tiny_backbone(), num_classes=3, weights=None,
                              class_names=["a", "b", "c"], preprocessing="unit")
     model.fit(x_train, y_train, epochs=8, batch_size=16, verbose=0)
     accuracy = np.mean(np.argmax(model.predict(x_test, verbose=0), 1) == y_test)

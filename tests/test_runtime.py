@@ -11,8 +11,8 @@ from PIL import Image
 
 import kerastransfer as kt
 from kerastransfer.export import export_onnx
-from kerastransfer.export.validate import set_batchnorm_statistics
 from kerastransfer.runtime import OnnxPredictor, decode_images, list_image_files
+from kerastransfer.training.batchnorm import recalibrate_batchnorm
 
 SIZE = 32
 
@@ -26,7 +26,8 @@ def exported(tmp_path_factory):
                              input_shape=(SIZE, SIZE, 3),
                              class_names=["red", "green", "blue"])
     rng = np.random.default_rng(0)
-    set_batchnorm_statistics(model, rng.uniform(0, 255, (8, SIZE, SIZE, 3)))
+    recalibrate_batchnorm(model, rng.uniform(0, 255, (8, SIZE, SIZE, 3)),
+                          layers="backbone")
     path = str(tmp_path_factory.mktemp("rt") / "model.onnx")
     export_onnx(model, path)
     return model, path

@@ -73,11 +73,9 @@ def test_image_folder_data_trains_with_precise_batchnorm(tmp_path, weights):
                        size=24)
     data = kt.load_image_folder(tmp_path / "photos", image_size=(16, 16),
                                 validation_split=0.25, batch_size=4)
-    if weights is None:
-        model = kt.TransferModel("mobilenet_v3_small", class_names=data.class_names,
-                                 weights=None, input_shape=(32, 32, 3))
-        data = kt.load_image_folder(tmp_path / "photos", image_size=(32, 32),
-                                    validation_split=0.25, batch_size=4)
+    if weights is None:  # from scratch: BatchNorm trains in the one phase
+        model = kt.TransferModel(_tiny_backbone(), class_names=data.class_names,
+                                 weights=None)
         history = model.fit(data, epochs=1, verbose=0)
     else:  # a pretrained backbone whose BatchNorm trains in fine-tuning
         model = kt.TransferModel(_tiny_backbone(), class_names=data.class_names)
@@ -215,3 +213,20 @@ def test_reload_restores_the_optimizer_state_without_warnings(tmp_path, recwarn)
                             strict=True):
         np.testing.assert_array_equal(np.array(mine), np.array(theirs))
     assert not [w for w in recwarn if "Skipping variable loading" in str(w.message)]
+
+
+def test_unknown_constructor_arguments_are_refused():
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['pretrained'\]"
+                       r".*weights=None"):
+        kt.TransferModel(_tiny_backbone(), num_classes=2, pretrained=False)
+    with pytest.raises(TypeError, match="poolin"):
+        kt.TransferModel(_tiny_backbone(), num_classes=2, poolin="max")
+
+
+def test_keras_model_backbone_with_weights_none_trains_from_scratch():
+    x, y = _separable(12)
+    model = kt.TransferModel(_tiny_backbone(), num_classes=3, weights=None)
+    assert model.pretrained is False
+    history = model.fit(x, y, epochs=1, fine_tune_epochs=1, verbose=0)
+    assert [p["name"] for p in history.phases] == ["from_scratch"]
+    assert kt.TransferModel(_tiny_backbone(), num_classes=3).pretrained is True

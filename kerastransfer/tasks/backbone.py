@@ -67,8 +67,9 @@ def resolve_backbone(
 
     Args:
         backbone: what the user passed as `backbone`.
-        weights: `"imagenet"`, `None` or a weights file path (ignored for a
-            `keras.Model`, which is taken as pretrained).
+        weights: `"imagenet"`, `None` or a weights file path. For a
+            `keras.Model` its own weights are used: `None` marks them as random
+            (trained from scratch in one phase), any other value as pretrained.
         input_shape: the requested input shape, or `None` for the default. A
             channel count other than the backbone's (e.g. 1 for grayscale) adapts
             its first convolution (`kerastransfer.backbones.adapt`).
@@ -107,10 +108,10 @@ def resolve_backbone(
                 channels != native:
             _model_input_shape(backbone, (*input_shape[:2], native))
             return _adapted(backbone, channels, preprocessing or "none", spec=None,
-                            name=backbone.name, pretrained=True)
+                            name=backbone.name, pretrained=weights is not None)
         shape = () if dtype == "string" else _model_input_shape(backbone, input_shape)
         return BackboneParts(model=backbone, spec=None, name=backbone.name,
-                             pretrained=True, input_shape=tuple(shape),
+                             pretrained=weights is not None, input_shape=tuple(shape),
                              input_dtype=dtype)
     raise TypeError(
         "backbone must be a registry name, a BackboneSpec or a keras.Model. "

@@ -49,6 +49,21 @@ class TransferTask(keras.Model):
     """
 
     # --- Construction -------------------------------------------------------
+    # Keras's Functional silently accepts unknown keyword arguments: a typo, or
+    # an argument of an older version, would be ignored without a word.
+    _KERAS_KWARGS = ("trainable", "dtype")
+
+    def __init__(self, *args, **kwargs):
+        unknown = sorted(set(kwargs) - {"inputs", "outputs", "name",
+                                        *self._KERAS_KWARGS})
+        if unknown:
+            hint = (" To train a keras.Model backbone from scratch, pass "
+                    "weights=None." if "pretrained" in unknown else "")
+            raise TypeError(
+                f"{type(self).__name__}() got unexpected keyword arguments "
+                f"{unknown}.{hint} Received: {', '.join(unknown)}")
+        super().__init__(*args, **kwargs)
+
     def _init_task(self, parts: BackboneParts, *, head_layers, feature_tensor,
                    strategy=None, mixed_precision=None) -> None:
         self.backbone = parts.model

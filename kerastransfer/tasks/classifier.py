@@ -45,8 +45,9 @@ class TransferModel(TransferTask):
             Defaults to `len(class_names)`, or 1 for regression.
         weights: `"imagenet"` (Keras downloads and caches them), `None` (random
             initialization: train from scratch), or a path to a weights file for
-            the backbone. Ignored when `backbone` is a `keras.Model`. Defaults to
-            `"imagenet"`.
+            the backbone. For a `keras.Model` backbone its own weights are used:
+            `None` marks them as random (one from-scratch phase), any other value
+            as pretrained. Defaults to `"imagenet"`.
         input_shape: `(height, width, channels)` of the images. Defaults to the
             backbone's default size.
         class_names: names of the classes, in label order. Defaults to
@@ -183,7 +184,8 @@ class TransferModel(TransferTask):
                 "num_classes": self.num_classes, "input_shape": list(self.image_shape),
                 "preprocessing_mode": self.preprocessing_mode,
                 "window": None if self.window is None else list(self.window),
-                "threshold": self.threshold}
+                "threshold": self.threshold,
+                "channels": int(self.image_shape[-1]) if self.image_shape else None}
 
     def predict(self, x, *args, tta: bool = False, **kwargs):
         """`keras.Model.predict`, with optional test-time augmentation.
