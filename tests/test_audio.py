@@ -36,10 +36,16 @@ def test_log_mel_shape_stft_equals_dft_conv_and_is_gain_invariant():
 
     layer = LogMelSpectrogram(num_mel_bins=40)
     rng = np.random.default_rng(0)
-    x = np.stack([_tone(440) + 0.05 * rng.standard_normal(8000).astype("float32"),
-                  0.3 * rng.standard_normal(8000).astype("float32")])
+    x = np.stack(
+        [
+            _tone(440) + 0.05 * rng.standard_normal(8000).astype("float32"),
+            0.3 * rng.standard_normal(8000).astype("float32"),
+        ]
+    )
     out = np.asarray(layer(x))
-    assert out.shape == (2, 1 + 8000 // 160, 40, 1) == (2, layer.num_frames(8000), 40, 1)
+    assert (
+        out.shape == (2, 1 + 8000 // 160, 40, 1) == (2, layer.num_frames(8000), 40, 1)
+    )
     # per-utterance normalization: zero mean, unit variance per clip
     np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 0, atol=1e-4)
     np.testing.assert_allclose(out.std(axis=(1, 2, 3)), 1, atol=1e-3)
@@ -81,10 +87,12 @@ def test_stereo_is_downmixed_or_one_channel_taken(tmp_path):
     left, right = _tone(440), _tone(880)
     path = tmp_path / "stereo.wav"
     soundfile.write(path, np.stack([left, right], axis=1), SR, subtype="FLOAT")
-    np.testing.assert_allclose(audio_io.read_audio(path, SR), (left + right) / 2,
-                               atol=1e-6)
-    np.testing.assert_allclose(audio_io.read_audio(path, SR, channels=1), right,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        audio_io.read_audio(path, SR), (left + right) / 2, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        audio_io.read_audio(path, SR, channels=1), right, atol=1e-6
+    )
     with pytest.raises(DataError, match="has 2 channel"):
         audio_io.read_audio(path, SR, channels=2)
 
@@ -118,10 +126,14 @@ def test_resampling_keeps_pitch_and_duration(tmp_path):
 
 def test_fit_length_pads_centred_and_crops():
     x = np.arange(1, 7, dtype="float32")
-    np.testing.assert_array_equal(audio_io.fit_length(x, 10), [0, 0, 1, 2, 3, 4, 5, 6, 0, 0])
+    np.testing.assert_array_equal(
+        audio_io.fit_length(x, 10), [0, 0, 1, 2, 3, 4, 5, 6, 0, 0]
+    )
     np.testing.assert_array_equal(audio_io.fit_length(x, 2), [3, 4])
-    crops = {tuple(audio_io.fit_length(x, 2, "random", np.random.default_rng(s)))
-             for s in range(30)}
+    crops = {
+        tuple(audio_io.fit_length(x, 2, "random", np.random.default_rng(s)))
+        for s in range(30)
+    }
     assert crops == {(1, 2), (2, 3), (3, 4), (4, 5), (5, 6)}
 
 
@@ -129,21 +141,25 @@ def test_fit_length_pads_centred_and_crops():
 def test_augmentation_snr_masks_and_determinism():
     clip = _tone(440)
     rng = np.random.default_rng(0)
-    noisy = AudioAugmentation(gain_db=None, shift=0, snr_db=(10, 10), time_mask=0,
-                              freq_mask=0, probability=1)(clip, rng)
+    noisy = AudioAugmentation(
+        gain_db=None, shift=0, snr_db=(10, 10), time_mask=0, freq_mask=0, probability=1
+    )(clip, rng)
     noise = noisy - clip
-    snr = 10 * np.log10(np.mean(clip ** 2) / np.mean(noise ** 2))
+    snr = 10 * np.log10(np.mean(clip**2) / np.mean(noise**2))
     assert abs(snr - 10) < 0.1
-    masked = AudioAugmentation(gain_db=None, shift=0, snr_db=None, time_mask=0.5,
-                               freq_mask=0, probability=1)(clip, np.random.default_rng(3))
+    masked = AudioAugmentation(
+        gain_db=None, shift=0, snr_db=None, time_mask=0.5, freq_mask=0, probability=1
+    )(clip, np.random.default_rng(3))
     zeros = np.sum(masked == 0) - np.sum(clip == 0)
     assert 0 < zeros <= 0.5 * len(clip) + 1
-    band = AudioAugmentation(gain_db=None, shift=0, snr_db=None, time_mask=0,
-                             freq_mask=1.0, probability=1)
+    band = AudioAugmentation(
+        gain_db=None, shift=0, snr_db=None, time_mask=0, freq_mask=1.0, probability=1
+    )
     # a mask that covers 440 Hz removes the tone; find a seed whose band does
-    removed = [np.sqrt(np.mean(band(clip, np.random.default_rng(s)) ** 2))
-               for s in range(20)]
-    assert min(removed) < 0.05 * np.sqrt(np.mean(clip ** 2))
+    removed = [
+        np.sqrt(np.mean(band(clip, np.random.default_rng(s)) ** 2)) for s in range(20)
+    ]
+    assert min(removed) < 0.05 * np.sqrt(np.mean(clip**2))
     a = AudioAugmentation()(clip, np.random.default_rng(7))
     b = AudioAugmentation()(clip, np.random.default_rng(7))
     np.testing.assert_array_equal(a, b)
@@ -158,8 +174,9 @@ def test_load_audio_folder_reports_bad_files_and_splits(tmp_path):
 
     names = write_audio_folder(str(tmp_path), 5, duration=0.25, broken=True)
     (tmp_path / names[1] / "readme.txt").write_text("x")
-    data = kt.load_audio_folder(tmp_path, duration=0.25, validation_split=0.2,
-                                batch_size=4)
+    data = kt.load_audio_folder(
+        tmp_path, duration=0.25, validation_split=0.2, batch_size=4
+    )
     reasons = {os.path.basename(p): r for p, r in data.skipped}
     assert set(reasons) == {"not_audio.wav", "empty.wav", "readme.txt"}
     assert "no samples" in reasons["empty.wav"]
@@ -196,21 +213,26 @@ def _hub_model(path, *, waveform=True, samples=4000):
     import tensorflow as tf
 
     obj = tf.__internal__.tracking.AutoTrackable()
-    kernel = tf.Variable(np.random.default_rng(0).normal(0, 0.1, (400, 8))
-                         .astype("float32"), name="proj/kernel")
+    kernel = tf.Variable(
+        np.random.default_rng(0).normal(0, 0.1, (400, 8)).astype("float32"),
+        name="proj/kernel",
+    )
     obj.kernel = kernel
     obj.variables = [kernel]
     obj.trainable_variables = [kernel]
     obj.regularization_losses = []
     if waveform:
+
         @tf.function(input_signature=[tf.TensorSpec((None, None), tf.float32)])
         def call(x):  # frame embeddings (batch, frames, 8), YAMNet-style
             frames = tf.signal.frame(x, 400, 160)
             return tf.nn.relu(tf.einsum("bfs,sd->bfd", frames, kernel))
     else:
+
         @tf.function(input_signature=[tf.TensorSpec((None, 32, 32, 3), tf.float32)])
         def call(x):
             return tf.reduce_mean(x, axis=(1, 2)) @ kernel[:3]
+
     obj.__call__ = call
     tf.saved_model.save(obj, str(path))
     return str(path)
@@ -220,21 +242,26 @@ def test_hub_waveform_backbone_trains_and_non_waveform_is_refused(tmp_path):
     import kerastransfer as kt
 
     handle = _hub_model(tmp_path / "wave_hub")
-    model = kt.AudioClassifier(f"tfhub:{handle}", num_classes=2, frontend="none",
-                               duration=0.25)
-    assert model.backbone.output.shape[1:] == (None, 8) or \
-        len(model.backbone.output.shape) == 3
+    model = kt.AudioClassifier(
+        f"tfhub:{handle}", num_classes=2, frontend="none", duration=0.25
+    )
+    assert (
+        model.backbone.output.shape[1:] == (None, 8)
+        or len(model.backbone.output.shape) == 3
+    )
     x = np.random.default_rng(0).uniform(-1, 1, (8, 4000)).astype("float32")
     before = [w.copy() for w in model.get_weights()]
     model.fit(x, np.array([0, 1] * 4), epochs=1, fine_tune_epochs=1, verbose=0)
     assert model.predict(x, verbose=0).shape == (8, 2)
-    changed = [not np.allclose(a, b) for a, b in zip(before, model.get_weights(),
-                                                      strict=True)]
+    changed = [
+        not np.allclose(a, b) for a, b in zip(before, model.get_weights(), strict=True)
+    ]
     assert all(changed)  # hub projection and head both fine-tuned
     image_handle = _hub_model(tmp_path / "image_hub", waveform=False)
     with pytest.raises(HubModelError, match="must take float32 waveforms"):
-        kt.AudioClassifier(f"tfhub:{image_handle}", num_classes=2, frontend="none",
-                           duration=0.25)
+        kt.AudioClassifier(
+            f"tfhub:{image_handle}", num_classes=2, frontend="none", duration=0.25
+        )
 
 
 def test_audio_classifier_argument_errors():
@@ -251,11 +278,14 @@ def test_audio_classifier_argument_errors():
 
 
 def test_runtime_audio_never_imports_tensorflow():
-    code = ("import sys, kerastransfer.runtime as r; r.AudioPredictor; "
-            "from kerastransfer.runtime.audio import predict_audio_files; "
-            "import kerastransfer.audio.io; "
-            "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                            text=True, timeout=120)
+    code = (
+        "import sys, kerastransfer.runtime as r; r.AudioPredictor; "
+        "from kerastransfer.runtime.audio import predict_audio_files; "
+        "import kerastransfer.audio.io; "
+        "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr

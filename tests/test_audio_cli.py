@@ -25,10 +25,26 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("audio_cli")
     write_audio_folder(str(root / "clips"), 10, duration=0.25, seed=0, broken=True)
-    result = _invoke("train", root / "clips", "--task", "audio", "--backbone",
-                     "spectrogram_cnn", "--weights", "none", "--duration", "0.25",
-                     "--epochs", "2", "--batch-size", "8", "--validation-split",
-                     "0.25", "--out", root / "kws.keras")
+    result = _invoke(
+        "train",
+        root / "clips",
+        "--task",
+        "audio",
+        "--backbone",
+        "spectrogram_cnn",
+        "--weights",
+        "none",
+        "--duration",
+        "0.25",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--validation-split",
+        "0.25",
+        "--out",
+        root / "kws.keras",
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     return root, result.output
 
@@ -37,8 +53,10 @@ def test_train_records_the_saved_models_metrics(trained):
     root, output = trained
     record = json.loads((root / "kws.train.json").read_text())
     assert record["task"] == "audio" and record["num_validation"] == 8
-    assert {p.split("/")[-1] for p in record["skipped"]} == {"empty.wav",
-                                                             "not_audio.wav"}
+    assert {p.split("/")[-1] for p in record["skipped"]} == {
+        "empty.wav",
+        "not_audio.wav",
+    }
     import kerastransfer as kt
 
     model = kt.load_model(root / "kws.keras")
@@ -59,12 +77,16 @@ def test_export_predict_evaluate_benchmark(trained):
     assert keras_out.exit_code == 0 and onnx_out.exit_code == 0, onnx_out.output
     a, b = json.loads(keras_out.stdout), json.loads(onnx_out.stdout)
     good = [r for r in b if "error" not in r]
-    assert len(good) == 10 and {r["path"].split("/")[-1] for r in b if "error" in r} \
-        == {"empty.wav", "not_audio.wav"}
+    assert len(good) == 10 and {
+        r["path"].split("/")[-1] for r in b if "error" in r
+    } == {"empty.wav", "not_audio.wav"}
     for x, y in zip(a, b, strict=True):
         if "error" not in x:
-            np.testing.assert_allclose(list(x["probabilities"].values()),
-                                       list(y["probabilities"].values()), atol=1e-4)
+            np.testing.assert_allclose(
+                list(x["probabilities"].values()),
+                list(y["probabilities"].values()),
+                atol=1e-4,
+            )
     keras_eval = _invoke("evaluate", root / "kws.keras", root / "clips", "--json")
     onnx_eval = _invoke("evaluate", onnx_path, root / "clips", "--json")
     assert onnx_eval.exit_code == 0, onnx_eval.output + repr(onnx_eval.exception)

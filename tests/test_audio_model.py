@@ -31,8 +31,9 @@ def trained(clips, tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = kt.AudioClassifier("spectrogram_cnn", class_names=names, **SMALL)
     folder = tmp_path_factory.mktemp("ckpt")
-    history = model.fit(x, y, epochs=3, batch_size=16, verbose=0,
-                        checkpoint_dir=str(folder))
+    history = model.fit(
+        x, y, epochs=3, batch_size=16, verbose=0, checkpoint_dir=str(folder)
+    )
     return model, history, folder
 
 
@@ -48,11 +49,13 @@ def test_resume_returns_the_finished_run(trained, clips):
     model, history, folder = trained
     x, y, xv, _, names = clips
     again = kt.AudioClassifier("spectrogram_cnn", class_names=names, **SMALL)
-    resumed = again.fit(x, y, epochs=3, batch_size=16, verbose=0,
-                        checkpoint_dir=str(folder))
+    resumed = again.fit(
+        x, y, epochs=3, batch_size=16, verbose=0, checkpoint_dir=str(folder)
+    )
     assert resumed.history["loss"] == pytest.approx(history.history["loss"])
-    np.testing.assert_allclose(again.predict(xv, verbose=0),
-                               model.predict(xv, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        again.predict(xv, verbose=0), model.predict(xv, verbose=0), atol=1e-6
+    )
 
 
 def test_keras_round_trip_is_exact(trained, clips, tmp_path):
@@ -63,8 +66,9 @@ def test_keras_round_trip_is_exact(trained, clips, tmp_path):
     loaded = kt.load_model(path)
     assert type(loaded).__name__ == "AudioClassifier"
     assert loaded.export_contract() == model.export_contract()
-    np.testing.assert_array_equal(loaded.predict(xv, verbose=0),
-                                  model.predict(xv, verbose=0))
+    np.testing.assert_array_equal(
+        loaded.predict(xv, verbose=0), model.predict(xv, verbose=0)
+    )
 
 
 def test_frozen_phase_with_feature_cache_trains_only_the_head(clips, tmp_path):
@@ -72,12 +76,14 @@ def test_frozen_phase_with_feature_cache_trains_only_the_head(clips, tmp_path):
     pretrained = kt.AudioClassifier("spectrogram_cnn", class_names=names, **SMALL)
     weights = tmp_path / "backbone.weights.h5"
     pretrained.backbone.save_weights(weights)
-    model = kt.AudioClassifier("spectrogram_cnn", class_names=names,
-                               **{**SMALL, "weights": str(weights)})
+    model = kt.AudioClassifier(
+        "spectrogram_cnn", class_names=names, **{**SMALL, "weights": str(weights)}
+    )
     assert model.pretrained
     before = [w.copy() for w in model.backbone.get_weights()]
-    history = model.fit(x[:40], y[:40], epochs=1, batch_size=16, verbose=0,
-                        cache_features=True)
+    history = model.fit(
+        x[:40], y[:40], epochs=1, batch_size=16, verbose=0, cache_features=True
+    )
     assert [p["name"] for p in history.phases] == ["frozen"]
     for a, b in zip(before, model.backbone.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -110,8 +116,13 @@ def test_export_parity_predictor_and_int8(trained, clips, tmp_path):
     np.testing.assert_allclose(results[0]["probabilities"], keras_probs[0], atol=1e-4)
     assert [p.split("/")[-1] for p, _ in predictor.skipped] == ["b.wav"]
     # static int8: the front end stays float32; agreement on held-out clips
-    q = export_onnx(model, tmp_path / "kws_int8.onnx", quantize="static",
-                    calibration_data=x[:64], validation_data=xv)
+    q = export_onnx(
+        model,
+        tmp_path / "kws_int8.onnx",
+        quantize="static",
+        calibration_data=x[:64],
+        validation_data=xv,
+    )
     assert q.agreement >= 0.99, q.agreement
     int8 = AudioPredictor(tmp_path / "kws_int8.onnx")
     assert np.mean(np.argmax(int8.predict(xv), 1) == yv) >= 0.9

@@ -19,8 +19,12 @@ from typing import Any
 
 from kerastransfer.backbones.spec import BackboneSpec, BlockRule
 
-__all__ = ["SPECTROGRAM_CNN", "spectrogram_cnn_spec", "build_spectrogram_cnn",
-           "hub_waveform_backbone"]
+__all__ = [
+    "SPECTROGRAM_CNN",
+    "spectrogram_cnn_spec",
+    "build_spectrogram_cnn",
+    "hub_waveform_backbone",
+]
 
 SPECTROGRAM_CNN = "spectrogram_cnn"
 _FILTERS = (16, 32, 64, 128)
@@ -52,8 +56,9 @@ def build_spectrogram_cnn(input_shape: tuple, pretrained: bool = False) -> Any:
     for block, filters in enumerate(_FILTERS, start=1):
         for conv in (1, 2):
             prefix = f"block{block}_conv{conv}"
-            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                                    name=prefix)(x)
+            x = keras.layers.Conv2D(
+                filters, 3, padding="same", use_bias=False, name=prefix
+            )(x)
             x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
             x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
         if block < len(_FILTERS):
@@ -105,8 +110,11 @@ def hub_waveform_backbone(handle: str, num_samples: int) -> Any:
     obj = load_hub_object(handle)
     meta = read_metadata(obj, handle, None, None)
     output_rank = None if meta.output_shape is None else len(meta.output_shape)
-    if (meta.input_dtype != "float32" or not meta.accepts((num_samples,))
-            or output_rank not in (2, 3)):
+    if (
+        meta.input_dtype != "float32"
+        or not meta.accepts((num_samples,))
+        or output_rank not in (2, 3)
+    ):
         raise HubModelError(
             "An audio TF-Hub backbone must take float32 waveforms (batch, samples) "
             "and return frame embeddings (batch, frames, dim) or clip embeddings "
@@ -115,7 +123,12 @@ def hub_waveform_backbone(handle: str, num_samples: int) -> Any:
             f"{[list(s) for s in meta.input_shapes]}, dtype {meta.input_dtype}, "
             f"output shape {meta.output_shape} for handle={handle!r}"
         )
-    layer = HubBackbone(handle, trainable=True, input_shape=(num_samples,),
-                        loaded_object=obj, name="hub_backbone")
+    layer = HubBackbone(
+        handle,
+        trainable=True,
+        input_shape=(num_samples,),
+        loaded_object=obj,
+        name="hub_backbone",
+    )
     inputs = keras.Input(shape=(num_samples,), name="hub_input")
     return keras.Model(inputs, layer(inputs), name="tfhub_waveform_backbone")

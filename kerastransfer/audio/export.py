@@ -33,10 +33,12 @@ logger = logging.getLogger("kerastransfer.export.onnx")
 def load_waveforms(source: Any, model: Any, limit: int | None = 256) -> np.ndarray:
     """Waveforms `(n, num_samples)` from an array or a folder/list of audio files."""
     if isinstance(source, (str, os.PathLike, list, tuple)) and not (
-            isinstance(source, (list, tuple)) and source
-            and not isinstance(source[0], (str, os.PathLike))):
-        from kerastransfer.runtime.audio import list_audio_files
+        isinstance(source, (list, tuple))
+        and source
+        and not isinstance(source[0], (str, os.PathLike))
+    ):
         from kerastransfer.audio.io import load_clip
+        from kerastransfer.runtime.audio import list_audio_files
 
         paths = list_audio_files(source)[:limit]
         clips = []
@@ -70,13 +72,23 @@ def _random_waveforms(batch: int, samples: int, seed: int) -> np.ndarray:
     return (0.3 * rng.standard_normal((batch, samples))).clip(-1, 1).astype("float32")
 
 
-def export_audio_onnx(model: Any, path: str | os.PathLike, *, opset: int = 17,
-                      include_preprocessing: bool = True, validate: bool = True,
-                      atol: float = 1e-4, quantize: str | None = None,
-                      calibration_data: Any = None, validation_data: Any = None,
-                      fp16: bool = False, optimize: bool = True,
-                      output: str = "predictions", agreement_threshold: float = 0.99,
-                      reduce_range: bool = True):
+def export_audio_onnx(
+    model: Any,
+    path: str | os.PathLike,
+    *,
+    opset: int = 17,
+    include_preprocessing: bool = True,
+    validate: bool = True,
+    atol: float = 1e-4,
+    quantize: str | None = None,
+    calibration_data: Any = None,
+    validation_data: Any = None,
+    fp16: bool = False,
+    optimize: bool = True,
+    output: str = "predictions",
+    agreement_threshold: float = 0.99,
+    reduce_range: bool = True,
+):
     """Exports an `AudioClassifier` (arguments as for `export_onnx`; the data
     arguments take waveforms `(n, samples)` or audio files/folders).
 
@@ -110,9 +122,16 @@ def export_audio_onnx(model: Any, path: str | os.PathLike, *, opset: int = 17,
     from types import SimpleNamespace
 
     # The shared argument checks (opset, atol, quantize, fp16, threshold).
-    _check_export_args(SimpleNamespace(image_shape=(model.num_samples,),
-                                       head_layers=model.head_layers),
-                       opset, atol, quantize, fp16, agreement_threshold)
+    _check_export_args(
+        SimpleNamespace(
+            image_shape=(model.num_samples,), head_layers=model.head_layers
+        ),
+        opset,
+        atol,
+        quantize,
+        fp16,
+        agreement_threshold,
+    )
     if quantize == "static" and calibration_data is None:
         raise ValueError(
             "Static quantization needs calibration clips. Pass calibration_data "
@@ -120,17 +139,24 @@ def export_audio_onnx(model: Any, path: str | os.PathLike, *, opset: int = 17,
         )
     path = os.fspath(path)
     mode = quantize or ("fp16" if fp16 else None)
-    real = None if validation_data is None else load_waveforms(validation_data, model,
-                                                               limit=None)
-    calibration = (None if calibration_data is None
-                   else load_waveforms(calibration_data, model))
+    real = (
+        None
+        if validation_data is None
+        else load_waveforms(validation_data, model, limit=None)
+    )
+    calibration = (
+        None if calibration_data is None else load_waveforms(calibration_data, model)
+    )
 
     with export_mode(model):
-        proto = convert_to_onnx(model, (model.num_samples,), opset=opset,
-                                input_name="waveform")
+        proto = convert_to_onnx(
+            model, (model.num_samples,), opset=opset, input_name="waveform"
+        )
     if not any(node.op_type == "Conv" for node in proto.graph.node):
-        raise ExportError("The audio front end is missing from the ONNX graph. "
-                          "Report this as a bug. Received: no Conv node")
+        raise ExportError(
+            "The audio front end is missing from the ONNX graph. "
+            "Report this as a bug. Received: no Conv node"
+        )
     transposes_raw = count_ops(proto, "Transpose")
     level = "basic" if optimize else None
     if optimize:
@@ -147,10 +173,17 @@ def export_audio_onnx(model: Any, path: str | os.PathLike, *, opset: int = 17,
     agreement = quantized_diff = agreement_data = None
     final = proto
     if mode is not None:
-        final = (quantize_lib.convert_fp16(proto) if mode == "fp16" else
-                 quantize_lib.quantize_onnx(proto, mode, calibration_images=calibration,
-                                            reduce_range=reduce_range,
-                                            nodes_to_exclude=_frontend_nodes(proto)))
+        final = (
+            quantize_lib.convert_fp16(proto)
+            if mode == "fp16"
+            else quantize_lib.quantize_onnx(
+                proto,
+                mode,
+                calibration_images=calibration,
+                reduce_range=reduce_range,
+                nodes_to_exclude=_frontend_nodes(proto),
+            )
+        )
         if real is not None:
             evaluation, agreement_data = real, "validation_data"
         elif calibration is not None:
@@ -176,19 +209,27 @@ def export_audio_onnx(model: Any, path: str | os.PathLike, *, opset: int = 17,
     import kerastransfer
 
     contract = model.export_contract()
-    values = {"format_version": "1", **contract,
-              "input_shape": [None, model.num_samples], "input_layout": "NS",
-              "input_dtype": "float32", "value_range": [-1, 1],
-              "include_preprocessing": True, "output": "predictions",
-              "backbone": str(model.backbone_name), "quantization": mode or "none",
-              "opset": str(opset), "optimization": level or "none",
-              "kerastransfer_version": kerastransfer.__version__,
-              "keras_version": metadata_lib._version("keras"),
-              "tensorflow_version": metadata_lib._version("tensorflow"),
-              "tf2onnx_version": metadata_lib._version("tf2onnx"),
-              "onnx_version": metadata_lib._version("onnx"),
-              "onnxruntime_version": metadata_lib._version("onnxruntime"),
-              "python_version": platform.python_version()}
+    values = {
+        "format_version": "1",
+        **contract,
+        "input_shape": [None, model.num_samples],
+        "input_layout": "NS",
+        "input_dtype": "float32",
+        "value_range": [-1, 1],
+        "include_preprocessing": True,
+        "output": "predictions",
+        "backbone": str(model.backbone_name),
+        "quantization": mode or "none",
+        "opset": str(opset),
+        "optimization": level or "none",
+        "kerastransfer_version": kerastransfer.__version__,
+        "keras_version": metadata_lib._version("keras"),
+        "tensorflow_version": metadata_lib._version("tensorflow"),
+        "tf2onnx_version": metadata_lib._version("tf2onnx"),
+        "onnx_version": metadata_lib._version("onnx"),
+        "onnxruntime_version": metadata_lib._version("onnxruntime"),
+        "python_version": platform.python_version(),
+    }
     meta = encode_metadata(values)
     metadata_lib.set_metadata(final, meta)
     name_batch_axis(final)
@@ -197,13 +238,30 @@ def export_audio_onnx(model: Any, path: str | os.PathLike, *, opset: int = 17,
         load_session(tmp)
     sidecar = metadata_lib.write_sidecar(path, meta)
     report = ExportReport(
-        path=path, opset=opset, include_preprocessing=True, output="predictions",
-        validated=validate, max_abs_diff=max_diff, optimization=level,
-        transpose_nodes_raw=transposes_raw, transpose_nodes=count_ops(proto, "Transpose"),
-        nodes=len(final.graph.node), quantization=mode, agreement=agreement,
-        agreement_data=agreement_data, quantized_max_abs_diff=quantized_diff,
-        warnings=warnings_, file_size=os.path.getsize(path),
-        seconds=time.perf_counter() - start, metadata=meta, sidecar=sidecar)
-    logger.info("Exported audio model %s (%d bytes) in %.1f s", path,
-                report.file_size, report.seconds)
+        path=path,
+        opset=opset,
+        include_preprocessing=True,
+        output="predictions",
+        validated=validate,
+        max_abs_diff=max_diff,
+        optimization=level,
+        transpose_nodes_raw=transposes_raw,
+        transpose_nodes=count_ops(proto, "Transpose"),
+        nodes=len(final.graph.node),
+        quantization=mode,
+        agreement=agreement,
+        agreement_data=agreement_data,
+        quantized_max_abs_diff=quantized_diff,
+        warnings=warnings_,
+        file_size=os.path.getsize(path),
+        seconds=time.perf_counter() - start,
+        metadata=meta,
+        sidecar=sidecar,
+    )
+    logger.info(
+        "Exported audio model %s (%d bytes) in %.1f s",
+        path,
+        report.file_size,
+        report.seconds,
+    )
     return report

@@ -72,13 +72,27 @@ class LogMelSpectrogram(keras.layers.Layer):
     TensorShape([2, 101, 64, 1])
     """
 
-    def __init__(self, sample_rate=16000, fft_length=512, hop_length=160,
-                 num_mel_bins=64, min_freq=20.0, max_freq=None, log_offset=1e-6,
-                 normalize=True, dft="stft", **kwargs):
+    def __init__(
+        self,
+        sample_rate=16000,
+        fft_length=512,
+        hop_length=160,
+        num_mel_bins=64,
+        min_freq=20.0,
+        max_freq=None,
+        log_offset=1e-6,
+        normalize=True,
+        dft="stft",
+        **kwargs,
+    ):
         kwargs.setdefault("dtype", "float32")  # STFT runs in float32 (not float16)
         super().__init__(**kwargs)
-        for name, value in (("sample_rate", sample_rate), ("fft_length", fft_length),
-                            ("hop_length", hop_length), ("num_mel_bins", num_mel_bins)):
+        for name, value in (
+            ("sample_rate", sample_rate),
+            ("fft_length", fft_length),
+            ("hop_length", hop_length),
+            ("num_mel_bins", num_mel_bins),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(
                     f"{name} must be a positive int. Received: {name}={value!r}"
@@ -103,13 +117,20 @@ class LogMelSpectrogram(keras.layers.Layer):
         self.dft = dft
         bins = self.fft_length // 2 + 1
         mel = keras.layers.MelSpectrogram(
-            fft_length=self.fft_length, sampling_rate=self.sample_rate,
-            num_mel_bins=self.num_mel_bins, min_freq=self.min_freq,
-            max_freq=self.max_freq, dtype="float32")
+            fft_length=self.fft_length,
+            sampling_rate=self.sample_rate,
+            num_mel_bins=self.num_mel_bins,
+            min_freq=self.min_freq,
+            max_freq=self.max_freq,
+            dtype="float32",
+        )
         matrix = mel.linear_to_mel_weight_matrix(
-            num_mel_bins=self.num_mel_bins, num_spectrogram_bins=bins,
-            sampling_rate=self.sample_rate, lower_edge_hertz=self.min_freq,
-            upper_edge_hertz=self.max_freq)
+            num_mel_bins=self.num_mel_bins,
+            num_spectrogram_bins=bins,
+            sampling_rate=self.sample_rate,
+            lower_edge_hertz=self.min_freq,
+            upper_edge_hertz=self.max_freq,
+        )
         self._mel_matrix = np.asarray(keras.ops.convert_to_numpy(matrix), "float32")
         self._dft_kernel = _dft_kernel(self.fft_length)
 
@@ -121,26 +142,31 @@ class LogMelSpectrogram(keras.layers.Layer):
         ops = keras.ops
         x = ops.cast(inputs, "float32")
         if self.dft == "stft":
-            real, imag = ops.stft(x, sequence_length=self.fft_length,
-                                  sequence_stride=self.hop_length,
-                                  fft_length=self.fft_length, window="hann",
-                                  center=True)
+            real, imag = ops.stft(
+                x,
+                sequence_length=self.fft_length,
+                sequence_stride=self.hop_length,
+                fft_length=self.fft_length,
+                window="hann",
+                center=True,
+            )
             power = ops.square(real) + ops.square(imag)
         else:
             pad = self.fft_length // 2
             x = ops.pad(x, [[0, 0], [pad, pad]], mode="reflect")
-            spectrum = ops.conv(ops.expand_dims(x, -1),
-                                ops.convert_to_tensor(self._dft_kernel),
-                                strides=self.hop_length, padding="valid")
+            spectrum = ops.conv(
+                ops.expand_dims(x, -1),
+                ops.convert_to_tensor(self._dft_kernel),
+                strides=self.hop_length,
+                padding="valid",
+            )
             bins = self.fft_length // 2 + 1
-            power = (ops.square(spectrum[..., :bins])
-                     + ops.square(spectrum[..., bins:]))
+            power = ops.square(spectrum[..., :bins]) + ops.square(spectrum[..., bins:])
         mel = ops.matmul(power, ops.convert_to_tensor(self._mel_matrix))
         features = ops.log(mel + self.log_offset)
         if self.normalize:
             mean = ops.mean(features, axis=(1, 2), keepdims=True)
-            variance = ops.mean(ops.square(features - mean), axis=(1, 2),
-                                keepdims=True)
+            variance = ops.mean(ops.square(features - mean), axis=(1, 2), keepdims=True)
             features = (features - mean) / ops.sqrt(variance + _VARIANCE_EPSILON)
         return ops.expand_dims(features, -1)
 
@@ -151,12 +177,18 @@ class LogMelSpectrogram(keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update({
-            "sample_rate": self.sample_rate, "fft_length": self.fft_length,
-            "hop_length": self.hop_length, "num_mel_bins": self.num_mel_bins,
-            "min_freq": self.min_freq, "max_freq": self.max_freq,
-            "log_offset": self.log_offset, "normalize": self.normalize,
-        })  # `dft` is an export-time detail: always reloads as "stft"
+        config.update(
+            {
+                "sample_rate": self.sample_rate,
+                "fft_length": self.fft_length,
+                "hop_length": self.hop_length,
+                "num_mel_bins": self.num_mel_bins,
+                "min_freq": self.min_freq,
+                "max_freq": self.max_freq,
+                "log_offset": self.log_offset,
+                "normalize": self.normalize,
+            }
+        )  # `dft` is an export-time detail: always reloads as "stft"
         return config
 
 
@@ -175,8 +207,9 @@ def _dft_kernel(fft_length: int) -> np.ndarray:
 def export_mode(model: keras.Model):
     """Within the block, every `LogMelSpectrogram` in `model` computes its STFT
     as a DFT convolution (ONNX-exportable); restored afterwards."""
-    layers = [layer for layer in _all_layers(model)
-              if isinstance(layer, LogMelSpectrogram)]
+    layers = [
+        layer for layer in _all_layers(model) if isinstance(layer, LogMelSpectrogram)
+    ]
     previous = [layer.dft for layer in layers]
     try:
         for layer in layers:

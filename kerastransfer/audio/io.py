@@ -27,9 +27,16 @@ import numpy as np
 
 from kerastransfer.errors import DataError
 
-__all__ = ["AUDIO_EXTENSIONS", "MAX_RESAMPLE_RATIO", "read_audio", "read_audio_bytes",
-           "resample",
-           "to_mono", "fit_length", "load_clip"]
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "MAX_RESAMPLE_RATIO",
+    "read_audio",
+    "read_audio_bytes",
+    "resample",
+    "to_mono",
+    "fit_length",
+    "load_clip",
+]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 MAX_RESAMPLE_RATIO = 256
@@ -47,7 +54,9 @@ def _soundfile():
     return soundfile
 
 
-def to_mono(samples: np.ndarray, channels: Any = "mix", *, source: str = "") -> np.ndarray:
+def to_mono(
+    samples: np.ndarray, channels: Any = "mix", *, source: str = ""
+) -> np.ndarray:
     """`(frames,)` or `(frames, channels)` -> mono `(frames,)` float32.
 
     Args:
@@ -89,9 +98,14 @@ def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarra
     if orig_rate == target_rate:
         return samples
     for name, rate in (("orig_rate", orig_rate), ("target_rate", target_rate)):
-        if not isinstance(rate, (int, np.integer)) or isinstance(rate, bool) or rate < 1:
+        if (
+            not isinstance(rate, (int, np.integer))
+            or isinstance(rate, bool)
+            or rate < 1
+        ):
             raise DataError(
-                f"Sample rates must be positive integers (Hz). Received: {name}={rate!r}"
+                "Sample rates must be positive integers (Hz). "
+                f"Received: {name}={rate!r}"
             )
     ratio = max(orig_rate, target_rate) / min(orig_rate, target_rate)
     if ratio > MAX_RESAMPLE_RATIO:
@@ -103,12 +117,17 @@ def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarra
         )
     import soxr
 
-    return np.asarray(soxr.resample(samples, orig_rate, target_rate, quality="HQ"),
-                      dtype="float32")
+    return np.asarray(
+        soxr.resample(samples, orig_rate, target_rate, quality="HQ"), dtype="float32"
+    )
 
 
-def fit_length(samples: np.ndarray, num_samples: int, crop: str = "center",
-               rng: np.random.Generator | None = None) -> np.ndarray:
+def fit_length(
+    samples: np.ndarray,
+    num_samples: int,
+    crop: str = "center",
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Zero-pads (centred) or crops mono samples to exactly `num_samples`.
 
     Args:
@@ -134,11 +153,12 @@ def fit_length(samples: np.ndarray, num_samples: int, crop: str = "center",
         start = int((rng or np.random.default_rng()).integers(0, excess + 1))
     else:
         start = 0
-    return samples[start:start + num_samples]
+    return samples[start : start + num_samples]
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int, *,
-               channels: Any = "mix") -> np.ndarray:
+def read_audio(
+    path: str | os.PathLike, sample_rate: int, *, channels: Any = "mix"
+) -> np.ndarray:
     """Decodes an audio file to mono float32 samples at `sample_rate`.
 
     Args:
@@ -174,8 +194,13 @@ def read_audio(path: str | os.PathLike, sample_rate: int, *,
     return resample(mono, int(rate), int(sample_rate))
 
 
-def read_audio_bytes(data: bytes, sample_rate: int, *, channels: Any = "mix",
-                     source: str = "request body") -> np.ndarray:
+def read_audio_bytes(
+    data: bytes,
+    sample_rate: int,
+    *,
+    channels: Any = "mix",
+    source: str = "request body",
+) -> np.ndarray:
     """`read_audio` for an in-memory file (e.g. a WAV posted to the service).
 
     Raises:
@@ -185,8 +210,9 @@ def read_audio_bytes(data: bytes, sample_rate: int, *, channels: Any = "mix",
 
     soundfile = _soundfile()
     try:
-        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32",
-                                       always_2d=True)
+        samples, rate = soundfile.read(
+            io.BytesIO(data), dtype="float32", always_2d=True
+        )
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
         raise DataError(
             f"Not an audio file soundfile can decode ({str(error).strip()[:200]}). "
@@ -194,16 +220,27 @@ def read_audio_bytes(data: bytes, sample_rate: int, *, channels: Any = "mix",
         ) from None
     if samples.shape[0] == 0:
         raise DataError(f"The audio holds no samples (zero length). Received: {source}")
-    return resample(to_mono(samples, channels, source=source), int(rate),
-                    int(sample_rate))
+    return resample(
+        to_mono(samples, channels, source=source), int(rate), int(sample_rate)
+    )
 
 
-def load_clip(path: str | os.PathLike, sample_rate: int, num_samples: int, *,
-              channels: Any = "mix", crop: str = "center",
-              rng: np.random.Generator | None = None) -> np.ndarray:
+def load_clip(
+    path: str | os.PathLike,
+    sample_rate: int,
+    num_samples: int,
+    *,
+    channels: Any = "mix",
+    crop: str = "center",
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """`read_audio` then `fit_length`: one fixed-length clip."""
-    return fit_length(read_audio(path, sample_rate, channels=channels),
-                      num_samples, crop=crop, rng=rng)
+    return fit_length(
+        read_audio(path, sample_rate, channels=channels),
+        num_samples,
+        crop=crop,
+        rng=rng,
+    )
 
 
 def _where(source: str) -> str:

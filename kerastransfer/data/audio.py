@@ -27,8 +27,14 @@ from kerastransfer.data.images import ImageData
 from kerastransfer.data.split import class_counts, split_indices
 from kerastransfer.errors import DataError
 
-__all__ = ["AudioData", "AudioAugmentation", "load_audio_folder", "load_audio_list",
-           "audio_from_arrays", "decode_clips"]
+__all__ = [
+    "AudioData",
+    "AudioAugmentation",
+    "load_audio_folder",
+    "load_audio_list",
+    "audio_from_arrays",
+    "decode_clips",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,20 +49,26 @@ class AudioData(ImageData):
 
 
 def _num_samples(sample_rate, duration) -> int:
-    if not isinstance(sample_rate, int) or isinstance(sample_rate, bool) or sample_rate < 1:
+    if (
+        not isinstance(sample_rate, int)
+        or isinstance(sample_rate, bool)
+        or sample_rate < 1
+    ):
         raise ValueError(
-            f"sample_rate must be a positive int (Hz). Received: sample_rate={sample_rate!r}"
+            "sample_rate must be a positive int (Hz). "
+            f"Received: sample_rate={sample_rate!r}"
         )
     if not isinstance(duration, (int, float)) or not duration > 0:
         raise ValueError(
-            f"duration must be a positive number of seconds. Received: duration={duration!r}"
+            "duration must be a positive number of seconds. "
+            f"Received: duration={duration!r}"
         )
     return max(2, int(round(sample_rate * duration)))
 
 
-def decode_clips(paths: Sequence[str], sample_rate: int, max_samples: int, *,
-                 channels: Any = "mix") -> tuple[list[np.ndarray], list[int],
-                                                 list[tuple[str, str]]]:
+def decode_clips(
+    paths: Sequence[str], sample_rate: int, max_samples: int, *, channels: Any = "mix"
+) -> tuple[list[np.ndarray], list[int], list[tuple[str, str]]]:
     """Decodes every file; returns `(clips, kept_indices, skipped)`."""
     clips, kept, skipped = [], [], []
     for i, path in enumerate(paths):
@@ -68,19 +80,27 @@ def decode_clips(paths: Sequence[str], sample_rate: int, max_samples: int, *,
         clips.append(fit_length(clip, max_samples) if len(clip) > max_samples else clip)
         kept.append(i)
     if skipped:
-        logger.warning("Skipped %d unreadable or empty audio file(s), e.g. %s: %s",
-                       len(skipped), skipped[0][0], skipped[0][1])
+        logger.warning(
+            "Skipped %d unreadable or empty audio file(s), e.g. %s: %s",
+            len(skipped),
+            skipped[0][0],
+            skipped[0][1],
+        )
     return clips, kept, skipped
 
 
-def _dataset(clips, labels, num_samples, *, batch_size, train, seed, augmentation,
-             sample_rate):
+def _dataset(
+    clips, labels, num_samples, *, batch_size, train, seed, augmentation, sample_rate
+):
     import tensorflow as tf
 
     labels = np.asarray(labels, dtype="int32")
     if not train:
-        array = np.stack([fit_length(c, num_samples) for c in clips]) if clips \
+        array = (
+            np.stack([fit_length(c, num_samples) for c in clips])
+            if clips
             else np.zeros((0, num_samples), "float32")
+        )
         return tf.data.Dataset.from_tensor_slices((array, labels)).batch(batch_size)
     epoch = [0]
 
@@ -93,15 +113,25 @@ def _dataset(clips, labels, num_samples, *, batch_size, train, seed, augmentatio
                 clip = augmentation(clip, rng, sample_rate)
             yield clip, labels[i]
 
-    signature = (tf.TensorSpec((num_samples,), tf.float32),
-                 tf.TensorSpec((), tf.int32))
+    signature = (tf.TensorSpec((num_samples,), tf.float32), tf.TensorSpec((), tf.int32))
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(clips)))
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _build(clips, labels, class_names, skipped, *, sample_rate, num_samples,
-           batch_size, validation_split, seed, augmentation) -> AudioData:
+def _build(
+    clips,
+    labels,
+    class_names,
+    skipped,
+    *,
+    sample_rate,
+    num_samples,
+    batch_size,
+    validation_split,
+    seed,
+    augmentation,
+) -> AudioData:
     if not clips:
         raise DataError(
             "No readable audio clip was found. Check the files (WAV, FLAC, OGG). "
@@ -109,20 +139,38 @@ def _build(clips, labels, class_names, skipped, *, sample_rate, num_samples,
         )
     labels = np.asarray(labels, dtype="int32")
     train_idx, val_idx = split_indices(labels, validation_split, seed)
-    common = dict(batch_size=batch_size, seed=seed, augmentation=augmentation,
-                  sample_rate=sample_rate)
-    train = _dataset([clips[i] for i in train_idx], labels[train_idx], num_samples,
-                     train=True, **common)
+    common = dict(
+        batch_size=batch_size,
+        seed=seed,
+        augmentation=augmentation,
+        sample_rate=sample_rate,
+    )
+    train = _dataset(
+        [clips[i] for i in train_idx],
+        labels[train_idx],
+        num_samples,
+        train=True,
+        **common,
+    )
     validation = None
     if len(val_idx):
-        validation = _dataset([clips[i] for i in val_idx], labels[val_idx],
-                              num_samples, train=False, **common)
+        validation = _dataset(
+            [clips[i] for i in val_idx],
+            labels[val_idx],
+            num_samples,
+            train=False,
+            **common,
+        )
     data = AudioData(
-        train=train, validation=validation, class_names=list(class_names),
-        skipped=list(skipped), num_train=int(len(train_idx)),
+        train=train,
+        validation=validation,
+        class_names=list(class_names),
+        skipped=list(skipped),
+        num_train=int(len(train_idx)),
         num_validation=int(len(val_idx)),
         class_counts=class_counts(labels[train_idx], list(class_names)),
-        train_labels=labels[train_idx])
+        train_labels=labels[train_idx],
+    )
     data.sample_rate, data.num_samples = sample_rate, num_samples
     return data
 
@@ -167,8 +215,9 @@ def load_audio_folder(
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise DataError(f"No folder at this path. Received: path={path!r}")
-    class_names = sorted(d for d in os.listdir(path)
-                         if os.path.isdir(os.path.join(path, d)))
+    class_names = sorted(
+        d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))
+    )
     if not class_names:
         raise DataError(
             "The folder has no class subfolders. Put each class's clips in "
@@ -184,22 +233,45 @@ def load_audio_folder(
                     paths.append(full)
                     labels.append(label)
                 elif not file.startswith("."):
-                    skipped.append((full, "not an audio file extension "
-                                    f"({', '.join(AUDIO_EXTENSIONS)})"))
-    clips, kept, bad = decode_clips(paths, sample_rate, 2 * num_samples,
-                                    channels=channels)
-    return _build(clips, [labels[i] for i in kept], class_names, skipped + bad,
-                  sample_rate=sample_rate, num_samples=num_samples,
-                  batch_size=batch_size, validation_split=validation_split,
-                  seed=seed, augmentation=augmentation)
+                    skipped.append(
+                        (
+                            full,
+                            "not an audio file extension "
+                            f"({', '.join(AUDIO_EXTENSIONS)})",
+                        )
+                    )
+    clips, kept, bad = decode_clips(
+        paths, sample_rate, 2 * num_samples, channels=channels
+    )
+    return _build(
+        clips,
+        [labels[i] for i in kept],
+        class_names,
+        skipped + bad,
+        sample_rate=sample_rate,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        validation_split=validation_split,
+        seed=seed,
+        augmentation=augmentation,
+    )
 
 
-def load_audio_list(source, *, path_column: str = "path", label_column: str = "label",
-                    root: str | None = None, class_names: Sequence[str] | None = None,
-                    sample_rate: int = 16000, duration: float = 1.0,
-                    validation_split: float = 0.0, seed: int = 1337,
-                    batch_size: int = 32, channels: Any = "mix",
-                    augmentation: AudioAugmentation | bool | None = None) -> AudioData:
+def load_audio_list(
+    source,
+    *,
+    path_column: str = "path",
+    label_column: str = "label",
+    root: str | None = None,
+    class_names: Sequence[str] | None = None,
+    sample_rate: int = 16000,
+    duration: float = 1.0,
+    validation_split: float = 0.0,
+    seed: int = 1337,
+    batch_size: int = 32,
+    channels: Any = "mix",
+    augmentation: AudioAugmentation | bool | None = None,
+) -> AudioData:
     """Loads clips listed in a CSV file, a list of dicts or a DataFrame (columns
     as for `kerastransfer.load_image_list`); other arguments as for
     `load_audio_folder`."""
@@ -210,21 +282,41 @@ def load_audio_list(source, *, path_column: str = "path", label_column: str = "l
     check_validation_split(validation_split)
     augmentation = AudioAugmentation() if augmentation is True else augmentation or None
     paths, labels, names, _ = read_image_list(
-        source, path_column=path_column, label_column=label_column, root=root,
-        class_names=class_names)
-    clips, kept, bad = decode_clips(paths, sample_rate, 2 * num_samples,
-                                    channels=channels)
-    return _build(clips, [int(labels[i]) for i in kept], names, bad,
-                  sample_rate=sample_rate, num_samples=num_samples,
-                  batch_size=batch_size, validation_split=validation_split,
-                  seed=seed, augmentation=augmentation)
+        source,
+        path_column=path_column,
+        label_column=label_column,
+        root=root,
+        class_names=class_names,
+    )
+    clips, kept, bad = decode_clips(
+        paths, sample_rate, 2 * num_samples, channels=channels
+    )
+    return _build(
+        clips,
+        [int(labels[i]) for i in kept],
+        names,
+        bad,
+        sample_rate=sample_rate,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        validation_split=validation_split,
+        seed=seed,
+        augmentation=augmentation,
+    )
 
 
-def audio_from_arrays(waveforms, labels, *, class_names: Sequence[str] | None = None,
-                      sample_rate: int = 16000, duration: float | None = None,
-                      validation_split: float = 0.0, seed: int = 1337,
-                      batch_size: int = 32,
-                      augmentation: AudioAugmentation | bool | None = None) -> AudioData:
+def audio_from_arrays(
+    waveforms,
+    labels,
+    *,
+    class_names: Sequence[str] | None = None,
+    sample_rate: int = 16000,
+    duration: float | None = None,
+    validation_split: float = 0.0,
+    seed: int = 1337,
+    batch_size: int = 32,
+    augmentation: AudioAugmentation | bool | None = None,
+) -> AudioData:
     """Wraps waveforms `(n, samples)` (mono, [-1, 1], at `sample_rate`) and
     integer labels; `duration` defaults to the arrays' length."""
     array = np.asarray(waveforms)
@@ -234,8 +326,10 @@ def audio_from_arrays(waveforms, labels, *, class_names: Sequence[str] | None = 
             f"Received: shape={array.shape}, dtype={array.dtype}"
         )
     if not np.all(np.isfinite(array)):
-        raise DataError("waveforms contain NaN or infinite values. Received: "
-                        f"{int(np.sum(~np.isfinite(array)))} non-finite samples")
+        raise DataError(
+            "waveforms contain NaN or infinite values. Received: "
+            f"{int(np.sum(~np.isfinite(array)))} non-finite samples"
+        )
     labels = np.asarray(labels).astype("int64")
     if class_names is None:
         class_names = [str(i) for i in range(int(labels.max()) + 1)]
@@ -250,7 +344,15 @@ def audio_from_arrays(waveforms, labels, *, class_names: Sequence[str] | None = 
     check_validation_split(validation_split)
     augmentation = AudioAugmentation() if augmentation is True else augmentation or None
     clips = list(array.astype("float32"))
-    return _build(clips, labels, list(class_names), [], sample_rate=sample_rate,
-                  num_samples=num_samples, batch_size=batch_size,
-                  validation_split=validation_split, seed=seed,
-                  augmentation=augmentation)
+    return _build(
+        clips,
+        labels,
+        list(class_names),
+        [],
+        sample_rate=sample_rate,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        validation_split=validation_split,
+        seed=seed,
+        augmentation=augmentation,
+    )

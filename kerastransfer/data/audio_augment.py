@@ -59,7 +59,9 @@ class AudioAugmentation:
         for name in ("shift", "time_mask", "freq_mask", "probability"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1]. Received: {name}={value!r}")
+                raise ValueError(
+                    f"{name} must be in [0, 1]. Received: {name}={value!r}"
+                )
         if self.noise is not None:
             noise = np.asarray(self.noise, dtype="float32")
             if noise.ndim == 1:
@@ -71,8 +73,9 @@ class AudioAugmentation:
                 )
             self.noise = noise
 
-    def __call__(self, clip: np.ndarray, rng: np.random.Generator,
-                 sample_rate: int = 16000) -> np.ndarray:
+    def __call__(
+        self, clip: np.ndarray, rng: np.random.Generator, sample_rate: int = 16000
+    ) -> np.ndarray:
         """Returns an augmented copy of one mono clip (float32, clipped to [-1, 1])."""
         x = np.array(clip, dtype="float32")
         n = len(x)
@@ -83,7 +86,9 @@ class AudioAugmentation:
         if self.gain_db and chance():
             x *= 10.0 ** (rng.uniform(*self.gain_db) / 20.0)
         if self.shift and chance():
-            x = np.roll(x, int(rng.integers(-int(self.shift * n), int(self.shift * n) + 1)))
+            x = np.roll(
+                x, int(rng.integers(-int(self.shift * n), int(self.shift * n) + 1))
+            )
         if self.snr_db is not None and chance():
             x = x + self._noise(x, rng)
         if self.freq_mask and chance():
@@ -91,7 +96,7 @@ class AudioAugmentation:
         if self.time_mask and chance():
             width = int(rng.integers(0, int(self.time_mask * n) + 1))
             start = int(rng.integers(0, n - width + 1))
-            x[start:start + width] = 0.0
+            x[start : start + width] = 0.0
         return np.clip(x, -1.0, 1.0).astype("float32")
 
     def _noise(self, x, rng):
@@ -103,9 +108,9 @@ class AudioAugmentation:
             reps = int(np.ceil(n / len(source))) + 1
             source = np.tile(source, reps)
             start = int(rng.integers(0, len(source) - n + 1))
-            noise = source[start:start + n]
-        signal_power = float(np.mean(x ** 2))
-        noise_power = float(np.mean(noise ** 2))
+            noise = source[start : start + n]
+        signal_power = float(np.mean(x**2))
+        noise_power = float(np.mean(noise**2))
         if signal_power == 0.0 or noise_power == 0.0:
             return np.zeros_like(x)
         snr = rng.uniform(*self.snr_db)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +30,13 @@ from kerastransfer.errors import DataError
 from kerastransfer.runtime.base import create_session, load_metadata
 from kerastransfer.runtime.files import rank_classes
 
-__all__ = ["AudioPredictor", "list_audio_files", "predict_audio_files",
-           "is_audio_model", "AUDIO_EXTENSIONS"]
+__all__ = [
+    "AudioPredictor",
+    "list_audio_files",
+    "predict_audio_files",
+    "is_audio_model",
+    "AUDIO_EXTENSIONS",
+]
 
 logger = logging.getLogger("kerastransfer.runtime")
 
@@ -54,16 +59,21 @@ def list_audio_files(paths_or_folder: Any) -> list[str]:
     Raises:
         FileNotFoundError: a path that does not exist.
     """
-    items = ([os.fspath(paths_or_folder)]
-             if isinstance(paths_or_folder, (str, os.PathLike))
-             else [os.fspath(p) for p in paths_or_folder])
+    items = (
+        [os.fspath(paths_or_folder)]
+        if isinstance(paths_or_folder, (str, os.PathLike))
+        else [os.fspath(p) for p in paths_or_folder]
+    )
     paths: list[str] = []
     for item in items:
         if os.path.isdir(item):
             for root, dirs, files in os.walk(item):
                 dirs.sort()
-                paths += [os.path.join(root, f) for f in sorted(files)
-                          if f.lower().endswith(AUDIO_EXTENSIONS)]
+                paths += [
+                    os.path.join(root, f)
+                    for f in sorted(files)
+                    if f.lower().endswith(AUDIO_EXTENSIONS)
+                ]
         elif os.path.exists(item):
             paths.append(item)
         else:
@@ -73,11 +83,17 @@ def list_audio_files(paths_or_folder: Any) -> list[str]:
     return paths
 
 
-def predict_audio_files(predict: Callable[[np.ndarray], np.ndarray], paths_or_folder: Any,
-                        *, sample_rate: int, num_samples: int,
-                        class_names: Sequence[str], top_k: int = 5,
-                        batch_size: int = 32, channels: Any = "mix",
-                        ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+def predict_audio_files(
+    predict: Callable[[np.ndarray], np.ndarray],
+    paths_or_folder: Any,
+    *,
+    sample_rate: int,
+    num_samples: int,
+    class_names: Sequence[str],
+    top_k: int = 5,
+    batch_size: int = 32,
+    channels: Any = "mix",
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Decodes audio files in batches, predicts them and ranks the classes.
 
     Shared by `AudioPredictor.predict_files`, the CLI's `.keras` predictor and
@@ -94,23 +110,35 @@ def predict_audio_files(predict: Callable[[np.ndarray], np.ndarray], paths_or_fo
     skipped: list[tuple[str, str]] = []
     for start in range(0, len(paths), batch_size):
         clips, good = [], []
-        for path in paths[start:start + batch_size]:
+        for path in paths[start : start + batch_size]:
             try:
-                clips.append(load_clip(path, sample_rate, num_samples,
-                                       channels=channels))
+                clips.append(
+                    load_clip(path, sample_rate, num_samples, channels=channels)
+                )
                 good.append(path)
             except (DataError, OSError) as error:
                 skipped.append((path, str(error)))
         if not clips:
             continue
-        for path, scores in zip(good, np.asarray(predict(np.stack(clips))),
-                                strict=True):
-            results.append({"path": path, "probabilities": scores,
-                            "top_k": [(name, score) for _, name, score
-                                      in rank_classes(scores, class_names, top_k)]})
+        for path, scores in zip(
+            good, np.asarray(predict(np.stack(clips))), strict=True
+        ):
+            results.append(
+                {
+                    "path": path,
+                    "probabilities": scores,
+                    "top_k": [
+                        (name, score)
+                        for _, name, score in rank_classes(scores, class_names, top_k)
+                    ],
+                }
+            )
     if skipped:
-        logger.warning("Skipped %d unreadable audio file(s): %s", len(skipped),
-                       "; ".join(f"{p} ({r})" for p, r in skipped[:10]))
+        logger.warning(
+            "Skipped %d unreadable audio file(s): %s",
+            len(skipped),
+            "; ".join(f"{p} ({r})" for p, r in skipped[:10]),
+        )
     return results, skipped
 
 
@@ -135,11 +163,17 @@ class AudioPredictor:
         ValueError: the file is not an audio model (no `kind="audio"` metadata).
     """
 
-    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None,
-                 *, intra_op_threads: int | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        providers: Sequence[str] | None = None,
+        *,
+        intra_op_threads: int | None = None,
+    ):
         self.path = os.fspath(path)
-        self._session = create_session(self.path, providers,
-                                       intra_op_threads=intra_op_threads)
+        self._session = create_session(
+            self.path, providers, intra_op_threads=intra_op_threads
+        )
         self.providers = list(self._session.get_providers())
         self.metadata, self.metadata_source = load_metadata(self._session, self.path)
         if self.metadata.get("kind") != "audio":
@@ -157,8 +191,10 @@ class AudioPredictor:
         self.skipped: list[tuple[str, str]] = []
 
     def __repr__(self) -> str:
-        return (f"AudioPredictor(path={self.path!r}, sample_rate={self.sample_rate}, "
-                f"num_samples={self.num_samples}, classes={len(self.class_names)})")
+        return (
+            f"AudioPredictor(path={self.path!r}, sample_rate={self.sample_rate}, "
+            f"num_samples={self.num_samples}, classes={len(self.class_names)})"
+        )
 
     def predict(self, waveforms: Any, batch_size: int = 32) -> np.ndarray:
         """Probabilities `(n, num_classes)` for waveforms `(n, num_samples)` (or
@@ -169,25 +205,38 @@ class AudioPredictor:
         """
         array = np.asarray(waveforms)
         if array.dtype.kind not in "fiu":
-            raise ValueError("waveforms must be a numeric array. "
-                             f"Received: waveforms.dtype={array.dtype}")
+            raise ValueError(
+                "waveforms must be a numeric array. "
+                f"Received: waveforms.dtype={array.dtype}"
+            )
         if array.ndim == 1:
             array = array[None]
         if array.ndim != 2 or array.shape[1] != self.num_samples:
             raise ValueError(
                 f"waveforms must be (n, {self.num_samples}) mono clips at "
                 f"{self.sample_rate} Hz. Pad/crop them (kerastransfer.audio.io."
-                f"fit_length) or use predict_files(). Received: shape={np.shape(waveforms)}"
+                "fit_length) or use predict_files(). "
+                f"Received: shape={np.shape(waveforms)}"
             )
         array = array.astype("float32", copy=False)
-        outputs = [self._session.run(None, {self._input_name: np.ascontiguousarray(
-            array[i:i + batch_size])})[0] for i in range(0, len(array), batch_size)]
+        outputs = [
+            self._session.run(
+                None,
+                {self._input_name: np.ascontiguousarray(array[i : i + batch_size])},
+            )[0]
+            for i in range(0, len(array), batch_size)
+        ]
         if not outputs:
             return np.zeros((0, len(self.class_names)), "float32")
         return np.concatenate(outputs)
 
-    def predict_files(self, paths_or_folder: Any, top_k: int = 5,
-                      batch_size: int = 32, channels: Any = "mix") -> list[dict[str, Any]]:
+    def predict_files(
+        self,
+        paths_or_folder: Any,
+        top_k: int = 5,
+        batch_size: int = 32,
+        channels: Any = "mix",
+    ) -> list[dict[str, Any]]:
         """Decodes audio files (soundfile; resampled, mono, centre-cropped) and
         predicts them; unreadable or empty files are skipped (`self.skipped`).
 
@@ -196,8 +245,13 @@ class AudioPredictor:
             ...], "probabilities"}`.
         """
         results, self.skipped = predict_audio_files(
-            lambda clips: self.predict(clips, batch_size=batch_size), paths_or_folder,
-            sample_rate=self.sample_rate, num_samples=self.num_samples,
-            class_names=self.class_names, top_k=top_k, batch_size=batch_size,
-            channels=channels)
+            lambda clips: self.predict(clips, batch_size=batch_size),
+            paths_or_folder,
+            sample_rate=self.sample_rate,
+            num_samples=self.num_samples,
+            class_names=self.class_names,
+            top_k=top_k,
+            batch_size=batch_size,
+            channels=channels,
+        )
         return results

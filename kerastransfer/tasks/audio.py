@@ -115,35 +115,44 @@ class AudioClassifier(TransferTask):
         **kwargs,
     ):
         if task not in AUDIO_TASKS:
-            raise ValueError(f"task must be one of {AUDIO_TASKS}. Received: task={task!r}")
+            raise ValueError(
+                f"task must be one of {AUDIO_TASKS}. Received: task={task!r}"
+            )
         if frontend not in FRONTENDS:
             raise ValueError(
                 f"frontend must be one of {FRONTENDS}. Received: frontend={frontend!r}"
             )
         num_samples = _num_samples(sample_rate, duration)
         num_classes, class_names = _check_head_args(
-            num_classes, class_names, task, "avg", dropout, ())
+            num_classes, class_names, task, "avg", dropout, ()
+        )
         with build_scope(strategy, mixed_precision):
             inputs = keras.Input(shape=(num_samples,), name="waveform")
             x = inputs
             front = None
             if frontend == "log_mel":
-                front = LogMelSpectrogram(sample_rate=sample_rate,
-                                          fft_length=fft_length,
-                                          hop_length=hop_length,
-                                          num_mel_bins=num_mel_bins, name="frontend")
+                front = LogMelSpectrogram(
+                    sample_rate=sample_rate,
+                    fft_length=fft_length,
+                    hop_length=hop_length,
+                    num_mel_bins=num_mel_bins,
+                    name="frontend",
+                )
                 x = front(x)
             parts = _resolve_audio_backbone(backbone, weights, x, frontend)
-            mode = image_preprocessing or (parts.spec.preprocessing
-                                           if parts.spec else "none")
+            mode = image_preprocessing or (
+                parts.spec.preprocessing if parts.spec else "none"
+            )
             if frontend == "log_mel" and parts.input_shape[-1] == 3:
                 x = _to_image(x, mode)
             features = parts.model(x)
             rank = len(features.shape)
-            head_layers = ([keras.layers.GlobalAveragePooling1D(name="pool")]
-                           if rank == 3 else [])
-            head_layers += _head_layers(2 if rank == 3 else rank, num_classes, task,
-                                        "avg", dropout, ())
+            head_layers = (
+                [keras.layers.GlobalAveragePooling1D(name="pool")] if rank == 3 else []
+            )
+            head_layers += _head_layers(
+                2 if rank == 3 else rank, num_classes, task, "avg", dropout, ()
+            )
             y = feature_tensor = features
             for layer in head_layers:
                 y = layer(y)
@@ -151,8 +160,13 @@ class AudioClassifier(TransferTask):
                     feature_tensor = y
             super().__init__(inputs=inputs, outputs=y, name=name, **kwargs)
 
-        self._init_task(parts, head_layers=head_layers, feature_tensor=feature_tensor,
-                        strategy=strategy, mixed_precision=mixed_precision)
+        self._init_task(
+            parts,
+            head_layers=head_layers,
+            feature_tensor=feature_tensor,
+            strategy=strategy,
+            mixed_precision=mixed_precision,
+        )
         self.frontend = front
         self.frontend_name = frontend
         self.num_classes = num_classes
@@ -170,8 +184,11 @@ class AudioClassifier(TransferTask):
     # --- The task contract -------------------------------------------------
     def default_loss(self):
         """Sparse categorical (multiclass) or binary (multilabel) cross-entropy."""
-        return ("sparse_categorical_crossentropy" if self.task == "multiclass"
-                else "binary_crossentropy")
+        return (
+            "sparse_categorical_crossentropy"
+            if self.task == "multiclass"
+            else "binary_crossentropy"
+        )
 
     def default_metrics(self) -> list:
         """Accuracy (binary accuracy for multilabel)."""
@@ -186,18 +203,30 @@ class AudioClassifier(TransferTask):
         """The ONNX input is float32 mono waveforms `(batch, num_samples)` in
         [-1, 1] at `sample_rate` (front end inside the graph); the output is one
         probability per class in `class_names` order. `AudioPredictor` reads it."""
-        return {"kind": "audio", "task": self.task,
-                "class_names": list(self.class_names),
-                "num_classes": self.num_classes, "input_name": "waveform",
-                "input_shape": [self.num_samples], "sample_rate": self.sample_rate,
-                "duration": self.duration, "num_samples": self.num_samples,
-                "frontend": self.frontend_name, "fft_length": self.fft_length,
-                "hop_length": self.hop_length, "num_mel_bins": self.num_mel_bins}
+        return {
+            "kind": "audio",
+            "task": self.task,
+            "class_names": list(self.class_names),
+            "num_classes": self.num_classes,
+            "input_name": "waveform",
+            "input_shape": [self.num_samples],
+            "sample_rate": self.sample_rate,
+            "duration": self.duration,
+            "num_samples": self.num_samples,
+            "frontend": self.frontend_name,
+            "fft_length": self.fft_length,
+            "hop_length": self.hop_length,
+            "num_mel_bins": self.num_mel_bins,
+        }
 
     def _checkpoint_identity(self) -> dict:
-        return {**super()._checkpoint_identity(), "num_classes": int(self.num_classes),
-                "num_samples": self.num_samples, "sample_rate": self.sample_rate,
-                "frontend": self.frontend_name}
+        return {
+            **super()._checkpoint_identity(),
+            "num_classes": int(self.num_classes),
+            "num_samples": self.num_samples,
+            "sample_rate": self.sample_rate,
+            "frontend": self.frontend_name,
+        }
 
     def get_config(self) -> dict:
         return {
@@ -217,13 +246,19 @@ class AudioClassifier(TransferTask):
 
 
 def _num_samples(sample_rate, duration) -> int:
-    if not isinstance(sample_rate, int) or isinstance(sample_rate, bool) or sample_rate < 1:
+    if (
+        not isinstance(sample_rate, int)
+        or isinstance(sample_rate, bool)
+        or sample_rate < 1
+    ):
         raise ValueError(
-            f"sample_rate must be a positive int (Hz). Received: sample_rate={sample_rate!r}"
+            "sample_rate must be a positive int (Hz). "
+            f"Received: sample_rate={sample_rate!r}"
         )
     if not isinstance(duration, (int, float)) or not duration > 0:
         raise ValueError(
-            f"duration must be a positive number of seconds. Received: duration={duration!r}"
+            "duration must be a positive number of seconds. "
+            f"Received: duration={duration!r}"
         )
     samples = int(round(sample_rate * duration))
     if samples < 2:
@@ -237,13 +272,22 @@ def _num_samples(sample_rate, duration) -> int:
 def _resolve_audio_backbone(backbone, weights, x, frontend) -> BackboneParts:
     """The backbone for the front end's output `x` (spectrograms or waveforms)."""
     shape = tuple(x.shape[1:])
-    if isinstance(backbone, str) and backbone.startswith(_HUB_PREFIX) \
-            and frontend == "none":
+    if (
+        isinstance(backbone, str)
+        and backbone.startswith(_HUB_PREFIX)
+        and frontend == "none"
+    ):
         from kerastransfer.audio.backbone import hub_waveform_backbone
 
-        model = hub_waveform_backbone(backbone[len(_HUB_PREFIX):], shape[0])
-        return BackboneParts(model=model, spec=None, name=backbone, pretrained=True,
-                             input_shape=shape, input_dtype="float32")
+        model = hub_waveform_backbone(backbone[len(_HUB_PREFIX) :], shape[0])
+        return BackboneParts(
+            model=model,
+            spec=None,
+            name=backbone,
+            pretrained=True,
+            input_shape=shape,
+            input_dtype="float32",
+        )
     if isinstance(backbone, str):
         backbone = get_backbone(backbone)
     if isinstance(backbone, BackboneSpec):
