@@ -350,16 +350,16 @@ def test_one_image_extension_list_matches_the_decoders(tmp_path):
     assert getattr(runtime, "IMAGE_EXTENSIONS", files.IMAGE_EXTENSIONS) == \
         files.IMAGE_EXTENSIONS
     assert set(kd.TF_IMAGE_EXTENSIONS) < set(kd.IMAGE_EXTENSIONS)
-    # every extension of the TF subset loads through the tf.data pipeline; the
-    # others (the runtime decodes them with Pillow) are skipped with a reason
+    # every extension of the TF subset loads through the tf.data pipeline, TIFF
+    # through read_image (issue 13); WebP is skipped with a reason
     for i, ext in enumerate(kd.IMAGE_EXTENSIONS):
         write_image(str(tmp_path / "a" / f"{i}{ext}"), (200, 30, 30))
         write_image(str(tmp_path / "b" / f"{i}{ext}"), (30, 30, 200))
     data = kd.load_image_folder(str(tmp_path), image_size=(8, 8), shuffle=False)
     loaded = {os.path.splitext(p)[1] for p in os.listdir(tmp_path / "a")} - {
         os.path.splitext(p)[1] for p, _ in data.skipped}
-    assert loaded == set(kd.TF_IMAGE_EXTENSIONS)
-    assert data.num_train == 2 * len(kd.TF_IMAGE_EXTENSIONS)
+    assert loaded == set(kd.TF_IMAGE_EXTENSIONS) | {".tif", ".tiff"}
+    assert data.num_train == 2 * (len(kd.TF_IMAGE_EXTENSIONS) + 2)
     assert all("unsupported format" in reason for _, reason in data.skipped)
     x, y = all_batches(data.train)
     assert (x.mean(axis=(1, 2)).argmax(axis=1) == 2 * y).all()  # red a, blue b

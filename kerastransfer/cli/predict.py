@@ -48,7 +48,8 @@ class KerasPredictor:
 
         results, self.skipped = predict_image_files(
             self.predict, list(paths), image_size=self.input_shape[:2],
-            class_names=self.class_names, top_k=top_k, batch_size=max(1, len(paths)))
+            class_names=self.class_names, top_k=top_k, batch_size=max(1, len(paths)),
+            channels=self.input_shape[-1] if len(self.input_shape) == 3 else 3)
         return results
 
 
@@ -73,9 +74,12 @@ def open_predictor(model_path: str):
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32,
               show_default=True)
+@click.option("--text-column", default="text", show_default=True,
+              help="Text models: the column of IMAGES' .csv files holding the "
+                   "text (other files: one text per line).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON (with every class's probability).")
-def predict(model_path, images, top_k, batch_size, as_json):
+def predict(model_path, images, top_k, batch_size, text_column, as_json):
     """Classify IMAGES (files or folders) with a .keras or .onnx MODEL.
 
     A .onnx model runs on onnxruntime without importing TensorFlow. Unreadable
@@ -86,11 +90,21 @@ def predict(model_path, images, top_k, batch_size, as_json):
     Examples:
       kerastransfer predict model.onnx cat.jpg dog.jpg
       kerastransfer predict model.keras photos/ --top-k 3 --json
+      kerastransfer predict text.onnx reviews.csv --text-column review
+
+    A text model (docs/text.md) reads texts from .csv files (--text-column)
+    or plain text files (one text per line).
     """
-    from kerastransfer.runtime import IMAGE_EXTENSIONS, list_image_files
+    from kerastransfer.runtime import list_image_files
+    from kerastransfer.runtime.files import FILE_EXTENSIONS
 
     predictor = open_predictor(model_path)
-    extensions = IMAGE_EXTENSIONS
+    extensions = FILE_EXTENSIONS
+    if getattr(predictor, "kind", "image") == "text":  # IMAGES are .csv/.txt files
+        from kerastransfer.cli.text import predict_texts
+
+        return predict_texts(predictor, images, text_column=text_column,
+                             top_k=top_k, batch_size=batch_size, as_json=as_json)
     if getattr(predictor, "kind", "image") == "audio":  # IMAGES are audio files
         from kerastransfer.runtime.audio import AUDIO_EXTENSIONS as extensions
         from kerastransfer.runtime.audio import list_audio_files as list_image_files

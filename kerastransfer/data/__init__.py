@@ -11,6 +11,8 @@ Modules, one role each (the imports only go down this list):
   datasets).
 * `inputs`: what training consumes (`prepare_fit_inputs`, `images_only`).
 * `synthetic`: small synthetic image folders for tests and smoke runs.
+* `medical`: `read_image` for DICOM, NIfTI, 16-bit PNG and TIFF (from
+  `kerastransfer.runtime.medical`); `groups`: patient-safe splits.
 
 Importing this package does not import TensorFlow or Keras (they are imported
 inside the functions that need them).
@@ -30,6 +32,7 @@ from kerastransfer.data.images import (
     load_image_list,
 )
 from kerastransfer.data.inputs import images_only, prepare_fit_inputs
+from kerastransfer.data.medical import read_image
 from kerastransfer.data.split import balanced_class_weight, dataset_labels
 from kerastransfer.runtime.files import IMAGE_EXTENSIONS, TF_IMAGE_EXTENSIONS
 
@@ -50,4 +53,5 @@ __all__ = [
     "scan_images",
     "check_image_file",
     "prepare_fit_inputs",
+    "read_image",
 ]

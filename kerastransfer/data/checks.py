@@ -43,19 +43,36 @@ _FORMATS_TEXT = "JPEG, PNG, GIF or BMP"
 _MAX_LISTED = 20
 
 
-def check_image_file(path: str, image_size: Sequence[int] | None = None) -> str | None:
+def check_image_file(path: str, image_size: Sequence[int] | None = None,
+                     channels: int | None = None) -> str | None:
     """Decodes `path` with Pillow; returns why it cannot be used, or `None`.
+
+    DICOM, NIfTI, TIFF and 16-bit PNG files are decoded with
+    `kerastransfer.runtime.medical.read_image` instead (as the pipelines do).
 
     Args:
         path: the file.
         image_size: the target `(height, width)`: JPEGs are decoded at reduced
             scale close to it, which makes the check fast. Defaults to `None`.
+        channels: the channels the model takes; `None` or 3 for RGB. Defaults
+            to `None`.
 
     Returns:
         `None` for a usable image, otherwise a short reason.
     """
     from PIL import Image
 
+    from kerastransfer.runtime.medical import load_for_model, needs_numpy_decode
+
+    if needs_numpy_decode(path):
+        try:
+            image = load_for_model(path, None, channels)
+        except Exception as error:  # noqa: BLE001 - pydicom/nibabel raise many types
+            return f"not a readable image ({type(error).__name__}: {error})"
+        return "empty image" if min(image.shape[:2]) < 1 else None
+    if channels not in (None, 1, 3):
+        return (f"an 8-bit RGB image cannot feed a {channels}-channel model (use "
+                "DICOM, NIfTI or TIFF files with that many channels)")
     try:
         with Image.open(path) as image:
             kind = image.format
@@ -73,7 +90,8 @@ def check_image_file(path: str, image_size: Sequence[int] | None = None) -> str 
 
 
 def scan_images(paths: Sequence[str], *, image_size: Sequence[int] | None = None,
-                strict: bool = False) -> tuple[list[int], list[tuple[str, str]]]:
+                strict: bool = False,
+                channels: int | None = None) -> tuple[list[int], list[tuple[str, str]]]:
     """Checks every file; returns the indices of good files and the skipped ones.
 
     Skipped files are listed in one `logging` warning (at most 20 by name).
@@ -82,6 +100,7 @@ def scan_images(paths: Sequence[str], *, image_size: Sequence[int] | None = None
         paths: the files to check.
         image_size: as for `check_image_file`. Defaults to `None`.
         strict: raise instead of skipping unusable files. Defaults to `False`.
+        channels: as for `check_image_file`. Defaults to `None`.
 
     Returns:
         `(good, skipped)`: the indices of usable files, and `(path, reason)` for
@@ -92,7 +111,8 @@ def scan_images(paths: Sequence[str], *, image_size: Sequence[int] | None = None
     """
     good, skipped = [], []
     for index, path in enumerate(paths):
-        reason = check_image_file(path, image_size)
+        reason = (check_image_file(path, image_size) if channels is None
+                  else check_image_file(path, image_size, channels))
         if reason is None:
             good.append(index)
         else:

@@ -89,7 +89,8 @@ def _check_arguments(image_size, batch_size, validation_split) -> tuple[int, int
 
 
 def _build_from_files(paths, labels, class_names, skipped, *, image_size, batch_size,
-                      validation_split, seed, shuffle, cache, groups=None) -> ImageData:
+                      validation_split, seed, shuffle, cache, groups=None,
+                      channels=3) -> ImageData:
     labels = np.asarray(labels)
     if groups is not None:  # patient-safe: kerastransfer/data/groups.py
         from kerastransfer.data.groups import group_split_indices
@@ -100,13 +101,14 @@ def _build_from_files(paths, labels, class_names, skipped, *, image_size, batch_
     paths = np.asarray(paths)
     train = file_pipeline(paths[train_idx], labels[train_idx], image_size=image_size,
                           batch_size=batch_size, shuffle=shuffle, seed=seed,
-                          cache=cache_for(cache, "train"))
+                          cache=cache_for(cache, "train"), channels=channels)
     validation = None
     if len(val_idx):
         validation = file_pipeline(paths[val_idx], labels[val_idx],
                                    image_size=image_size, batch_size=batch_size,
                                    shuffle=False, seed=seed,
-                                   cache=cache_for(cache, "validation"))
+                                   cache=cache_for(cache, "validation"),
+                                   channels=channels)
     return ImageData(
         train=train, validation=validation, class_names=list(class_names),
         skipped=list(skipped), num_train=int(len(train_idx)),
@@ -128,6 +130,7 @@ def load_image_folder(
     shuffle: bool = True,
     strict: bool = False,
     cache: bool | str = True,
+    channels: int = 3,
 ) -> ImageData:
     """Loads an image folder with one subfolder per class.
 
@@ -150,6 +153,10 @@ def load_image_folder(
             skipping it. Defaults to `False`.
         cache: cache decoded images in memory (`True`), in files with this
             path prefix (a string), or not at all (`False`). Defaults to `True`.
+        channels: the channels the model takes: 3 (RGB), 1 (grayscale) or more
+            (multi-channel DICOM, NIfTI or TIFF files). DICOM, NIfTI, TIFF and
+            16-bit PNG files keep their own units (`kerastransfer.data.read_image`;
+            map them with the model's `window=`). Defaults to `3`.
 
     Returns:
         An `ImageData`.
@@ -200,7 +207,8 @@ def load_image_folder(
             f"The class subfolders of the image folder hold no files. Add images "
             f"(JPEG, PNG, GIF or BMP). Received: directory={directory!r}"
         )
-    good, skipped = scan_images(paths, image_size=image_size, strict=strict)
+    good, skipped = scan_images(paths, image_size=image_size, strict=strict,
+                                channels=None if channels == 3 else channels)
     if not good:
         raise DataError(
             f"The image folder holds no usable image ({len(paths)} files, none "
@@ -215,7 +223,7 @@ def load_image_folder(
     data = _build_from_files(
         paths, labels, class_names, skipped, image_size=image_size,
         batch_size=batch_size, validation_split=validation_split, seed=seed,
-        shuffle=shuffle, cache=cache,
+        shuffle=shuffle, cache=cache, channels=channels,
     )
     logger.info("Found %d images in %d classes (%d train, %d validation, %d skipped).",
                 len(paths), len(class_names), data.num_train, data.num_validation,
@@ -247,6 +255,7 @@ def load_image_list(
     cache: bool | str = True,
     groups: Sequence | None = None,
     group_column: str | None = None,
+    channels: int = 3,
 ) -> ImageData:
     """Loads images listed in a CSV file, a list of dicts or a pandas DataFrame.
 
@@ -274,6 +283,7 @@ def load_image_list(
             `None`.
         group_column: the column holding the group ids, instead of `groups`.
             Defaults to `None`.
+        channels: as for `load_image_folder`. Defaults to `3`.
 
     Returns:
         An `ImageData`.
@@ -300,7 +310,8 @@ def load_image_list(
             "groups must have one entry per listed image. Pass a group (e.g. "
             f"patient id) for every row. Received: len(groups)={len(groups)}, "
             f"rows={len(paths)}")
-    good, skipped = scan_images(paths, image_size=image_size, strict=strict)
+    good, skipped = scan_images(paths, image_size=image_size, strict=strict,
+                                channels=None if channels == 3 else channels)
     if not good:
         raise DataError(f"None of the {len(paths)} listed files is a usable image. "
                         f"Check the paths (relative to {base!r}). "
@@ -310,6 +321,7 @@ def load_image_list(
         image_size=image_size, batch_size=batch_size,
         validation_split=validation_split, seed=seed, shuffle=shuffle, cache=cache,
         groups=None if groups is None else [groups[i] for i in good],
+        channels=channels,
     )
 
 

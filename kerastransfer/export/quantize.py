@@ -64,7 +64,8 @@ def load_calibration_images(
         paths = runtime.list_image_files(data)
         if limit is not None:
             paths = paths[:limit]
-        images, failed = runtime.decode_images(paths, image_shape[:2])
+        images, failed = runtime.decode_images(paths, image_shape[:2],
+                                               channels=image_shape[-1] or 3)
         if failed:
             logger.warning("Skipped %d unreadable calibration file(s): %s",
                            len(failed), ", ".join(p for p, _ in failed[:5]))

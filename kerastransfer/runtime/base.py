@@ -39,7 +39,8 @@ logger = logging.getLogger("kerastransfer.runtime")
 
 METADATA_PREFIX = "kerastransfer."
 METADATA_JSON_KEYS = frozenset({"class_names", "input_shape", "value_range",
-                                "include_preprocessing", "output_shape"})
+                                "include_preprocessing", "output_shape",
+                                "window", "threshold", "channels"})
 METADATA_INT_KEYS = frozenset({"num_classes"})
 # Preferred execution providers, fastest first.
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider",

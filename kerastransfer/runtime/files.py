@@ -40,6 +40,9 @@ logger = logging.getLogger("kerastransfer.runtime")
 
 # Lower-case, with the dot, for `name.lower().endswith(IMAGE_EXTENSIONS)`.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# What folders are searched for: the images and DICOM/NIfTI files, which
+# `runtime/medical.py` reads (with TIFF and 16-bit PNG) in their own units.
+FILE_EXTENSIONS = IMAGE_EXTENSIONS + (".dcm", ".dicom", ".nii", ".nii.gz")
 # `tf.io.decode_image` decodes JPEG, PNG, GIF and BMP only (not WebP or TIFF).
 TF_IMAGE_EXTENSIONS = tuple(e for e in IMAGE_EXTENSIONS
                             if e in (".jpg", ".jpeg", ".png", ".gif", ".bmp"))
@@ -67,8 +70,8 @@ def list_image_files(paths_or_folder: Any) -> list[str]:
         paths_or_folder: a folder, one file path, or a sequence of file paths.
 
     Returns:
-        The file paths, in order; inside folders only files with an image
-        extension (`IMAGE_EXTENSIONS`).
+        The file paths, in order; inside folders only files with an image,
+        DICOM or NIfTI extension (`FILE_EXTENSIONS`).
 
     Raises:
         FileNotFoundError: a path that does not exist.
@@ -83,7 +86,7 @@ def list_image_files(paths_or_folder: Any) -> list[str]:
             for root, dirs, files in os.walk(item):
                 dirs.sort()
                 for name in sorted(files):
-                    if name.lower().endswith(IMAGE_EXTENSIONS):
+                    if name.lower().endswith(FILE_EXTENSIONS):
                         paths.append(os.path.join(root, name))
         elif os.path.exists(item):
             paths.append(item)
@@ -161,29 +164,41 @@ def decode_image(image: Any, size: Sequence[int]) -> np.ndarray:
 
 
 def decode_images(
-    paths: Sequence[Any], size: Sequence[int], max_pixels: int | None = None
+    paths: Sequence[Any], size: Sequence[int], max_pixels: int | None = None,
+    channels: int = 3,
 ) -> tuple[np.ndarray, list[tuple[Any, str]]]:
     """Decodes image files with Pillow: RGB, resized (bilinear) to `size`.
+
+    DICOM, NIfTI, TIFF and 16-bit PNG files are read in their own units by
+    `kerastransfer.runtime.medical.read_image` (as in training), not cut to
+    8-bit RGB.
 
     Args:
         paths: image file paths (or binary file objects).
         size: `(height, width)`.
         max_pixels: skip images with more pixels. Defaults to `None`.
+        channels: the channels the model takes (1: 8-bit images become
+            luminance). Defaults to `3`.
 
     Returns:
-        `(images, failed)`: float32 `(n, height, width, 3)` in [0, 255] for the
+        `(images, failed)`: float32 `(n, height, width, channels)` for the
         readable files, in order, and `[(path, reason), ...]` for the others.
     """
+    from kerastransfer.runtime.medical import load_for_model, needs_numpy_decode, to_channels
+
     height, width = int(size[0]), int(size[1])
     images, failed = [], []
     for path in paths:
         try:
+            if needs_numpy_decode(path):
+                images.append(load_for_model(path, size, channels))
+                continue
             with open_image(path, size, max_pixels) as image:
-                images.append(decode_image(image, size))
+                images.append(to_channels(decode_image(image, size), channels, path))
         except Exception as error:  # noqa: BLE001 - Pillow raises many types
             failed.append((path, f"{type(error).__name__}: {error}"))
     array = (np.stack(images) if images
-             else np.zeros((0, height, width, 3), dtype="float32"))
+             else np.zeros((0, height, width, channels), dtype="float32"))
     return array, failed
 
 
@@ -217,6 +232,7 @@ def predict_image_files(
     class_names: Sequence[str],
     top_k: int = 5,
     batch_size: int = 32,
+    channels: int = 3,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Decodes image files in batches, predicts them and ranks the classes.
 
@@ -229,6 +245,7 @@ def predict_image_files(
         class_names: class names in output order.
         top_k: how many best classes per image. Defaults to `5`.
         batch_size: images decoded and predicted at once. Defaults to `32`.
+        channels: the channels the model takes. Defaults to `3`.
 
     Returns:
         `(results, skipped)`: one dict per readable image, `{"path", "top_k":
@@ -255,7 +272,7 @@ def predict_image_files(
     skipped: list[tuple[str, str]] = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        images, failed = decode_images(chunk, image_size[:2])
+        images, failed = decode_images(chunk, image_size[:2], channels=channels)
         skipped.extend(failed)
         bad = {p for p, _ in failed}
         good = [p for p in chunk if p not in bad]

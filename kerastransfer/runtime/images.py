@@ -55,6 +55,8 @@ class OnnxPredictor:
         class_names: class names in output order.
         input_shape: `(height, width, channels)` of one image.
         task: `"multiclass"`, `"multilabel"` or `"regression"`.
+        window: the model's intensity window `(center, width)`, or `None`.
+        threshold: the model's decision threshold (see `decide`), or `None`.
         skipped: `[(path, reason), ...]` of the last `predict_files` call.
 
     Example:
@@ -152,12 +154,29 @@ class OnnxPredictor:
         for start in range(0, len(array), batch_size):
             batch = array[start:start + batch_size]
             if self._preprocessing is not None:
-                batch = preprocess_images(batch, self._preprocessing)
+                batch = preprocess_images(batch, self._preprocessing, window=self.window)
             feed = {self._input_name: np.ascontiguousarray(batch)}
             outputs.append(self._session.run(None, feed)[0])
         if not outputs:
             return np.zeros((0, *self._session.get_outputs()[0].shape[1:]), "float32")
         return np.concatenate(outputs)
+
+    def decide(self, probabilities: Any) -> np.ndarray:
+        """Decisions with the model's stored `threshold` (as `TransferModel.decide`).
+
+        Args:
+            probabilities: `(n, num_classes)` outputs of `predict`.
+
+        Returns:
+            Class indices `(n,)` (multiclass) or 0/1 labels `(n, num_classes)`
+            (multilabel).
+
+        Raises:
+            ValueError: a regression model, or outputs of the wrong rank.
+        """
+        from kerastransfer.runtime.postprocess import decide
+
+        return decide(probabilities, self.task, self.threshold)
 
     def predict_files(
         self,
@@ -186,5 +205,6 @@ class OnnxPredictor:
         results, self.skipped = predict_image_files(
             lambda images: self.predict(images, batch_size=batch_size),
             paths_or_folder, image_size=self.input_shape[:2],
-            class_names=self.class_names, top_k=top_k, batch_size=batch_size)
+            class_names=self.class_names, top_k=top_k, batch_size=batch_size,
+            channels=self.input_shape[-1] or 3)
         return results

@@ -20,7 +20,8 @@ DICOM rules (pydicom; `pip install kerastransfer[medical]`):
 
 NIfTI volumes (nibabel) are read as 2-D slices along `axis`; a 4-D volume's last
 axis becomes the channels (e.g. MRI sequences). Pure Python/numpy: no TensorFlow,
-so the runtime's file prediction can use it.
+so the runtime's file prediction can use it; the training pipelines call it
+through `tf.numpy_function` (`kerastransfer/data/pipeline.py`).
 """
 
 from __future__ import annotations
@@ -33,16 +34,103 @@ import numpy as np
 from kerastransfer.runtime.preprocess import WINDOW_PRESETS, apply_window, resolve_window
 
 __all__ = ["read_image", "read_dicom_frames", "read_volume_slices", "is_medical_file",
-           "MEDICAL_EXTENSIONS", "WINDOW_PRESETS", "resolve_window", "apply_window"]
+           "needs_numpy_decode", "to_channels", "resize_image", "load_for_model",
+           "MEDICAL_EXTENSIONS", "NUMPY_DECODED_EXTENSIONS", "WINDOW_PRESETS",
+           "resolve_window", "apply_window"]
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 MEDICAL_EXTENSIONS = DICOM_EXTENSIONS + NIFTI_EXTENSIONS
+# Decoded by `read_image` (numpy) rather than `tf.io.decode_image` in training,
+# and rather than Pillow's 8-bit RGB conversion at prediction time; 16-bit PNGs
+# too (`needs_numpy_decode` reads their header).
+NUMPY_DECODED_EXTENSIONS = MEDICAL_EXTENSIONS + (".tif", ".tiff")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def is_medical_file(path: Any) -> bool:
     """True for a DICOM or NIfTI file name."""
     return str(path).lower().endswith(MEDICAL_EXTENSIONS)
+
+
+def needs_numpy_decode(path: Any) -> bool:
+    """True for files `read_image` must decode to keep their values: DICOM,
+    NIfTI, TIFF, and PNGs with 16 bits per sample (bit depth from the header)."""
+    name = os.fspath(path).lower() if isinstance(path, (str, os.PathLike)) else ""
+    if name.endswith(NUMPY_DECODED_EXTENSIONS):
+        return True
+    if name.endswith(".png"):
+        try:
+            with open(path, "rb") as file:
+                header = file.read(25)
+        except OSError:
+            return False
+        return header[:8] == _PNG_SIGNATURE and header[24:25] == b"\x10"
+    return False
+
+
+def to_channels(image: np.ndarray, channels: int | None, path: Any = None) -> np.ndarray:
+    """Gives an `(h, w, c)` image the `channels` a model takes.
+
+    One channel is repeated for a 3-channel model; RGB(A) becomes luminance
+    for a 1-channel model (ITU-R 601 weights, as `tf.image.rgb_to_grayscale`);
+    an alpha channel is dropped for a 3-channel model. Anything else must match.
+
+    Args:
+        image: `(h, w, c)` float32.
+        channels: the model's channels, or `None` (unchanged).
+        path: the file, for the error message. Defaults to `None`.
+
+    Returns:
+        `(h, w, channels)` float32.
+
+    Raises:
+        ValueError: the channels cannot be converted.
+    """
+    have = image.shape[-1]
+    if channels is None or have == channels:
+        return image
+    if have == 1 and channels == 3:
+        return np.repeat(image, 3, axis=-1)
+    if have in (3, 4) and channels == 1:
+        weights = np.asarray([0.2989, 0.5870, 0.1140], dtype="float32")
+        return (image[..., :3] @ weights)[..., None].astype("float32")
+    if have == 4 and channels == 3:
+        return image[..., :3]
+    raise ValueError(
+        f"The image has {have} channel(s) but the model takes {channels}. Give the "
+        "model images with as many channels (e.g. a 4-D NIfTI or a multi-page "
+        f"TIFF), or build it with input_shape=(h, w, {have}). Received: path={path!r}")
+
+
+def resize_image(image: np.ndarray, size) -> np.ndarray:
+    """Bilinear resize of float32 `(h, w, c)` to `(height, width)`, per channel
+    in float (Pillow mode "F"): values are not cut to 8 bits."""
+    from PIL import Image
+
+    height, width = int(size[0]), int(size[1])
+    if image.shape[:2] == (height, width):
+        return image.astype("float32", copy=False)
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), "F")
+                         .resize((width, height), Image.BILINEAR))
+              for c in range(image.shape[-1])]
+    return np.stack(planes, axis=-1).astype("float32")
+
+
+def load_for_model(path: Any, size=None, channels: int | None = None) -> np.ndarray:
+    """Reads a file with `read_image` in its own units, with the model's channels
+    (`to_channels`) and, when `size` is given, resized (`resize_image`).
+
+    Args:
+        path: the file.
+        size: `(height, width)`, or `None` (the file's size). Defaults to `None`.
+        channels: the model's channels, or `None`. Defaults to `None`.
+
+    Returns:
+        float32 `(height, width, channels)`.
+    """
+    image = to_channels(read_image(path), channels, path)
+    return image if size is None else resize_image(image, size)
 
 
 def _require(module: str):
