@@ -94,6 +94,12 @@ class OnnxPredictor:
         include = self.metadata.get("include_preprocessing", True)
         self._preprocessing = (None if include
                                else self.metadata.get("preprocessing_mode", "none"))
+        # The intensity window and decision threshold stored by the model
+        # (medical imaging): applied as the Keras model does.
+        window = self.metadata.get("window")
+        self.window = None if window in (None, "None") else tuple(window)
+        threshold = self.metadata.get("threshold")
+        self.threshold = None if threshold in (None, "None") else threshold
 
     def __repr__(self) -> str:
         return (f"OnnxPredictor(path={self.path!r}, input_shape={self.input_shape}, "
