@@ -5,6 +5,7 @@ import inspect
 import numpy as np
 import pytest
 
+from kerastransfer.training import probe as probe_lib
 from kerastransfer.training.probe import DEFAULT_C, fit_linear_probe
 
 
@@ -113,7 +114,8 @@ def test_regularization_is_chosen_by_cv_on_training_data_only():
     for C, score in first.cv_scores.items():
         total = 0.0
         for train, test in folds.split(z, y):
-            model = LogisticRegression(C=C, tol=1e-6, max_iter=2000).fit(
+            model = LogisticRegression(C=C, tol=probe_lib._CV_TOL,
+                                       max_iter=probe_lib._CV_MAX_ITER).fit(
                 z[train], y[train])
             total += np.log(model.predict_proba(z[test])[np.arange(len(test)),
                                                         y[test]]).sum()

@@ -136,7 +136,7 @@ def _source_data(use_fonts: bool, validation_size: int, seed: int):
 
 
 def pretrain(
-    epochs: int = 12,
+    epochs: int = 10,
     batch_size: int = 128,
     learning_rate: float = 2e-3,
     validation_size: int = 1000,
@@ -151,7 +151,7 @@ def pretrain(
 
     Args:
         epochs: passes over the (augmented) source training images.
-            Defaults to `12`.
+            Defaults to `10`.
         batch_size: images per step. Defaults to `128`.
         learning_rate: peak Adam learning rate, cosine-decayed to zero over
             training. Defaults to `2e-3`.
@@ -245,7 +245,7 @@ def pretrain(
 def main(argv=None) -> None:
     """Command-line entry point: `python -m kerastransfer.demo.pretrain`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-fonts", action="store_true",
                         help="pretrain on the MNIST digits only")
