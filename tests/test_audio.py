@@ -289,3 +289,33 @@ def test_runtime_audio_never_imports_tensorflow():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_catalog_image_backbone_gets_a_one_channel_first_conv(tmp_path):
+    import keras
+
+    import kerastransfer as kt
+
+    rng = np.random.default_rng(0)
+    source = kt.get_backbone("mobilenet_v3_small").build((48, 64, 3), weights=None)
+    source.set_weights([w + 0.01 * rng.standard_normal(w.shape).astype(w.dtype)
+                        for w in source.get_weights()])
+    weights = tmp_path / "mnv3.weights.h5"
+    source.save_weights(weights)
+    model = kt.AudioClassifier("mobilenet_v3_small", num_classes=2,
+                               weights=str(weights), duration=0.3, hop_length=102)
+    assert model.image_input and model.backbone.input_shape[-1] == 1
+    x = (0.3 * rng.standard_normal((2, 4800))).astype("float32")
+    # the adapted backbone on one channel == the pretrained one on it repeated x3
+    spec = np.asarray(model.frontend(x)) * 64.0 + 127.5
+    assert spec.shape[1:] == (48, 64, 1)
+    np.testing.assert_allclose(np.asarray(model.backbone(spec)),
+                               np.asarray(source(np.repeat(spec, 3, -1))),
+                               atol=1e-3, rtol=1e-3)
+    path = tmp_path / "img.keras"
+    model.save(path)
+    loaded = kt.load_model(path)
+    assert loaded.image_input
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0),
+                                  model.predict(x, verbose=0))
+    keras.backend.clear_session()

@@ -13,10 +13,10 @@ Backbones:
   `kerastransfer/audio/backbone.py`);
 * any catalog image backbone (`"resnet50"`, `"mobilenet_v3_small"`, ...): the
   normalized log-mel (zero mean, unit variance) is mapped to the image range
-  (`127.5 + 64 x`), repeated over the 3 input channels and passed through the
-  family's preprocessing. Feeding the same channel three times is exactly the
-  usual 1-channel adaptation of a pretrained first convolution (its kernel
-  summed over RGB), so ImageNet weights load unchanged;
+  (`127.5 + 64 x`) and fed, as one channel, to the backbone whose first
+  convolution `kerastransfer/backbones/adapt.py` adapted to 1 channel (the
+  pretrained kernel summed over RGB, the family's preprocessing folded in), so
+  ImageNet weights are kept;
 * `"tfhub:<handle>"` with `frontend="none"`: a TF-Hub SavedModel taking
   waveforms (YAMNet-style frame embeddings are averaged over time);
 * a `keras.Model` taking the front end's output (or waveforms with
@@ -74,8 +74,9 @@ class AudioClassifier(TransferTask):
         hop_length: STFT hop in samples. Defaults to `160`.
         num_mel_bins: mel bands. Defaults to `64`.
         dropout: dropout before the output layer. Defaults to `0.2`.
-        image_preprocessing: the image backbone family's preprocessing mode
-            (set from the backbone; saved for reloading). Defaults to `None`.
+        image_input: map the normalized log-mel to the image range
+            (`127.5 + 64 x`) before the backbone, as an image backbone expects.
+            Defaults to `None` (`True` for catalog image backbones).
         mixed_precision: `"mixed_float16"`, `"mixed_bfloat16"` or `None`.
             Defaults to `None`.
         strategy: a `tf.distribute.Strategy` (not saved). Defaults to `None`.
@@ -108,7 +109,7 @@ class AudioClassifier(TransferTask):
         hop_length: int = 160,
         num_mel_bins: int = 64,
         dropout: float = 0.2,
-        image_preprocessing: str | None = None,
+        image_input: bool | None = None,
         mixed_precision: str | None = None,
         strategy: Any = None,
         name: str = "audio_classifier",
@@ -140,11 +141,12 @@ class AudioClassifier(TransferTask):
                 )
                 x = front(x)
             parts = _resolve_audio_backbone(backbone, weights, x, frontend)
-            mode = image_preprocessing or (
-                parts.spec.preprocessing if parts.spec else "none"
-            )
-            if frontend == "log_mel" and parts.input_shape[-1] == 3:
-                x = _to_image(x, mode)
+            if image_input is None:
+                image_input = bool(parts.spec and parts.spec.channels == 3)
+            if frontend == "log_mel" and image_input:
+                x = keras.layers.Rescaling(
+                    64.0, offset=127.5, name="to_image_range"
+                )(x)
             features = parts.model(x)
             rank = len(features.shape)
             head_layers = (
@@ -179,7 +181,7 @@ class AudioClassifier(TransferTask):
         self.hop_length = int(hop_length)
         self.num_mel_bins = int(num_mel_bins)
         self.dropout = float(dropout)
-        self.image_preprocessing = mode
+        self.image_input = bool(image_input)
 
     # --- The task contract -------------------------------------------------
     def default_loss(self):
@@ -241,7 +243,7 @@ class AudioClassifier(TransferTask):
             "hop_length": self.hop_length,
             "num_mel_bins": self.num_mel_bins,
             "dropout": self.dropout,
-            "image_preprocessing": self.image_preprocessing,
+            "image_input": self.image_input,
         }
 
 
@@ -297,16 +299,7 @@ def _resolve_audio_backbone(backbone, weights, x, frontend) -> BackboneParts:
                 "waveforms. Use frontend='log_mel', or a waveform backbone "
                 f"('tfhub:<handle>'). Received: frontend={frontend!r}"
             )
-        shape = (*shape[:2], backbone.channels)
+    # A 3-channel image backbone on the 1-channel spectrogram: resolve_backbone
+    # adapts its first convolution (kerastransfer/backbones/adapt.py: the kernel
+    # summed over RGB, the family's preprocessing folded in).
     return resolve_backbone(backbone, weights=weights, input_shape=shape)
-
-
-def _to_image(x, mode):
-    """Normalized log-mel (1 channel) -> a 3-channel image for an image backbone."""
-    from kerastransfer.preprocessing import ImagePreprocessing
-
-    x = keras.layers.Rescaling(64.0, offset=127.5, name="to_image_range")(x)
-    x = keras.layers.Concatenate(name="to_rgb")([x, x, x])
-    if mode != "none":
-        x = ImagePreprocessing(mode, name="preprocessing")(x)
-    return x
