@@ -18,6 +18,8 @@ Endpoints:
                        the full probability vector. An audio model (see
                        docs/audio.md) takes one audio/* (WAV, FLAC, OGG) body
                        or multipart audio files instead (export/audio_request.py).
+                       A text model (see docs/text.md) takes JSON {"texts":
+                       ["...", ...]} (export/text_request.py).
 
 Every bad request gets a JSON error {"error": {"status": ..., "message": ...}}
 with a 4xx status (falcon's own HTTP errors, through one JSON error serializer);
@@ -56,6 +58,7 @@ from export.audio_request import audio_request
 from export.decoding import Decoder
 from export.errors import bad_request, serialize_error, too_large, unexpected_error
 from export.queue_log import quiet_queue_warnings
+from export.text_request import text_request
 from kerastransfer.runtime import OnnxPredictor
 from kerastransfer.runtime.files import rank_classes
 
@@ -81,6 +84,8 @@ class Limits:
             threads (Pillow holds 4 bytes per RGB pixel: 25 megapixels is about
             100 MB). An image larger than this still decodes, alone. Defaults to
             `None` (`max_image_pixels`).
+        max_text_chars: longest text a text model accepts (characters).
+            Defaults to `20000`.
         decode_threads: threads that decode images for every request thread.
             Few on purpose: glibc gives each thread that allocates large
             buffers its own malloc arena and keeps it, so with one decode per
@@ -95,6 +100,7 @@ class Limits:
     max_top_k: int = 100
     max_decode_pixels: int | None = None
     decode_threads: int = 2
+    max_text_chars: int = 20_000
 
 
 # waitress's own body limit: above it waitress answers a plain-text 413 from the
@@ -135,7 +141,9 @@ class Metadata:
         resp.media = {
             "class_names": self.model.class_names,
             "input_shape": [None, *self.model.image_shape],
-            "input": "RGB images; raw upload, multipart files, or JSON instances "
+            "input": 'JSON {"texts": ["...", ...]}'
+                     if getattr(predictor, "kind", None) == "text" else
+                     "RGB images; raw upload, multipart files, or JSON instances "
                      "with values in [0, 255]",
             "providers": list(predictor.providers),
             "metadata": _jsonable(dict(predictor.metadata)),
@@ -171,6 +179,9 @@ class Predict:
         if getattr(self.model.predictor, "num_samples", None):  # an audio model
             images, names = audio_request(req, content_type, self.model.predictor,
                                           self.limits)
+        elif getattr(self.model.predictor, "kind", None) == "text":  # a text model
+            images, names, top_k, with_probabilities = text_request(
+                req, content_type, self.limits, top_k, with_probabilities)
         elif content_type == "application/json":
             images, names, top_k, with_probabilities = self._json(
                 req, top_k, with_probabilities)
@@ -341,8 +352,10 @@ def make_server(model_path: str, *, host: str = "127.0.0.1", port: int = 8080,
 
     limits = limits or Limits()
     from kerastransfer.runtime.audio import AudioPredictor, is_audio_model
+    from kerastransfer.runtime.text import TextPredictor, is_text_model
 
-    predictor_class = AudioPredictor if is_audio_model(model_path) else OnnxPredictor
+    predictor_class = (AudioPredictor if is_audio_model(model_path) else
+                       TextPredictor if is_text_model(model_path) else OnnxPredictor)
     predictor = predictor_class(model_path, providers=providers)
     app = create_app(predictor, limits)
     quiet_queue_warnings()

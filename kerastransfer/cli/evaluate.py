@@ -3,6 +3,8 @@ matrix of a .keras or .onnx model on a class-folder of images."""
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from kerastransfer.cli._common import echo_json, import_tensorflow_quietly
@@ -12,11 +14,15 @@ from kerastransfer.cli.predict import open_predictor
 @click.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True,
                                                                dir_okay=False))
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("data_dir", metavar="DATA", type=click.Path(exists=True))
 @click.option("--batch-size", type=click.IntRange(min=1), default=32,
               show_default=True)
+@click.option("--text-column", default="text", show_default=True,
+              help="Text models: the CSV column holding the text.")
+@click.option("--label-column", default="label", show_default=True,
+              help="Text models: the CSV column holding the label.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def evaluate(model_path, data_dir, batch_size, as_json):
+def evaluate(model_path, data_dir, batch_size, text_column, label_column, as_json):
     """Evaluate MODEL (.keras or .onnx) on DATA_DIR/<class>/ images.
 
     Prints accuracy, per-class precision/recall/F1 and the confusion matrix
@@ -27,12 +33,26 @@ def evaluate(model_path, data_dir, batch_size, as_json):
     Examples:
       kerastransfer evaluate model.keras data/test/
       kerastransfer evaluate model.onnx data/test/ --json
+      kerastransfer evaluate text.onnx test.csv --text-column review
+
+    A text model (docs/text.md) is evaluated on a labelled CSV file.
     """
     from types import SimpleNamespace
 
     import numpy as np
 
     predictor = open_predictor(model_path)
+    if getattr(predictor, "kind", "image") == "text":  # DATA is a labelled CSV
+        from kerastransfer.cli.text import evaluate_texts
+
+        y_true, y_pred = evaluate_texts(
+            predictor, data_dir, text_column=text_column, label_column=label_column,
+            batch_size=batch_size)
+        return _print_metrics(list(predictor.class_names), [y_true], [y_pred],
+                              as_json, "Texts")
+    if not os.path.isdir(data_dir):
+        raise click.BadParameter(f"Expected a folder of class subfolders. "
+                                 f"Received: {data_dir!r}", param_hint="'DATA'")
     import_tensorflow_quietly()  # the folder is read with tf.data
     from kerastransfer.data import load_image_folder
     from kerastransfer.errors import DataError
@@ -63,6 +83,12 @@ def evaluate(model_path, data_dir, batch_size, as_json):
         probabilities = predictor.predict(np.asarray(images, dtype="float32"))
         y_pred.append(np.argmax(probabilities, axis=-1))
         y_true.append(to_model[np.asarray(labels).astype(int)])
+    _print_metrics(names, y_true, y_pred, as_json, "Images")
+
+
+def _print_metrics(names, y_true, y_pred, as_json, unit):
+    import numpy as np
+
     from kerastransfer.report import (
         classification_metrics,
         format_classification_report,
@@ -73,7 +99,7 @@ def evaluate(model_path, data_dir, batch_size, as_json):
     if as_json:
         echo_json(metrics)
         return
-    click.echo(f"Images: {metrics['num_samples']}  accuracy: {metrics['accuracy']:.4f}")
+    click.echo(f"{unit}: {metrics['num_samples']}  accuracy: {metrics['accuracy']:.4f}")
     click.echo(format_classification_report(metrics).rstrip())
     click.echo("Confusion matrix (rows: true class, columns: predicted class):")
     width = max(len(n) for n in names)

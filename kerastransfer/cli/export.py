@@ -85,7 +85,11 @@ def export(model_path, out, opset, quantize, calibration_dir, fp16, no_validate,
 
         model = load_model(model_path)
         images, source = None, None
-        if (not no_validate or quantize or fp16) and hasattr(model, "num_samples"):
+        from kerastransfer.cli.text import is_text_model, sample_texts
+
+        if (not no_validate or quantize or fp16) and is_text_model(model):
+            images, source = sample_texts(model_path)  # texts of the training CSV
+        elif (not no_validate or quantize or fp16) and hasattr(model, "num_samples"):
             from kerastransfer.cli.audio import sample_clips  # audio: clips
 
             folder = validation_dir or (read_record(model_path) or {}).get("data_dir")
@@ -109,8 +113,11 @@ def export(model_path, out, opset, quantize, calibration_dir, fp16, no_validate,
         real_diff = _max_diff_on(model, out, images)
     size = os.path.getsize(out)
     click.echo(f"Wrote {out} ({size / 1e6:.2f} MB)")
-    click.echo(_export_details(result, source, real_diff,
-                               0 if images is None else len(images)))
+    details = _export_details(result, source, real_diff,
+                              0 if images is None else len(images))
+    if is_text_model(model):
+        details = details.replace(" images", " texts")
+    click.echo(details)
 
 
 def _validation_images(model_path: str, validation_dir: str | None, image_shape):
@@ -138,9 +145,11 @@ def _max_diff_on(model: Any, onnx_path: str, images) -> float:
     import numpy as np
 
     from kerastransfer.cli.audio import open_audio_predictor
+    from kerastransfer.cli.text import open_text_predictor
     from kerastransfer.runtime import OnnxPredictor
 
-    predictor = open_audio_predictor(onnx_path) or OnnxPredictor(onnx_path)
+    predictor = (open_audio_predictor(onnx_path) or open_text_predictor(onnx_path)
+                 or OnnxPredictor(onnx_path))
     onnx_out = predictor.predict(images)
     keras_out = np.asarray(model.predict(images, verbose=0))
     return float(np.max(np.abs(onnx_out.astype("float64") - keras_out)))

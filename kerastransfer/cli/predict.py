@@ -57,13 +57,16 @@ def open_predictor(model_path: str):
     """An `OnnxPredictor` for a .onnx file, a `KerasPredictor` for a .keras one."""
     kind = model_kind(model_path, "'MODEL'", (".keras", ".onnx"))
     from kerastransfer.cli.audio import open_audio_predictor
+    from kerastransfer.cli.text import open_text_predictor
 
     if kind == ".onnx":
         from kerastransfer.runtime import OnnxPredictor
 
-        return open_audio_predictor(model_path) or OnnxPredictor(model_path)
+        return (open_audio_predictor(model_path) or open_text_predictor(model_path)
+                or OnnxPredictor(model_path))
     predictor = KerasPredictor(model_path)
-    return open_audio_predictor(model_path, predictor.model) or predictor
+    return (open_audio_predictor(model_path, predictor.model)
+            or open_text_predictor(model_path, predictor.model) or predictor)
 
 
 @click.command()

@@ -34,7 +34,7 @@ def _parse_weights(value: str) -> str | None:
 
 
 @click.command()
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("data_dir", type=click.Path(exists=True))
 @click.option("--backbone", default="mobilenet_v3_small", show_default=True,
               help="A registry name (see `kerastransfer backbones`).")
 @click.option("--weights", default="imagenet", show_default=True,
@@ -72,10 +72,17 @@ def _parse_weights(value: str) -> str | None:
                    "to this folder.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Save a checkpoint after every epoch here.")
-@click.option("--task", type=click.Choice(["image", "audio"]), default="image",
-              show_default=True,
+@click.option("--task", type=click.Choice(["image", "audio", "text"]),
+              default="image", show_default=True,
               help="image: DATA_DIR/<class>/*.jpg; audio: DATA_DIR/<class>/*.wav "
-                   "(an AudioClassifier, see docs/audio.md).")
+                   "(an AudioClassifier, see docs/audio.md); text: DATA_DIR is a "
+                   "CSV file (a TextClassifier, see docs/text.md).")
+@click.option("--text-column", default="text", show_default=True,
+              help="--task text: the CSV column holding the text.")
+@click.option("--label-column", default="label", show_default=True,
+              help="--task text: the CSV column holding the label.")
+@click.option("--sequence-length", type=click.IntRange(min=3), default=128,
+              show_default=True, help="--task text: tokens per text.")
 @click.option("--sample-rate", type=click.IntRange(min=1), default=16000,
               show_default=True, help="--task audio: the rate clips are resampled to.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=1.0,
@@ -87,7 +94,8 @@ def _parse_weights(value: str) -> str | None:
 def train(data_dir, backbone, weights, image_size, batch_size, epochs,
           fine_tune_epochs, learning_rate, fine_tune_lr, unfreeze, train_bn,
           lr_decay, dropout, validation_split, seed, out, plots, checkpoint_dir,
-          task, sample_rate, duration, augment, strict):
+          task, text_column, label_column, sequence_length, sample_rate, duration,
+          augment, strict):
     """Train a model on a folder of class subfolders (DATA_DIR/<class>/*.jpg).
 
     Phase 1 trains the head on the frozen backbone for --epochs; phase 2
@@ -106,14 +114,31 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
       kerastransfer train data/ --backbone resnet50 --weights resnet50_notop.h5 \\
           --unfreeze blocks:2 --plots report/ --checkpoint-dir ckpt/
       kerastransfer train data/ --weights none --image-size 64 --epochs 20
+      kerastransfer train reviews.csv --task text --text-column review \\
+          --label-column label --backbone kerashub:bert_tiny_en_uncased
       kerastransfer train clips/ --task audio --backbone spectrogram_cnn \\
           --weights none --duration 1.0 --epochs 10 --augment
     """
     import_tensorflow_quietly()
     from kerastransfer.errors import InputShapeError, UnknownBackboneError
 
-    weights = _parse_weights(weights)
     out = check_out_path(out, ".keras", "'--out'")
+    if task == "text":  # kerastransfer/cli/text.py
+        from kerastransfer.cli.text import train_text
+
+        return train_text(
+            data_path=data_dir, backbone=backbone, weights=weights,
+            batch_size=batch_size, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
+            learning_rate=learning_rate, fine_tune_lr=fine_tune_lr,
+            unfreeze=unfreeze, lr_decay=lr_decay, dropout=dropout,
+            validation_split=validation_split, seed=seed, out=out, plots=plots,
+            checkpoint_dir=checkpoint_dir, text_column=text_column,
+            label_column=label_column, sequence_length=sequence_length)
+    if not os.path.isdir(data_dir):
+        raise click.BadParameter(
+            f"Expected a folder of class subfolders (a CSV file needs --task text). "
+            f"Received: {data_dir!r}", param_hint="'DATA_DIR'")
+    weights = _parse_weights(weights)
     if task == "audio":  # kerastransfer/cli/audio.py
         from kerastransfer.cli.audio import train_audio
 

@@ -30,11 +30,23 @@ import numpy as np
 from kerastransfer.runtime.base import create_session, load_metadata
 
 __all__ = ["TextPredictor", "wordpiece_tokenizer_json", "tokenizer_path",
-           "TOKEN_INPUTS"]
+           "TOKEN_INPUTS", "is_text_model"]
 
 logger = logging.getLogger("kerastransfer.runtime")
 
 TOKEN_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
+
+def is_text_model(path: str | os.PathLike) -> bool:
+    """Whether an exported model is a text model (`kind="text"` in its
+    `model.json` sidecar, else in the ONNX metadata)."""
+    from kerastransfer.runtime.base import read_sidecar
+
+    sidecar = read_sidecar(path)
+    if sidecar is not None:
+        return sidecar.get("kind") == "text"
+    metadata, _ = load_metadata(create_session(path, intra_op_threads=1), path)
+    return metadata.get("kind") == "text"
 
 
 def tokenizer_path(model_path: str | os.PathLike) -> str:
@@ -108,6 +120,9 @@ class TextPredictor:
         task: `"multiclass"` or `"multilabel"`.
         sequence_length: tokens per text (longer texts are truncated).
         metadata: the `kerastransfer.*` metadata.
+        providers: the session's execution providers.
+        input_shape: `(sequence_length,)` (tokens per text).
+        kind: `"text"`.
 
     Raises:
         ValueError: the file is not a text model, or its tokenizer file is
@@ -144,6 +159,9 @@ class TextPredictor:
         self.task = self.metadata.get("task", "multiclass")
         self.sequence_length = int(self.metadata["sequence_length"])
         self._inputs = [i.name for i in self._session.get_inputs()]
+        self.providers = list(self._session.get_providers())
+        self.input_shape = (self.sequence_length,)
+        self.kind = "text"
 
     def __repr__(self) -> str:
         return (f"TextPredictor({self.path!r}, classes={len(self.class_names)}, "
