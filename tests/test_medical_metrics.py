@@ -71,3 +71,17 @@ def test_decisions_and_tta_views():
     views = tta_views(x)
     np.testing.assert_array_equal(views[1][:, :, 0], x[:, :, -1])
     np.testing.assert_array_equal(views[2][:, 0], x[:, -1])
+
+
+def test_rate_cis_equal_the_sklearn_bootstrap():
+    """clinical_report's vectorized sensitivity/specificity CIs equal
+    bootstrap_ci over sklearn's confusion matrix (same seed, same resamples)."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 40)
+    s = np.clip(0.3 * y + rng.uniform(0, 0.7, 40), 0, 1)
+    report = clinical.clinical_report(y, s, threshold=0.4, n_resamples=150, seed=5)
+    for k, key in enumerate(("sensitivity_ci", "specificity_ci")):
+        expected = clinical.bootstrap_ci(
+            lambda a, b, k=k: clinical.sensitivity_specificity(a, b, 0.4)[k], y, s,
+            n_resamples=150, seed=5)
+        assert report[key] == pytest.approx(expected, abs=1e-12)

@@ -93,6 +93,10 @@ _CATALOG = [
     ],
 ]
 
+# Grad-CAM's target: the last feature map before spatial pooling. The backbone
+# output (None) is that map for every family but VGG, which ends in a max pool.
+_GRADCAM_LAYERS = {"VGG16": "block5_conv3", "VGG19": "block5_conv4"}
+
 _SPECIAL_NAMES = {
     "NASNetMobile": "nasnet_mobile",
     "NASNetLarge": "nasnet_large",
@@ -177,6 +181,7 @@ def keras_application_specs() -> list[BackboneSpec]:
                 keras_name=keras_name,
                 supports_imagenet=True,
                 pyramid=KERAS_PYRAMIDS[keras_name],
+                gradcam_layer=_GRADCAM_LAYERS.get(keras_name),
             )
         )
     return specs

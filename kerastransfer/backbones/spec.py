@@ -101,6 +101,10 @@ class BackboneSpec:
         pyramid: the feature pyramid, `((stride, layer), ...)` in increasing
             stride (`layer`: a name, or an index into `model.layers`), or None
             when the backbone has none (see `kerastransfer/backbones/pyramid.py`).
+        gradcam_layer: the layer Grad-CAM explains (`kerastransfer.report.explain`):
+            the last feature map before spatial pooling. None means the backbone's
+            output, which is that map for every catalog family but VGG (whose
+            output is `block5_pool`, at half the resolution).
     """
 
     name: str
@@ -120,6 +124,7 @@ class BackboneSpec:
     supports_imagenet: bool = False
     input_dtype: str = "float32"
     pyramid: tuple[tuple[int, str | int], ...] | None = None
+    gradcam_layer: str | None = None
 
     @property
     def preprocess_input(self) -> Callable | None:

@@ -26,6 +26,7 @@ from kerastransfer.cli import (
     backbones,
     benchmark,
     evaluate,
+    explain,
     export,
     info,
     predict,
@@ -56,6 +57,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool, verbose: int) -> None:
       kerastransfer export model.keras model.onnx
       kerastransfer predict model.onnx cat.jpg dog.jpg --top-k 3
       kerastransfer evaluate model.keras data/test/
+      kerastransfer explain model.keras scan.dcm --out cam.png
       kerastransfer info model.onnx
       kerastransfer benchmark model.onnx --batch-size 1 --runs 100
     """
@@ -68,7 +70,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool, verbose: int) -> None:
     configure_logging(ctx, quiet, verbose)
 
 
-for _module in (backbones, train, export, predict, evaluate, info, benchmark):
+for _module in (backbones, train, export, predict, evaluate, explain, info, benchmark):
     cli.add_command(getattr(_module, _module.__name__.rsplit(".", 1)[-1]))
 del _module
 

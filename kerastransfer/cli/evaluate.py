@@ -21,18 +21,29 @@ from kerastransfer.cli.predict import open_predictor
               help="Text models: the CSV column holding the text.")
 @click.option("--label-column", default="label", show_default=True,
               help="Text models: the CSV column holding the label.")
+@click.option("--tta", is_flag=True,
+              help="Image models: average the predictions on each image and its "
+                   "horizontal and vertical flips.")
+@click.option("--bootstrap", type=click.IntRange(min=10), default=1000,
+              show_default=True,
+              help="2-class image models: resamples of the confidence intervals.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def evaluate(model_path, data_dir, batch_size, text_column, label_column, as_json):
+def evaluate(model_path, data_dir, batch_size, text_column, label_column, tta,
+             bootstrap, as_json):
     """Evaluate MODEL (.keras or .onnx) on DATA_DIR/<class>/ images.
 
     Prints accuracy, per-class precision/recall/F1 and the confusion matrix
     (rows: true class, columns: predicted class). The folder's class names must
-    be among the model's.
+    be among the model's. A 2-class image model also gets the clinical metrics:
+    ROC AUC and PR AUC, sensitivity and specificity at the model's decision
+    threshold (0.5, i.e. argmax, when it has none), each with a 95% bootstrap
+    interval, and the expected calibration error.
 
     \b
     Examples:
       kerastransfer evaluate model.keras data/test/
       kerastransfer evaluate model.onnx data/test/ --json
+      kerastransfer evaluate xray.keras scans/ --tta
       kerastransfer evaluate text.onnx test.csv --text-column review
 
     A text model (docs/text.md) is evaluated on a labelled CSV file.
@@ -69,7 +80,7 @@ def evaluate(model_path, data_dir, batch_size, text_column, label_column, as_jso
         height, width = predictor.input_shape[:2]
         data = load_image_folder(data_dir, image_size=(height, width),
                                  batch_size=batch_size, validation_split=0.0,
-                                 shuffle=False)
+                                 shuffle=False, channels=predictor.input_shape[-1] or 3)
     names = list(predictor.class_names)
     unknown = [c for c in data.class_names if c not in names]
     if unknown:
@@ -78,15 +89,34 @@ def evaluate(model_path, data_dir, batch_size, text_column, label_column, as_jso
             f"model's classes are {names}. Received: data_dir={data_dir!r}"
         )
     to_model = np.array([names.index(c) for c in data.class_names])
-    y_true, y_pred = [], []
+    y_true, scores = [], []
     for images, labels in data.train:
-        probabilities = predictor.predict(np.asarray(images, dtype="float32"))
-        y_pred.append(np.argmax(probabilities, axis=-1))
+        images = np.asarray(images, dtype="float32")
+        if tta:
+            from kerastransfer.runtime.postprocess import tta_views
+
+            scores.append(np.mean([predictor.predict(v) for v in tta_views(images)],
+                                  axis=0))
+        else:
+            scores.append(np.asarray(predictor.predict(images)))
         y_true.append(to_model[np.asarray(labels).astype(int)])
-    _print_metrics(names, y_true, y_pred, as_json, "Images")
+    clinical = None
+    threshold = getattr(predictor, "threshold",
+                        getattr(getattr(predictor, "model", None), "threshold", None))
+    if len(names) == 2 and getattr(predictor, "task", "multiclass") == "multiclass":
+        from kerastransfer.report.clinical import clinical_report
+
+        clinical = clinical_report(np.concatenate(y_true), np.concatenate(scores),
+                                   threshold=0.5 if threshold is None else threshold,
+                                   n_resamples=bootstrap)
+        clinical["threshold_source"] = ("the model" if threshold is not None
+                                        else "default: argmax")
+    y_pred = [np.argmax(s, axis=-1) if threshold is None else
+              (s[:, 1] >= threshold).astype(int) for s in scores]
+    _print_metrics(names, y_true, y_pred, as_json, "Images", clinical)
 
 
-def _print_metrics(names, y_true, y_pred, as_json, unit):
+def _print_metrics(names, y_true, y_pred, as_json, unit, clinical=None):
     import numpy as np
 
     from kerastransfer.report import (
@@ -96,6 +126,8 @@ def _print_metrics(names, y_true, y_pred, as_json, unit):
 
     metrics = classification_metrics(np.concatenate(y_true), np.concatenate(y_pred),
                                      names)
+    if clinical is not None:
+        metrics["clinical"] = clinical
     if as_json:
         echo_json(metrics)
         return
@@ -108,3 +140,16 @@ def _print_metrics(names, y_true, y_pred, as_json, unit):
     click.echo(" " * (width + 2) + " ".join(n.rjust(cell) for n in names))
     for name, row in zip(names, metrics["confusion_matrix"], strict=True):
         click.echo(f"{name.ljust(width)}  " + " ".join(str(v).rjust(cell) for v in row))
+    if clinical is not None:
+        click.echo(_format_clinical(clinical, names[1]))
+
+
+def _format_clinical(c, positive):
+    """The clinical metrics of a 2-class model, one per line, with 95% CIs."""
+    lines = [f"Clinical metrics (positive class: {positive}; 95% bootstrap CIs):",
+             f"  threshold    {c['threshold']:.4f} ({c['threshold_source']})"]
+    for key in ("roc_auc", "pr_auc", "sensitivity", "specificity"):
+        low, high = c[f"{key}_ci"]
+        lines.append(f"  {key:<12} {c[key]:.4f} [{low:.4f}, {high:.4f}]")
+    lines.append(f"  ECE          {c['calibration']['ece']:.4f}")
+    return "\n".join(lines)

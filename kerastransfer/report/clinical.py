@@ -120,19 +120,46 @@ def bootstrap_ci(metric: Callable, y_true, scores, *, n_resamples: int = 1000,
     Returns:
         `(low, high)`.
     """
+    import sklearn
+
     y, s = np.asarray(y_true), np.asarray(scores)
     rng = np.random.default_rng(seed)
     values = []
-    for _ in range(n_resamples):
-        idx = rng.integers(0, len(y), len(y))
-        try:
-            value = float(metric(y[idx], s[idx]))
-        except ValueError:
-            continue
-        if np.isfinite(value):
-            values.append(value)
+    # The inputs were checked once; sklearn's per-call validation dominated the
+    # time (30 s for 4 x 1000 resamples of 24 scores on a loaded 2-core machine).
+    with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
+        for _ in range(n_resamples):
+            idx = rng.integers(0, len(y), len(y))
+            try:
+                value = float(metric(y[idx], s[idx]))
+            except ValueError:
+                continue
+            if np.isfinite(value):
+                values.append(value)
     alpha = (1 - confidence) / 2
     return (float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
+
+
+def _rate_cis(y, decided, *, n_resamples: int, seed: int, confidence: float = 0.95):
+    """Bootstrap CIs of sensitivity and specificity, all resamples at once.
+
+    The same resamples and percentile rule as `bootstrap_ci` (same seed), but
+    the two rates are counts of the resampled decisions, so they are computed
+    for every resample in one numpy step (a confusion matrix per resample
+    through sklearn took seconds).
+    """
+    rng = np.random.default_rng(seed)
+    idx = np.stack([rng.integers(0, len(y), len(y)) for _ in range(n_resamples)])
+    truth, guess = y[idx] == 1, decided[idx]
+    alpha = (1 - confidence) / 2
+    out = []
+    for positive in (True, False):
+        cases = truth == positive
+        hits = (guess == positive) & cases
+        count = cases.sum(axis=1)
+        rates = hits.sum(axis=1)[count > 0] / count[count > 0]
+        out.append((float(np.quantile(rates, alpha)), float(np.quantile(rates, 1 - alpha))))
+    return out
 
 
 def calibration(y_true, scores, n_bins: int = 10) -> dict:
@@ -189,13 +216,12 @@ def clinical_report(y_true, probabilities, *, threshold: float | None = None,
         source = "validation" if validation is not None else "evaluation data"
     sens, spec = sensitivity_specificity(y, scores, threshold)
     ci = dict(n_resamples=n_resamples, seed=seed)
+    sens_ci, spec_ci = _rate_cis(y, scores >= threshold, **ci)
     return {
         "threshold": float(threshold), "threshold_rule": rule,
         "threshold_source": source,
-        "sensitivity": sens, "sensitivity_ci": bootstrap_ci(
-            lambda a, b: sensitivity_specificity(a, b, threshold)[0], y, scores, **ci),
-        "specificity": spec, "specificity_ci": bootstrap_ci(
-            lambda a, b: sensitivity_specificity(a, b, threshold)[1], y, scores, **ci),
+        "sensitivity": sens, "sensitivity_ci": sens_ci,
+        "specificity": spec, "specificity_ci": spec_ci,
         "roc_auc": float(roc_auc_score(y, scores)),
         "roc_auc_ci": bootstrap_ci(roc_auc_score, y, scores, **ci),
         "pr_auc": float(average_precision_score(y, scores)),

@@ -5,9 +5,10 @@ with respect to a convolutional feature map, averaged over space, weight the map
 channels; the ReLU of the weighted sum, upsampled to the image and scaled to
 [0, 1], is the heatmap. Grad-CAM++ (`method="gradcam++"`, Chattopadhyay et al.,
 2018) weights positive gradients with its closed-form alphas (exponential-score
-form), which separates several instances better. The target layer defaults to the
-last layer of the backbone with a rank-4 (feature map) output -- the backbone's
-output for every convolutional catalog backbone.
+form), which separates several instances better. The target layer is taken from
+the registry (`BackboneSpec.gradcam_layer`: the last feature map before spatial
+pooling, e.g. `block5_conv3` for VGG16); when the spec names none, the backbone's
+output if it is a feature map, else its last layer with a rank-4 output.
 """
 
 from __future__ import annotations
@@ -18,13 +19,24 @@ __all__ = ["explain", "target_layer", "overlay"]
 
 
 def target_layer(model, layer: str | None = None):
-    """The feature-map tensor Grad-CAM differentiates (in the model's graph).
+    """The layer Grad-CAM differentiates, and whether it is inside the backbone.
+
+    Args:
+        model: a task (its `backbone` and `backbone_spec`) or a Keras model.
+        layer: a layer name. Defaults to `None` (the registry's
+            `gradcam_layer`, else the backbone's feature-map output).
+
+    Returns:
+        `(layer, inside_backbone)`.
 
     Raises:
         ValueError: the backbone has no layer with a rank-4 output, or `layer`
             names no such layer.
     """
     backbone = getattr(model, "backbone", None)
+    spec = getattr(model, "backbone_spec", None)
+    if layer is None and backbone is not None and getattr(spec, "gradcam_layer", None):
+        layer = spec.gradcam_layer  # the registry's target for this family
     if layer is not None:
         holder = backbone if backbone is not None and layer in [
             sub.name for sub in getattr(backbone, "layers", [])] else model

@@ -51,6 +51,11 @@ def _predict(model, validation_data):
 def write_report(model, history, validation_data, report_dir: str) -> dict[str, str]:
     """Writes learning curves, confusion matrix and per-class metrics.
 
+    A 2-class model also gets the clinical metrics in `metrics.json`
+    (`"clinical"`: ROC/PR AUC, sensitivity/specificity at its threshold, CIs,
+    calibration) and `roc.png`, `pr.png`, `calibration.png`; a multilabel model
+    its per-class and macro ROC/PR AUC (`"auc"`).
+
     Args:
         model: the trained `TransferModel`.
         history: the `PhasedHistory` that `fit` returned (or `None`).
@@ -96,6 +101,9 @@ def write_report(model, history, validation_data, report_dir: str) -> dict[str, 
                                                  ["no", "yes"])
                 per_class[str(name)] = metrics["per_class"]["yes"]
             summary["per_class"] = per_class
+            from kerastransfer.report.clinical import auc_scores
+
+            summary["auc"] = auc_scores(truth.astype(int), predictions, class_names)
         else:
             if labels.ndim == 2 and labels.shape[-1] > 1:
                 labels = labels.argmax(axis=-1)
@@ -108,6 +116,14 @@ def write_report(model, history, validation_data, report_dir: str) -> dict[str, 
             path = os.path.join(report_dir, "classification_report.txt")
             atomic_write_text(path, format_classification_report(metrics))
             written["classification_report"] = path
+            if len(class_names) == 2:  # binary: clinical metrics, ROC/PR/reliability
+                from kerastransfer.report.clinical import clinical_report, plot_clinical_curves
+
+                threshold = getattr(model, "threshold", None)
+                summary["clinical"] = clinical_report(
+                    labels, predictions, threshold=0.5 if threshold is None else threshold)
+                written.update(plot_clinical_curves(labels, predictions[:, 1], report_dir,
+                                                    name=str(class_names[1])))
     path = os.path.join(report_dir, "metrics.json")
     atomic_write_text(path, json.dumps(summary, indent=2, default=str))
     written["metrics"] = path

@@ -1,0 +1,143 @@
+"""A grayscale CT model end to end (issue 13): DICOM folder -> 1-channel model with
+a window and a threshold -> `.keras` -> CLI predict/evaluate (--tta, clinical
+metrics)/explain on DICOM files -> ONNX without preprocessing whose metadata
+carries kind, window, threshold and channels -> `OnnxPredictor` (window applied in
+numpy, `decide`) equal to Keras; the training report's ROC/PR PNGs."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("pydicom")
+
+from kerastransfer import TransferModel  # noqa: E402
+from kerastransfer.cli import cli  # noqa: E402
+from kerastransfer.data import load_image_folder, read_image  # noqa: E402
+from tests.test_medical import write_dicom  # noqa: E402
+
+SIZE = 16
+WINDOW = (0.0, 2000.0)  # HU -1000..1000 -> [0, 255]
+
+
+def _tiny_rgb_backbone():
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="top")(x)
+    return keras.Model(inputs, x, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def ct(tmp_path_factory):
+    """A DICOM folder (bright square = "lesion"), and a trained 1-channel model."""
+    root = tmp_path_factory.mktemp("ct")
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        label = ("healthy", "lesion")[i % 2]
+        raw = rng.integers(0, 600, (SIZE, SIZE))  # stored; HU = raw - 1024
+        if label == "lesion":
+            r, c = rng.integers(2, SIZE - 8, 2)
+            raw[r:r + 6, c:c + 6] = 1800
+        (root / "scans" / label).mkdir(parents=True, exist_ok=True)
+        write_dicom(root / "scans" / label / f"{i}.dcm", raw.astype("uint16"),
+                    intercept=-1024.0)
+    data = load_image_folder(root / "scans", image_size=(SIZE, SIZE), channels=1,
+                             batch_size=8, shuffle=False)
+    model = TransferModel(_tiny_rgb_backbone(), 2, weights=None,
+                          input_shape=(SIZE, SIZE, 1), window=WINDOW, threshold=0.3,
+                          class_names=["healthy", "lesion"], dropout=0.0)
+    model.fit(data.train, epochs=2, verbose=0)
+    path = root / "ct.keras"
+    model.save(path)
+    x = np.concatenate([b for b, _ in data.train.as_numpy_iterator()])
+    y = np.concatenate([t for _, t in data.train.as_numpy_iterator()])
+    return {"root": root, "model": model, "path": path, "x": x, "y": y,
+            "files": data.train_files}
+
+
+def _run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_predict_cli_on_dicom_equals_keras(ct):
+    out = json.loads(_run("predict", ct["path"], ct["files"][1], "--json"))
+    x = read_image(ct["files"][1])[None]
+    assert float(np.abs(x).max()) > 255  # Hounsfield units into the model
+    expected = ct["model"].predict(x, verbose=0)[0]
+    got = [out[0]["probabilities"][c] for c in ("healthy", "lesion")]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_evaluate_cli_clinical_metrics_at_model_threshold(ct, tta):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    out = json.loads(_run("evaluate", ct["path"], ct["root"] / "scans", "--json",
+                          "--bootstrap", 200, *(["--tta"] if tta else [])))
+    p = ct["model"].predict(ct["x"], verbose=0, tta=tta)
+    clinical = out["clinical"]
+    assert clinical["threshold"] == 0.3 and clinical["threshold_source"] == "the model"
+    assert clinical["roc_auc"] == pytest.approx(roc_auc_score(ct["y"], p[:, 1]),
+                                                abs=1e-6)
+    assert clinical["pr_auc"] == pytest.approx(
+        average_precision_score(ct["y"], p[:, 1]), abs=1e-6)
+    decided = (p[:, 1] >= 0.3).astype(int)
+    assert out["accuracy"] == pytest.approx(np.mean(decided == ct["y"]))
+    positives = ct["y"] == 1
+    assert clinical["sensitivity"] == pytest.approx(decided[positives].mean())
+    low, high = clinical["roc_auc_ci"]
+    assert low <= clinical["roc_auc"] <= high
+
+
+def test_explain_cli_writes_overlay_png(ct, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "cam.png"
+    text = _run("explain", ct["path"], ct["files"][1], "--out", out, "--class", "lesion")
+    assert "lesion" in text and str(out) in text
+    with Image.open(out) as image:
+        assert image.size == (SIZE, SIZE) and image.mode == "RGB"
+    result = CliRunner().invoke(cli, ["explain", str(ct["path"]), ct["files"][1],
+                                      "--out", str(out), "--class", "tumour"])
+    assert result.exit_code == 2 and "Unknown class" in result.output
+
+
+def test_onnx_metadata_window_threshold_and_runtime(ct, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from kerastransfer.export import export_onnx
+    from kerastransfer.runtime import OnnxPredictor
+
+    path = tmp_path / "ct.onnx"
+    export_onnx(ct["model"], str(path), include_preprocessing=False)
+    predictor = OnnxPredictor(path)
+    meta = predictor.metadata
+    assert meta["kind"] == "classification" and meta["channels"] == 1
+    assert tuple(meta["window"]) == WINDOW and meta["threshold"] == 0.3
+    assert predictor.window == WINDOW and predictor.threshold == 0.3
+    expected = ct["model"].predict(ct["x"], verbose=0)
+    got = predictor.predict(ct["x"])  # HU in; the window is applied in numpy
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_array_equal(predictor.decide(got), ct["model"].decide(expected))
+    files = predictor.predict_files(ct["files"][:4])
+    np.testing.assert_allclose(np.stack([r["probabilities"] for r in files]),
+                               expected[:4], atol=1e-4)
+
+
+def test_report_binary_roc_pr_pngs(ct, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from kerastransfer.report import write_report
+
+    written = write_report(ct["model"], None, (ct["x"], ct["y"]), str(tmp_path))
+    for key in ("roc", "pr", "calibration"):
+        with open(written[key], "rb") as file:
+            assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads(open(written["metrics"]).read())
+    p = ct["model"].predict(ct["x"], verbose=0)[:, 1]
+    assert summary["clinical"]["roc_auc"] == pytest.approx(roc_auc_score(ct["y"], p),
+                                                           abs=1e-6)
+    assert summary["clinical"]["threshold"] == 0.3
