@@ -27,9 +27,15 @@ from kerastransfer.runtime.base import create_session, load_metadata
 from kerastransfer.runtime.files import predict_image_files
 from kerastransfer.runtime.preprocess import preprocess_images
 
-__all__ = ["OnnxPredictor"]
+__all__ = ["OnnxPredictor", "PREDICTOR_KINDS"]
 
 logger = logging.getLogger("kerastransfer.runtime")
+
+# The metadata "kind" of an exported task -> (module, class) of its predictor, a
+# subclass of OnnxPredictor that `OnnxPredictor(path)` becomes for such a file.
+PREDICTOR_KINDS = {
+    "segmentation": ("kerastransfer.runtime.segmentation", "SegmentationPredictor"),
+}
 
 
 class OnnxPredictor:
@@ -100,6 +106,14 @@ class OnnxPredictor:
         self.window = None if window in (None, "None") else tuple(window)
         threshold = self.metadata.get("threshold")
         self.threshold = None if threshold in (None, "None") else threshold
+        self.kind = self.metadata.get("kind", "classification")
+        if type(self) is OnnxPredictor and self.kind in PREDICTOR_KINDS:
+            # One entry point for every task: the file says what it holds.
+            import importlib
+
+            module, name = PREDICTOR_KINDS[self.kind]
+            self.__class__ = getattr(importlib.import_module(module), name)
+            self._init_kind()
 
     def __repr__(self) -> str:
         return (f"OnnxPredictor(path={self.path!r}, input_shape={self.input_shape}, "

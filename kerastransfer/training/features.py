@@ -135,13 +135,17 @@ def extract_features(model, x, y=None, *, batch_size: int | None = None,
             raise DataError("Cached features need labelled data: a dataset of "
                             "(images, labels) or (images, labels, sample_weight). "
                             "Received: elements without labels")
-        feats.append(extract(element[0]).numpy())
+        # One array, or one per level for a multi-level head (a segmentation
+        # decoder reads the whole feature pyramid).
+        feats.append(keras.tree.map_structure(np.asarray, extract(element[0])))
         labels.append(np.asarray(element[1]))
         if len(element) > 2:
             weights.append(np.asarray(element[2]))
     if not feats:
         raise DataError("The training data is empty. Received: 0 batches")
-    return FeatureSet(np.concatenate(feats), np.concatenate(labels),
+    features = (np.concatenate(feats) if isinstance(feats[0], np.ndarray)
+                else [np.concatenate(level) for level in zip(*feats, strict=True)])
+    return FeatureSet(features, np.concatenate(labels),
                       np.concatenate(weights) if weights else None)
 
 

@@ -1,0 +1,312 @@
+"""Segmentation (issue 12): pyramid records, model, loss/metrics, data, export."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import kerastransfer as kt
+from kerastransfer.backbones.pyramid import PYRAMID_STRIDES, pyramid_layers, pyramid_model
+from kerastransfer.backbones.registry import get_backbone, list_backbones
+from kerastransfer.data.masks import load_segmentation_folder, read_mask
+from kerastransfer.data.segmentation_augment import SegmentationAugmentation
+from kerastransfer.errors import DataError, InputShapeError
+from kerastransfer.tasks.segmentation_loss import SegmentationLoss
+
+
+def tiny_backbone(size=32):
+    """A 3-level encoder (strides 2, 4, 8) with BatchNorm: fast to trace."""
+    inputs = keras.Input((size, size, 3))
+    x, outputs = inputs, []
+    for i, filters in enumerate((8, 12, 16)):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same",
+                                name=f"enc{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"enc{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"enc{i}_relu")(x)
+        outputs.append(x)
+    return keras.Model(inputs, outputs, name="tiny_pyramid")
+
+
+def blob_data(n=16, size=32, seed=0):
+    """Images with a bright square (class 1) and a dark-red bar (class 2)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(90, 20, (n, size, size, 3))
+    y = np.zeros((n, size, size), dtype="uint8")
+    for i in range(n):
+        r, c = rng.integers(2, size - 12, 2)
+        x[i, r:r + 10, c:c + 10] = 230
+        y[i, r:r + 10, c:c + 10] = 1
+        row = rng.integers(0, size - 4)
+        x[i, row:row + 3, :, 0] = 250
+        x[i, row:row + 3, :, 1:] = 10
+        y[i, row:row + 3] = 2
+    return np.clip(x, 0, 255).astype("float32"), y
+
+
+# --- Feature pyramid records -----------------------------------------------
+
+def test_every_keras_backbone_records_a_pyramid():
+    names = list_backbones("keras")
+    assert len(names) == 40
+    for name in names:
+        levels = pyramid_layers(get_backbone(name))
+        strides = list(levels)
+        assert strides == sorted(strides) and set(strides) <= set(PYRAMID_STRIDES)
+        assert strides[-4:] == [4, 8, 16, 32], name  # 2 only where it exists
+    assert 2 not in pyramid_layers(get_backbone("convnext_tiny"))
+    assert pyramid_layers(get_backbone("resnet50"))[8] == "conv3_block4_out"
+
+
+def test_a_backbone_without_a_pyramid_is_refused_clearly():
+    import dataclasses
+
+    spec = dataclasses.replace(get_backbone("mobilenet_v2"), pyramid=None,
+                               name="no_pyramid")
+    with pytest.raises(InputShapeError, match="has no feature pyramid"):
+        kt.SegmentationModel(spec, 2, weights=None, input_shape=(32, 32, 3))
+    single = keras.Sequential([keras.Input((32, 32, 3)),
+                               keras.layers.Conv2D(4, 3, strides=2)])
+    with pytest.raises(InputShapeError, match="has no feature pyramid"):
+        kt.SegmentationModel(single, 2, input_shape=(32, 32, 3))
+    with pytest.raises(InputShapeError, match="strides"):
+        pyramid_model("resnet50", (32, 32, 3), strides=(3,))
+
+
+def test_pyramid_model_selects_detection_strides():
+    model = pyramid_model("mobilenet_v2", (64, 64, 3), strides=(8, 16, 32))
+    assert [tuple(o.shape[1:3]) for o in model.outputs] == [(8, 8), (4, 4), (2, 2)]
+    names = {layer.name for layer in model.layers}
+    assert "block_6_expand_relu" in names
+
+
+# --- Model ------------------------------------------------------------------
+
+@pytest.mark.parametrize("decoder", ["unet", "fpn"])
+def test_trains_in_phases_saves_and_reloads_exactly(tmp_path, decoder):
+    x, y = blob_data()
+    model = kt.SegmentationModel(tiny_backbone(), 3, decoder=decoder,
+                                 class_names=["bg", "square", "bar"],
+                                 decoder_filters=(16, 8))
+    assert model.output_shape == (None, 32, 32, 3)
+    before = [w.copy() for w in model.backbone.get_weights()]
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    history = model.fit(x, y, epochs=2, fine_tune_epochs=1, batch_size=8, verbose=0,
+                        cache_features=decoder == "fpn")
+    assert [p["name"] for p in history.phases] == ["frozen", "fine_tune"]
+    assert history.history["loss"][1] < history.history["loss"][0]
+    # The encoder moved only in fine-tuning; its BatchNorm statistics stayed.
+    after = model.backbone.get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
+    bn = model.backbone.get_layer("enc0_bn")
+    assert not bn.trainable
+    path = str(tmp_path / "seg.keras")
+    model.save(path)
+    loaded = kt.load_model(path)
+    assert type(loaded).__name__ == "SegmentationModel"
+    assert loaded.class_names == ["bg", "square", "bar"] and loaded.decoder == decoder
+    np.testing.assert_array_equal(model.predict(x, verbose=0),
+                                  loaded.predict(x, verbose=0))
+    assert loaded.phase_state == model.phase_state
+
+
+class _StopAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
+    x, y = blob_data(8)
+
+    def build():
+        keras.utils.set_random_seed(7)
+        return kt.SegmentationModel(tiny_backbone(), 3, decoder_filters=(8,))
+
+    args = dict(epochs=1, fine_tune_epochs=1, batch_size=4, verbose=0)
+    reference = build()
+    reference.fit(x, y, checkpoint_dir=tmp_path / "a", **args)
+    with pytest.raises(KeyboardInterrupt):
+        build().fit(x, y, checkpoint_dir=tmp_path / "b", callbacks=[_StopAt(1)],
+                    **args)
+    resumed = build()
+    history = resumed.fit(x, y, checkpoint_dir=tmp_path / "b", **args)
+    assert history.epoch == [0, 1]
+    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_nan_guard_stops_a_diverging_segmentation_run():
+    x, y = blob_data(8)
+    model = kt.SegmentationModel(tiny_backbone(), 3, decoder_filters=(8,))
+    x[0, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_bad_masks_give_one_clear_error_each():
+    x, y = blob_data(4)
+    model = kt.SegmentationModel(tiny_backbone(), 3, decoder_filters=(8,))
+    with pytest.raises(DataError, match=r"values in \[0, 5\]"):
+        model.fit(x, np.where(y == 2, 5, y), epochs=1, verbose=0)
+    with pytest.raises(DataError, match="images' size 32x32"):
+        model.fit(x, y[:, :16, :16], epochs=1, verbose=0)
+    with pytest.raises(TypeError, match="image and mask move together"):
+        model.fit(x, y, epochs=1, verbose=0,
+                  augmentation=[keras.layers.RandomFlip()])
+    with pytest.raises(ValueError, match="class_weights"):
+        model.fit(x, y, epochs=1, verbose=0, class_weight={0: 1.0, 1: 2.0})
+
+
+# --- Loss and metrics -------------------------------------------------------
+
+def test_loss_equals_cross_entropy_plus_soft_dice():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 4, 4, 3))
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    y = rng.integers(0, 3, (2, 4, 4))
+    weights = np.array([1.0, 2.0, 0.5])
+    onehot = np.eye(3)[y]
+    ce = -(np.log(p) * onehot).sum(-1) * weights[y]
+    dice = (2 * (p * onehot).sum((1, 2)) + 1) / (p.sum((1, 2)) + onehot.sum((1, 2)) + 1)
+    expected = np.mean(0.7 * ce.mean((1, 2)) + 0.3 * (1 - dice.mean(-1)))
+    loss = SegmentationLoss(3, ce_weight=0.7, dice_weight=0.3, class_weights=weights)
+    assert float(loss(y, p.astype("float32"))) == pytest.approx(expected, rel=1e-5)
+    restored = SegmentationLoss.from_config(loss.get_config())
+    assert float(restored(y, p.astype("float32"))) == pytest.approx(expected, rel=1e-5)
+
+
+def test_mean_and_per_class_iou_are_keras_metrics_on_known_masks():
+    from kerastransfer.report.segmentation import segmentation_metrics
+
+    model = kt.SegmentationModel(tiny_backbone(), 3, decoder_filters=(8,))
+    truth = np.zeros((1, 32, 32), dtype="uint8")
+    truth[0, :16] = 1
+    truth[0, :, :8] = 2
+    guess = np.zeros_like(truth)
+    guess[0, :20] = 1
+    probabilities = np.eye(3)[guess].astype("float32")
+    metrics = segmentation_metrics(model, (np.zeros((1, 32, 32, 3)), truth),
+                                   predict=lambda images: probabilities)
+    ious = []
+    for c in range(3):
+        inter = np.sum((truth == c) & (guess == c))
+        union = np.sum((truth == c) | (guess == c))
+        ious.append(inter / union)
+    for c, name in enumerate(model.class_names):
+        assert metrics["per_class"][name]["iou"] == pytest.approx(ious[c], abs=1e-6)
+        assert metrics["per_class"][name]["dice"] == pytest.approx(
+            2 * ious[c] / (1 + ious[c]), abs=1e-6)
+    assert metrics["mean_iou"] == pytest.approx(np.mean(ious), abs=1e-6)
+    assert metrics["pixel_accuracy"] == pytest.approx(np.mean(truth == guess))
+
+
+# --- Data -------------------------------------------------------------------
+
+def _write_folder(root, x, y, palette=False):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, (image, mask) in enumerate(zip(x, y, strict=True)):
+        Image.fromarray(image.astype("uint8")).save(root / "images" / f"{i}.png")
+        m = Image.fromarray(mask.astype("uint8"))
+        if palette:
+            m = m.convert("P")
+            m.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+        m.save(root / "masks" / f"{i}.png")
+
+
+def test_folder_loader_pairs_files_and_reports_bad_ones(tmp_path, caplog):
+    x, y = blob_data(6)
+    _write_folder(tmp_path, x, y, palette=True)
+    assert read_mask(str(tmp_path / "masks" / "0.png")).tolist() == y[0].tolist()
+    (tmp_path / "images" / "orphan.png").write_bytes(
+        (tmp_path / "images" / "0.png").read_bytes())
+    (tmp_path / "masks" / "lonely.png").write_bytes(
+        (tmp_path / "masks" / "0.png").read_bytes())
+    Image.fromarray(y[1, :16, :16]).save(tmp_path / "masks" / "1.png")  # wrong size
+    data = load_segmentation_folder(tmp_path, image_size=(32, 32),
+                                    validation_split=0.25, class_names=["bg", "a", "b"])
+    skipped = {os.path.basename(p): why for p, why in data.skipped}
+    assert set(skipped) == {"orphan.png", "lonely.png", "1.png"}
+    assert "16x16 but its image is 32x32" in skipped["1.png"]
+    assert data.num_train + data.num_validation == 5
+    assert data.y_train.dtype == np.uint8 and data.x_train.shape[1:] == (32, 32, 3)
+    with pytest.raises(DataError, match="unpaired or unusable"):
+        load_segmentation_folder(tmp_path, image_size=(32, 32), strict=True)
+
+
+def test_mask_value_outside_the_classes_names_the_file(tmp_path):
+    x, y = blob_data(3)
+    _write_folder(tmp_path, x, y)
+    Image.fromarray(np.where(y[2] == 2, 7, y[2]).astype("uint8")).save(
+        tmp_path / "masks" / "2.png")
+    with pytest.raises(DataError, match=r"value 7 .* 3 classes.*images/2\.png"):
+        load_segmentation_folder(tmp_path, image_size=(32, 32), num_classes=3)
+
+
+def test_rgb_color_masks_are_rejected(tmp_path):
+    path = tmp_path / "m.png"
+    Image.fromarray(np.full((4, 4, 3), [255, 0, 0], dtype="uint8")).save(path)
+    with pytest.raises(DataError, match="not colors"):
+        read_mask(str(path))
+
+
+def test_augmentation_moves_image_and_mask_together():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    masks = rng.integers(0, 3, (4, 8, 8)).repeat(4, 1).repeat(4, 2).astype("int32")
+    images = np.repeat((masks * 100.0)[..., None], 3, axis=-1).astype("float32")
+    augment = SegmentationAugmentation(horizontal_flip=True, vertical_flip=True,
+                                       rotation=0.1, crop=0.3, seed=3)
+    out_images, out_masks = augment(tf.constant(images), tf.constant(masks))
+    out_images, out_masks = out_images.numpy(), out_masks.numpy()
+    assert out_masks.dtype == np.int32 and set(np.unique(out_masks)) <= {0, 1, 2}
+    assert not np.array_equal(out_masks, masks)
+    # Where the image is not interpolated between classes, it shows the mask's class.
+    clean = np.isin(out_images[..., 0], (0.0, 100.0, 200.0))
+    assert clean.mean() > 0.5
+    np.testing.assert_array_equal(out_images[..., 0][clean] / 100.0,
+                                  out_masks[clean])
+
+
+# --- Export and runtime -----------------------------------------------------
+
+def test_export_parity_runtime_masks_and_metadata(tmp_path):
+    from kerastransfer.export import export_onnx
+    from kerastransfer.runtime import OnnxPredictor
+
+    x, y = blob_data(12)
+    model = kt.SegmentationModel("mobilenet_v2", 3, weights=None,
+                                 input_shape=(32, 32, 3), decoder="fpn",
+                                 decoder_filters=(16, 8))
+    # Random weights with BatchNorm's initial statistics saturate ReLU6 and make
+    # even two Keras runs differ by ~1e-4; statistics from the data fix that.
+    assert model.adapt(x) == len(x)
+    path = tmp_path / "seg.onnx"
+    report = export_onnx(model, path, validation_data=(x[8:], y[8:]))
+    assert report.max_abs_diff <= 1e-4
+    sidecar = json.loads((tmp_path / "seg.json").read_text())
+    assert sidecar["kind"] == "segmentation" and sidecar["num_classes"] == 3
+    predictor = OnnxPredictor(path)
+    assert type(predictor).__name__ == "SegmentationPredictor"
+    expected = model.predict(x, verbose=0)
+    probabilities = predictor.predict(x)
+    assert probabilities.shape == (12, 32, 32, 3)
+    assert np.max(np.abs(probabilities - expected)) <= 1e-4
+    agreement = np.mean(predictor.predict_masks(x) == expected.argmax(-1))
+    assert agreement >= 0.999
+    # Any size in, masks back at each image's own size.
+    images = [x[0].repeat(2, 0).repeat(2, 1), x[1][:20, :28]]
+    masks = predictor.predict_masks(images)
+    assert [m.shape for m in masks] == [(64, 64), (20, 28)]
+    from kerastransfer.runtime.segmentation import resize_images
+
+    small = predictor.predict(resize_images(images[:1], (32, 32)))[0].argmax(-1)
+    np.testing.assert_array_equal(masks[0], small.repeat(2, 0).repeat(2, 1))
