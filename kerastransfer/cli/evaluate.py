@@ -61,6 +61,10 @@ def evaluate(model_path, data_dir, batch_size, text_column, label_column, tta,
             batch_size=batch_size)
         return _print_metrics(list(predictor.class_names), [y_true], [y_pred],
                               as_json, "Texts")
+    if getattr(predictor, "kind", "image") == "segmentation":  # images/ + masks/
+        from kerastransfer.cli.segmentation import evaluate_segmentation
+
+        return evaluate_segmentation(predictor, data_dir, batch_size, as_json)
     if not os.path.isdir(data_dir):
         raise click.BadParameter(f"Expected a folder of class subfolders. "
                                  f"Received: {data_dir!r}", param_hint="'DATA'")

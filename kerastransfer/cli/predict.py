@@ -65,7 +65,10 @@ def open_predictor(model_path: str):
         return (open_audio_predictor(model_path) or open_text_predictor(model_path)
                 or OnnxPredictor(model_path))
     predictor = KerasPredictor(model_path)
-    return (open_audio_predictor(model_path, predictor.model)
+    from kerastransfer.cli.segmentation import open_segmentation_predictor
+
+    return (open_segmentation_predictor(model_path, predictor.model)
+            or open_audio_predictor(model_path, predictor.model)
             or open_text_predictor(model_path, predictor.model) or predictor)
 
 
@@ -80,9 +83,12 @@ def open_predictor(model_path: str):
 @click.option("--text-column", default="text", show_default=True,
               help="Text models: the column of IMAGES' .csv files holding the "
                    "text (other files: one text per line).")
+@click.option("--masks-dir", type=click.Path(file_okay=False), default=None,
+              help="Segmentation models: folder for the mask PNGs (one per "
+                   "image, value = class).  [default: masks]")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON (with every class's probability).")
-def predict(model_path, images, top_k, batch_size, text_column, as_json):
+def predict(model_path, images, top_k, batch_size, text_column, masks_dir, as_json):
     """Classify IMAGES (files or folders) with a .keras or .onnx MODEL.
 
     A .onnx model runs on onnxruntime without importing TensorFlow. Unreadable
@@ -103,6 +109,10 @@ def predict(model_path, images, top_k, batch_size, text_column, as_json):
 
     predictor = open_predictor(model_path)
     extensions = FILE_EXTENSIONS
+    if getattr(predictor, "kind", "image") == "segmentation":  # mask PNGs
+        from kerastransfer.cli.segmentation import predict_segmentation
+
+        return predict_segmentation(predictor, images, masks_dir, as_json)
     if getattr(predictor, "kind", "image") == "text":  # IMAGES are .csv/.txt files
         from kerastransfer.cli.text import predict_texts
 

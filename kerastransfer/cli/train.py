@@ -72,11 +72,13 @@ def _parse_weights(value: str) -> str | None:
                    "to this folder.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Save a checkpoint after every epoch here.")
-@click.option("--task", type=click.Choice(["image", "audio", "text"]),
+@click.option("--task", type=click.Choice(["image", "audio", "text", "segmentation"]),
               default="image", show_default=True,
               help="image: DATA_DIR/<class>/*.jpg; audio: DATA_DIR/<class>/*.wav "
                    "(an AudioClassifier, see docs/audio.md); text: DATA_DIR is a "
-                   "CSV file (a TextClassifier, see docs/text.md).")
+                   "CSV file (a TextClassifier, see docs/text.md); segmentation: "
+                   "DATA_DIR/images/x.jpg + DATA_DIR/masks/x.png (a "
+                   "SegmentationModel, see docs/segmentation.md).")
 @click.option("--text-column", default="text", show_default=True,
               help="--task text: the CSV column holding the text.")
 @click.option("--label-column", default="label", show_default=True,
@@ -139,6 +141,17 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
             f"Expected a folder of class subfolders (a CSV file needs --task text). "
             f"Received: {data_dir!r}", param_hint="'DATA_DIR'")
     weights = _parse_weights(weights)
+    if task == "segmentation":  # kerastransfer/cli/segmentation.py
+        from kerastransfer.cli.segmentation import train_segmentation
+
+        return train_segmentation(
+            data_dir=data_dir, backbone=backbone, weights=weights,
+            image_size=image_size, batch_size=batch_size, epochs=epochs,
+            fine_tune_epochs=fine_tune_epochs, learning_rate=learning_rate,
+            fine_tune_lr=fine_tune_lr, unfreeze=unfreeze, train_bn=train_bn,
+            lr_decay=lr_decay, validation_split=validation_split, seed=seed,
+            out=out, plots=plots, checkpoint_dir=checkpoint_dir, strict=strict,
+            augment=augment)
     if task == "audio":  # kerastransfer/cli/audio.py
         from kerastransfer.cli.audio import train_audio
 
