@@ -202,6 +202,19 @@ class Predict:
         probabilities = np.asarray(self.model.predictor.predict(images))
         with self.model.lock:
             self.model.requests += 1
+        if getattr(self.model.predictor, "kind", None) == "segmentation":
+            # One mask per image at the model's input size (docs/segmentation.md).
+            from kerastransfer.runtime.segmentation import mask_entry
+
+            form = req.get_param("mask", default="png")
+            if form not in ("png", "indices"):
+                raise bad_request("mask must be 'png' (base64 PNG, value = class) "
+                                  f"or 'indices'. Received: mask={form!r}")
+            resp.media = {"predictions": [
+                {**({"name": name} if name else {}),
+                 **mask_entry(row, self.model.class_names, form)}
+                for row, name in zip(probabilities, names, strict=True)]}
+            return
         top_k = min(top_k, len(self.model.class_names))
         resp.media = {"predictions": [
             self._entry(row, name, top_k, with_probabilities)

@@ -9,7 +9,11 @@ import pytest
 from PIL import Image
 
 import kerastransfer as kt
-from kerastransfer.backbones.pyramid import PYRAMID_STRIDES, pyramid_layers, pyramid_model
+from kerastransfer.backbones.pyramid import (
+    PYRAMID_STRIDES,
+    pyramid_layers,
+    pyramid_model,
+)
 from kerastransfer.backbones.registry import get_backbone, list_backbones
 from kerastransfer.data.masks import load_segmentation_folder, read_mask
 from kerastransfer.data.segmentation_augment import SegmentationAugmentation
@@ -310,6 +314,32 @@ def test_export_parity_runtime_masks_and_metadata(tmp_path):
 
     small = predictor.predict(resize_images(images[:1], (32, 32)))[0].argmax(-1)
     np.testing.assert_array_equal(masks[0], small.repeat(2, 0).repeat(2, 1))
+
+    # The edge service answers with the mask: a base64 PNG, or class indices.
+    import base64
+    import io
+
+    from falcon import testing
+
+    from export.service import create_app
+
+    client = testing.TestClient(create_app(predictor))
+    buffer = io.BytesIO()
+    Image.fromarray(x[3].astype("uint8")).save(buffer, format="PNG")
+    want = predictor.predict_masks(np.round(x[3:4]))[0]
+    answer = client.simulate_post("/predict", body=buffer.getvalue(),
+                                  headers={"Content-Type": "image/png"}).json
+    png = base64.b64decode(answer["predictions"][0]["mask_png"])
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), want)
+    answer = client.simulate_post("/predict", body=buffer.getvalue(),
+                                  params={"mask": "indices"},
+                                  headers={"Content-Type": "image/png"}).json
+    np.testing.assert_array_equal(answer["predictions"][0]["mask"], want)
+    assert sum(answer["predictions"][0]["class_pixels"].values()) == 32 * 32
+    bad = client.simulate_post("/predict", body=buffer.getvalue(),
+                               params={"mask": "rle"},
+                               headers={"Content-Type": "image/png"})
+    assert bad.status_code == 400 and "mask must be" in bad.json["error"]["message"]
 
 
 @pytest.mark.slow

@@ -31,7 +31,8 @@ from kerastransfer.errors import InputShapeError
 if TYPE_CHECKING:  # keras is imported lazily (the registry is read by the CLI).
     import keras
 
-__all__ = ["PYRAMID_STRIDES", "KERAS_PYRAMIDS", "pyramid_layers", "pyramid_model", "pyramid_strides"]
+__all__ = ["PYRAMID_STRIDES", "KERAS_PYRAMIDS", "pyramid_layers", "pyramid_model",
+           "pyramid_strides"]
 
 PYRAMID_STRIDES = (2, 4, 8, 16, 32)
 
@@ -333,7 +334,8 @@ def pyramid_model(
 
     Example:
 
-    >>> model = pyramid_model("resnet50", (64, 64, 3), strides=(8, 16, 32))  # doctest: +SKIP
+    >>> model = pyramid_model("resnet50", (64, 64, 3),
+    ...                       strides=(8, 16, 32))  # doctest: +SKIP
     >>> [tuple(o.shape[1:3]) for o in model.outputs]  # doctest: +SKIP
     [(8, 8), (4, 4), (2, 2)]
     """

@@ -40,7 +40,8 @@ class SegmentationAugmentation:
 
     Example:
 
-    >>> augmentation = SegmentationAugmentation(rotation=0.05, crop=0.2)  # doctest: +SKIP
+    >>> augmentation = SegmentationAugmentation(
+    ...     rotation=0.05, crop=0.2)  # doctest: +SKIP
     >>> model.fit(images, masks, augmentation=augmentation)  # doctest: +SKIP
     """
 

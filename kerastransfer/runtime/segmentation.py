@@ -20,7 +20,8 @@ import numpy as np
 
 from kerastransfer.runtime.images import OnnxPredictor
 
-__all__ = ["SegmentationPredictor", "resize_images", "resize_masks", "mask_to_png"]
+__all__ = ["SegmentationPredictor", "resize_images", "resize_masks", "mask_to_png",
+           "mask_entry"]
 
 
 def _pil():
@@ -62,6 +63,24 @@ def mask_to_png(mask: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(mask, dtype="uint8")).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def mask_entry(probabilities: np.ndarray, class_names: Sequence[str],
+               form: str = "png") -> dict[str, Any]:
+    """One image's answer for JSON (the edge service): its mask as a base64 PNG
+    (`form="png"`, pixel value = class index) or as nested lists of class
+    indices (`"indices"`), its size and the pixels per class."""
+    mask = np.asarray(probabilities).argmax(axis=-1)
+    counts = np.bincount(mask.ravel(), minlength=len(class_names))
+    entry: dict[str, Any] = {"height": int(mask.shape[0]), "width": int(mask.shape[1]),
+                             "class_names": list(class_names),
+                             "class_pixels": {str(n): int(c) for n, c in zip(
+                                 class_names, counts, strict=False)}}
+    if form == "png":
+        entry["mask_png"] = base64.b64encode(mask_to_png(mask)).decode("ascii")
+    else:
+        entry["mask"] = mask.tolist()
+    return entry
 
 
 class SegmentationPredictor(OnnxPredictor):
