@@ -26,6 +26,9 @@ from tests.text_helpers import (  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+EPOCHS = 4
+
+
 def _model(weights="pretrained", **kwargs):
     return kt.TextClassifier(make_encoder(), 2, sequence_length=12,
                              preprocessor=make_preprocessor(), weights=weights,
@@ -39,12 +42,19 @@ def trained(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = _model(weights=None)
     model.compile(optimizer=TransformerAdamW(3e-3))
-    x, y = sentiment_task(320, seed=0)
+    x, y = sentiment_task(256, seed=0)
     xv, yv = sentiment_task(96, seed=1)
     folder = tmp_path_factory.mktemp("text")
-    history = model.fit(x, y, epochs=6, batch_size=32, validation_data=(xv, yv),
+    history = model.fit(x, y, epochs=EPOCHS, batch_size=32, validation_data=(xv, yv),
                         verbose=0, checkpoint_dir=str(folder / "ckpt"))
     return model, history, (xv, yv), folder
+
+
+@pytest.fixture(scope="module")
+def encoder_model():
+    """One "pretrained" (phased) model shared by the phase, layer-wise rate and
+    bad-input tests (each sets the state it measures)."""
+    return _model()
 
 
 def test_trains_to_held_out_accuracy(trained):
@@ -69,22 +79,23 @@ def test_keras_round_trip_keeps_tokenizer_and_predictions(trained):
 
 def test_resume_returns_stored_history_without_training(trained):
     model, history, _, folder = trained
-    x, y = sentiment_task(320, seed=0)
+    x, y = sentiment_task(256, seed=0)
     before = [w.copy() for w in model.get_weights()]
-    again = model.fit(x, y, epochs=6, batch_size=32, verbose=0,
+    again = model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0,
                       checkpoint_dir=str(folder / "ckpt"))
     assert again.history["loss"] == pytest.approx(history.history["loss"])
     for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-def test_phases_top_layers_and_feature_cache():
-    model = _model()
+def test_phases_top_layers_and_feature_cache(encoder_model):
+    model = encoder_model
     x, y = sentiment_task(64)
     history = model.fit(x, y, epochs=1, fine_tune_epochs=1, unfreeze="top_layers:1",
                         batch_size=32, verbose=0, cache_features=True)
     assert [p["cached_features"] for p in history.phases] == [True, False]
-    trainable = {layer.name for layer in model.backbone.layers if layer.trainable_weights}
+    trainable = {layer.name for layer in model.backbone.layers
+                 if layer.trainable_weights}
     assert trainable == {"transformer_layer_1", "pooled_dense"}
     # embeddings are the stem: two transformer layers, not three blocks
     with pytest.raises(ValueError, match="top 3 layers.*has 2"):
@@ -92,11 +103,11 @@ def test_phases_top_layers_and_feature_cache():
     assert len(model.unfreeze("top_layers:2")) > len(trainable)
 
 
-def test_layer_wise_rates_by_measured_update_sizes():
+def test_layer_wise_rates_by_measured_update_sizes(encoder_model):
     """Adam's first step moves a weight by lr * |g| / (|g| + eps): by its
     learning rate wherever the gradient is well above eps, so per transformer
     block the largest |update| is base * decay**depth."""
-    model = _model()
+    model = encoder_model
     model.unfreeze("all")
     from kerastransfer.training.loop import compile_for_phase
 
@@ -154,17 +165,30 @@ def test_mixed_precision_outputs_float32():
 
 @pytest.mark.slow
 def test_export_parity_int8_and_tf_free_runtime(trained):
+    """One conversion: the float32 graph's parity with Keras and the dynamic
+    int8 file's agreement come from the same export; the TF-free
+    `TextPredictor` (a subprocess) gives exactly what onnxruntime gives on
+    KerasHub's own token ids for the written file."""
+    import json
+
+    import onnxruntime as ort
+
+    from kerastransfer.backbones.kerashub import tokenize
     from kerastransfer.export import export_onnx
 
     model, _, (xv, _), folder = trained
-    path = str(folder / "text.onnx")
+    path = str(folder / "int8.onnx")
     sentences = list(CORPUS) + xv[:20]
-    report = export_onnx(model, path, validation_data=sentences)
-    assert report.max_abs_diff <= 1e-4
-    assert os.path.exists(folder / "text.tokenizer.json")
-    int8 = export_onnx(model, str(folder / "int8.onnx"), quantize="dynamic",
-                       validation_data=sentences)
-    assert int8.agreement >= 0.99
+    report = export_onnx(model, path, quantize="dynamic", validation_data=sentences)
+    assert report.max_abs_diff <= 1e-4  # the float32 graph vs Keras
+    assert report.agreement >= 0.99
+    assert os.path.exists(folder / "int8.tokenizer.json")
+    packed = tokenize(model.preprocessor, sentences)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    expected = session.run(None, {name: packed[:, i] for i, name in enumerate(
+        ("token_ids", "segment_ids", "padding_mask"))})[0]
+    keras_top = model.predict(sentences, verbose=0).argmax(1)
+    assert np.mean(expected.argmax(1) == keras_top) >= 0.99
     code = (
         "import sys, json, numpy as np\n"
         "from kerastransfer.runtime import TextPredictor\n"
@@ -175,12 +199,9 @@ def test_export_parity_int8_and_tf_free_runtime(trained):
         " 'top': p.predict_labels(['a good film'])[0][0][0]}))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True,
                             text=True, cwd=ROOT, check=True)
-    import json
-
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert not data["tf"] and not data["keras"]
-    np.testing.assert_allclose(data["out"], model.predict(sentences, verbose=0),
-                               atol=1e-4)
+    np.testing.assert_allclose(data["out"], expected, atol=1e-6)
     assert data["top"] in ("neg", "pos")
 
 
@@ -207,8 +228,8 @@ def test_preset_offline_says_what_to_do(monkeypatch):
     ("one string", "not one string"),
     (np.zeros((2, 32, 32, 3), "float32"), "cannot take images"),
 ])
-def test_bad_texts(texts, message):
-    model = _model()
+def test_bad_texts(encoder_model, texts, message):
+    model = encoder_model
     with pytest.raises(DataError, match=message):
         model.predict(texts, verbose=0)
 

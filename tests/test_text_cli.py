@@ -186,3 +186,15 @@ def test_service_text_model_refuses_images(client):
                                   headers={"Content-Type": "image/png"})
     assert result.status_code == 415
     assert "This is a text model" in result.json["error"]["message"]
+
+
+def test_relative_local_preset_folder(trained, monkeypatch):
+    """`kerashub:tiny_preset` (a folder in the working directory, no '/') is a
+    local preset, not an unknown registry name (failed before: 'Unknown
+    KerasHub text preset')."""
+    from kerastransfer.backbones.kerashub import load_preset
+
+    root, _, _ = trained
+    monkeypatch.chdir(root)
+    backbone, preprocessor = load_preset("kerashub:preset")
+    assert backbone.num_layers == 2 and preprocessor.sequence_length == 16

@@ -24,6 +24,7 @@ extra).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +96,7 @@ def load_preset(name: str) -> tuple[Any, Any]:
     keras_hub = _keras_hub()
     preset = name[len(PREFIX):] if name.startswith(PREFIX) else name
     known = set(keras_hub.models.TextClassifierPreprocessor.presets)
-    is_path = "://" in preset or "/" in preset
+    is_path = "://" in preset or "/" in preset or os.path.isdir(preset)
     if not is_path and preset not in known:
         close = closest_names(preset, sorted(known))
         hint = f" Close names: {', '.join(PREFIX + c for c in close)}." if close else ""
@@ -109,8 +110,9 @@ def load_preset(name: str) -> tuple[Any, Any]:
         preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(preset)
     except (OSError, ConnectionError) as error:
         raise WeightsError(
-            f"Could not download the KerasHub preset {preset!r} ({type(error).__name__})."
-            " Connect to the network once (KerasHub caches presets under "
+            f"Could not download the KerasHub preset {preset!r} "
+            f"({type(error).__name__}). Connect to the network once (KerasHub "
+            "caches presets under "
             "~/.cache/kagglehub), pass a local preset folder as "
             "'kerashub:/path/to/preset', or pass a keras_hub Backbone instance with "
             f"preprocessor=. Received: backbone={name!r}"
