@@ -91,13 +91,14 @@ def test_frozen_phase_with_feature_cache_trains_only_the_head(clips, tmp_path):
 
 def test_export_parity_predictor_and_int8(trained, clips, tmp_path):
     from kerastransfer.export import export_onnx
-    from kerastransfer.runtime import AudioPredictor
+    from kerastransfer.runtime import AudioPredictor, OnnxPredictor
 
     model, _, _ = trained
     x, _, xv, yv, names = clips
     report = export_onnx(model, tmp_path / "kws.onnx", validation_data=xv)
     assert report.max_abs_diff <= 1e-4
     predictor = AudioPredictor(tmp_path / "kws.onnx")
+    assert type(OnnxPredictor(tmp_path / "kws.onnx")) is AudioPredictor
     assert predictor.sample_rate == 16000 and predictor.num_samples == 8000
     assert predictor.class_names == names
     keras_probs = model.predict(xv, verbose=0)

@@ -29,6 +29,7 @@ from kerastransfer.audio.io import AUDIO_EXTENSIONS, load_clip
 from kerastransfer.errors import DataError
 from kerastransfer.runtime.base import create_session, load_metadata
 from kerastransfer.runtime.files import rank_classes
+from kerastransfer.runtime.images import OnnxPredictor
 
 __all__ = [
     "AudioPredictor",
@@ -142,8 +143,11 @@ def predict_audio_files(
     return results, skipped
 
 
-class AudioPredictor:
+class AudioPredictor(OnnxPredictor):
     """Runs an audio ONNX model exported by `export_onnx(audio_model, ...)`.
+
+    `OnnxPredictor(path)` also becomes an `AudioPredictor` for such a file (its
+    metadata says `kind="audio"`; `runtime/images.py` `PREDICTOR_KINDS`).
 
     Args:
         path: the `.onnx` file.
@@ -151,6 +155,7 @@ class AudioPredictor:
             best available).
         intra_op_threads: threads per operator. Defaults to `None` (all cores
             available to this process).
+        allow_spinning: let idle threads busy-wait. Defaults to `False`.
 
     Attributes:
         sample_rate: the rate (Hz) the model takes.
@@ -169,25 +174,22 @@ class AudioPredictor:
         providers: Sequence[str] | None = None,
         *,
         intra_op_threads: int | None = None,
+        allow_spinning: bool = False,
     ):
-        self.path = os.fspath(path)
-        self._session = create_session(
-            self.path, providers, intra_op_threads=intra_op_threads
-        )
-        self.providers = list(self._session.get_providers())
-        self.metadata, self.metadata_source = load_metadata(self._session, self.path)
+        super().__init__(path, providers, intra_op_threads=intra_op_threads,
+                         allow_spinning=allow_spinning)
+        self._init_kind()
+
+    def _init_kind(self) -> None:
         if self.metadata.get("kind") != "audio":
             raise ValueError(
-                "This ONNX file is not a kerastransfer audio model (its metadata has "
-                "no kind='audio'). Use OnnxPredictor for image models. Received: "
-                f"path={self.path!r}, kind={self.metadata.get('kind')!r}"
+                "This ONNX file is not a kerastransfer audio model (its metadata "
+                "has no kind='audio'). Use OnnxPredictor for image models. "
+                f"Received: path={self.path!r}, kind={self.metadata.get('kind')!r}"
             )
-        self._input_name = self._session.get_inputs()[0].name
         self.sample_rate = int(self.metadata["sample_rate"])
         self.num_samples = int(self.metadata["num_samples"])
         self.input_shape = (self.num_samples,)
-        self.class_names = list(self.metadata.get("class_names", []))
-        self.task = self.metadata.get("task", "multiclass")
         self.skipped: list[tuple[str, str]] = []
 
     def __repr__(self) -> str:

@@ -35,6 +35,7 @@ logger = logging.getLogger("kerastransfer.runtime")
 # subclass of OnnxPredictor that `OnnxPredictor(path)` becomes for such a file.
 PREDICTOR_KINDS = {
     "segmentation": ("kerastransfer.runtime.segmentation", "SegmentationPredictor"),
+    "audio": ("kerastransfer.runtime.audio", "AudioPredictor"),
 }
 
 
