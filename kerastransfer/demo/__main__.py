@@ -142,7 +142,8 @@ def main(argv=None) -> dict:
           "writers, 8x8 scans), 800 held-out images.")
     _echo(f"pretrained = AdaBN on unlabelled target images + linear probe on frozen "
           f"features + fine-tuning (lr {arms.FINE_TUNE_LR:g}, BatchNorm frozen); "
-          f"scratch = same network, same epochs ({arms.STEPS} steps, lr "
+          f"scratch = same network, same epochs (at most {arms.MAX_EPOCHS} epochs or "
+          f"{arms.STEPS} steps, lr "
           f"{arms.SCRATCH_LR:g}); raw_pixels / random_frozen = the same linear "
           "probe on pixels / on a frozen random network.\n")
     try:
