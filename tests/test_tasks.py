@@ -230,3 +230,17 @@ def test_keras_model_backbone_with_weights_none_trains_from_scratch():
     history = model.fit(x, y, epochs=1, fine_tune_epochs=1, verbose=0)
     assert [p["name"] for p in history.phases] == ["from_scratch"]
     assert kt.TransferModel(_tiny_backbone(), num_classes=3).pretrained is True
+
+
+def test_fine_tune_rate_defaults_to_a_tenth_of_the_given_learning_rate():
+    x, y = _separable(12)
+    model = kt.TransferModel(_tiny_backbone(), num_classes=3)
+    history = model.fit(x, y, epochs=1, fine_tune_epochs=1, learning_rate=3e-3,
+                        verbose=0)
+    rates = [p["learning_rate"] for p in history.phases]
+    assert rates[0] == pytest.approx(3e-3) and rates[1] == pytest.approx(3e-4)
+    # without learning_rate: the optimizer's own rate (Adam 1e-3), then a tenth
+    other = kt.TransferModel(_tiny_backbone(), num_classes=3)
+    rates = [p["learning_rate"] for p in other.fit(
+        x, y, epochs=1, fine_tune_epochs=1, verbose=0).phases]
+    assert rates == [pytest.approx(1e-3), pytest.approx(1e-4)]

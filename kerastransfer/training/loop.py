@@ -96,6 +96,9 @@ def resolve_plan(model, plan, epochs, fine_tune_epochs, learning_rate, fine_tune
             epochs + fine_tune_epochs, "all", learning_rate, train_bn=True,
             name="from_scratch",
         )])
+    if fine_tune_lr is None and learning_rate is not None:
+        # "a tenth of learning_rate", not of the optimizer's own rate
+        fine_tune_lr = scaled_learning_rate(learning_rate, FINE_TUNE_FACTOR)
     return plan_lib.PhasePlan.two_phase(
         epochs, fine_tune_epochs, learning_rate=learning_rate,
         fine_tune_lr=fine_tune_lr, unfreeze=unfreeze, train_bn=train_bn,
