@@ -61,6 +61,8 @@ _EXPORTS = {
     "WarmupCosineDecay": "kerastransfer.training.schedules",
     "OneCycle": "kerastransfer.training.schedules",
     "write_report": "kerastransfer.report",
+    "explain": "kerastransfer.report.explain",
+    "read_image": "kerastransfer.data",
     "KerasTransferError": "kerastransfer.errors",
     "UnknownBackboneError": "kerastransfer.errors",
     "WeightsError": "kerastransfer.errors",

@@ -24,7 +24,8 @@ WINDOW = (0.0, 2000.0)  # HU -1000..1000 -> [0, 255]
 
 def _tiny_rgb_backbone():
     inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu",
+                            name="stem")(inputs)
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="top")(x)
     return keras.Model(inputs, x, name="tiny")
 
@@ -97,7 +98,8 @@ def test_explain_cli_writes_overlay_png(ct, tmp_path):
     from PIL import Image
 
     out = tmp_path / "cam.png"
-    text = _run("explain", ct["path"], ct["files"][1], "--out", out, "--class", "lesion")
+    text = _run("explain", ct["path"], ct["files"][1], "--out", out,
+                "--class", "lesion")
     assert "lesion" in text and str(out) in text
     with Image.open(out) as image:
         assert image.size == (SIZE, SIZE) and image.mode == "RGB"
@@ -141,3 +143,29 @@ def test_report_binary_roc_pr_pngs(ct, tmp_path):
     assert summary["clinical"]["roc_auc"] == pytest.approx(roc_auc_score(ct["y"], p),
                                                            abs=1e-6)
     assert summary["clinical"]["threshold"] == 0.3
+
+
+def test_train_cli_grayscale_windowed_model_from_dicom_folder(ct, tmp_path):
+    from kerastransfer.backbones.registry import register_backbone, unregister_backbone
+    from kerastransfer.saving import load_model
+
+    register_backbone("tiny_ct_test", lambda shape, weights: _tiny_rgb_backbone(),
+                      default_size=SIZE, min_size=SIZE, overwrite=True)
+    out = tmp_path / "cli.keras"
+    try:
+        _run("train", ct["root"] / "scans", "--backbone", "tiny_ct_test",
+             "--weights", "none", "--epochs", 1, "--batch-size", 12,
+             "--channels", 1, "--window", "lung", "--out", out)
+        model = load_model(out)
+    finally:
+        unregister_backbone("tiny_ct_test")
+    assert model.image_shape == (SIZE, SIZE, 1) and model.window == (-600.0, 1500.0)
+    result = CliRunner().invoke(cli, ["train", str(ct["root"] / "scans"), "--window",
+                                      "0,-5", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "width must be a finite number > 0" in result.output
+
+
+def test_loader_channels_checked_first(tmp_path):
+    with pytest.raises(ValueError, match="channels must be a positive int"):
+        load_image_folder(tmp_path / "missing", channels=0)

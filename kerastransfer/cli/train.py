@@ -93,11 +93,17 @@ def _parse_weights(value: str) -> str | None:
               help="--task audio: gain, shift, noise and masking augmentation.")
 @click.option("--strict", is_flag=True,
               help="Fail on unreadable images instead of skipping them.")
+@click.option("--channels", type=click.IntRange(min=1), default=None,
+              help="Image channels of the model (1: grayscale, e.g. X-ray/CT; "
+                   "C > 3: multi-channel NIfTI/TIFF). Default: the backbone's (3).")
+@click.option("--window", default=None,
+              help="Intensity window stored in the model: a preset (lung, brain, "
+                   "bone, soft_tissue, ...) or CENTER,WIDTH (docs/medical.md).")
 def train(data_dir, backbone, weights, image_size, batch_size, epochs,
           fine_tune_epochs, learning_rate, fine_tune_lr, unfreeze, train_bn,
           lr_decay, dropout, validation_split, seed, out, plots, checkpoint_dir,
           task, text_column, label_column, sequence_length, sample_rate, duration,
-          augment, strict):
+          augment, strict, channels, window):
     """Train a model on a folder of class subfolders (DATA_DIR/<class>/*.jpg).
 
     Phase 1 trains the head on the frozen backbone for --epochs; phase 2
@@ -177,6 +183,14 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
                 param_hint="'--image-size'",
             )
         image_size = (spec.default_size, spec.default_size)
+    channels = channels or spec.channels
+    if window is not None:  # a preset name, or "center,width"
+        from kerastransfer.runtime.preprocess import resolve_window
+
+        try:
+            window = resolve_window(window if "," not in window else window.split(","))
+        except ValueError as error:
+            raise click.BadParameter(one_line(error), param_hint="'--window'") from None
     try:
         spec.resolve_input_shape((*image_size, spec.channels))
     except InputShapeError as error:
@@ -198,9 +212,11 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
     data = load_image_folder(
         data_dir, image_size=image_size, batch_size=batch_size,
         validation_split=validation_split, seed=seed, shuffle=True, strict=strict,
+        channels=channels,
     )
     model = _build_model(TransferModel, spec.name, weights,
-                         (*image_size, spec.channels), data.class_names, dropout)
+                         (*image_size, channels), data.class_names, dropout,
+                         window=window)
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
     history = model.fit(
@@ -240,13 +256,14 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
                    f"metrics.json) to {plots}")
 
 
-def _build_model(model_class, name, weights, input_shape, class_names, dropout):
+def _build_model(model_class, name, weights, input_shape, class_names, dropout,
+                 **options):
     """The `TransferModel`; the offline ImageNet error speaks in CLI options."""
     from kerastransfer.errors import WeightsError
 
     try:
         return model_class(name, weights=weights, input_shape=input_shape,
-                           class_names=class_names, dropout=dropout)
+                           class_names=class_names, dropout=dropout, **options)
     except WeightsError as error:
         raise WeightsError(cli_wording(str(error))) from error
 

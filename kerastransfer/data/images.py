@@ -81,8 +81,12 @@ class ImageData:
         return balanced_class_weight(self.train_labels, self.num_classes)
 
 
-def _check_arguments(image_size, batch_size, validation_split) -> tuple[int, int]:
+def _check_arguments(image_size, batch_size, validation_split,
+                     channels=3) -> tuple[int, int]:
     """Checks the loaders' arguments before any file is read; returns image_size."""
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError("channels must be a positive int (1 for grayscale, 3 for "
+                         f"RGB). Received: channels={channels!r}")
     check_batch_size(batch_size)
     check_validation_split(validation_split)
     return check_image_size(image_size)
@@ -171,7 +175,7 @@ def load_image_folder(
     ...                          validation_split=0.2)  # doctest: +SKIP
     >>> model.fit(data.train, validation_data=data.validation)  # doctest: +SKIP
     """
-    image_size = _check_arguments(image_size, batch_size, validation_split)
+    image_size = _check_arguments(image_size, batch_size, validation_split, channels)
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise DataError(
@@ -297,7 +301,7 @@ def load_image_list(
     >>> rows = [{"path": "a.png", "label": "cat"}, {"path": "b.png", "label": "dog"}]
     >>> data = load_image_list(rows, image_size=(64, 64))  # doctest: +SKIP
     """
-    image_size = _check_arguments(image_size, batch_size, validation_split)
+    image_size = _check_arguments(image_size, batch_size, validation_split, channels)
     paths, labels, class_names, base = read_image_list(
         source, path_column=path_column, label_column=label_column, root=root,
         class_names=class_names)
