@@ -14,7 +14,8 @@ import kerastransfer as kt
 from kerastransfer.backbones.pyramid import pyramid_layers, pyramid_model
 from kerastransfer.backbones.registry import get_backbone, list_backbones
 
-pytestmark = pytest.mark.slow
+# ~40 builds / 14 exports: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 # Valid-padding stems/reductions: maps a few pixels smaller than size / stride.
 VALID_PADDING = {"inception_v3", "inception_resnet_v2", "xception", "nasnet"}
@@ -61,6 +62,7 @@ FAMILY_REPRESENTATIVES["vgg"] = "vgg16"
 
 
 def test_one_segmentation_model_per_family_exports_with_parity(tmp_path):
+    from kerastransfer.errors import ExportValidationError
     from kerastransfer.export import export_onnx
 
     rng = np.random.default_rng(0)
@@ -73,15 +75,20 @@ def test_one_segmentation_model_per_family_exports_with_parity(tmp_path):
                                      input_shape=(size, size, 3), decoder="fpn",
                                      decoder_filters=(8,))
         model.adapt(images)  # data statistics instead of BatchNorm's initial ones
-        report = export_onnx(model, tmp_path / f"{name}.onnx", atol=1e-4,
-                             validation_data=images, optimize=False)
+        try:
+            report = export_onnx(model, tmp_path / f"{name}.onnx", atol=1e-4,
+                                 validation_data=images, optimize=False)
+        except ExportValidationError as error:  # collected: every family reported
+            results[family] = {"backbone": name, "error": str(error)}
+            continue
         results[family] = {"backbone": name, "size": size,
                            "max_abs_diff": report.max_abs_diff}
-        assert report.max_abs_diff <= 1e-4, (name, report.max_abs_diff)
         del model
         keras.backend.clear_session()
-    assert len(results) == 14
     out = os.environ.get("KT_SEGMENTATION_PARITY_JSON")
     if out:
         with open(out, "w") as f:
             json.dump(results, f, indent=2)
+    assert len(results) == 14
+    failed = {f: r for f, r in results.items() if "error" in r}
+    assert not failed, failed
