@@ -15,6 +15,12 @@ repeats, medians; this machine is shared, so compare ratios):
   cached features as a single Keras epoch (`steps_per_epoch = 10 x steps`),
   so Keras's per-epoch overhead is paid once.
 
+Measured 2026-12-03 (defaults, `--repeats 2`, a 2-core machine at load ~14):
+feature pass 2.64 s; linear probe 3.64 s (1.38x); one compiled loop 2.95 s
+(1.11x); `fit(epochs=10, cache_features=True)` 189.6 s (71.8x) - the last on
+the training loop as it stood mid-refactor (issue 11), far above the ~0.1 s
+per cached epoch measured before: see the report of that run.
+
 Usage:
 
     TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/frozen_phase.py
