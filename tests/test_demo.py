@@ -46,3 +46,15 @@ def test_demo_runs_offline_and_writes_its_outputs(tmp_path):
         assert path.stat().st_size > 5000
     assert (out / "model.onnx").stat().st_size > 10000
     assert summary["speed_batch1"]["median_ms"]["onnxruntime"] > 0
+
+
+def test_demo_task_option_dispatches_to_the_task_demo(monkeypatch):
+    """`python -m kerastransfer.demo --task audio ...` runs the audio demo with
+    the remaining arguments."""
+    import kerastransfer.demo.__main__ as demo_main
+    import kerastransfer.demo.audio as audio_demo
+
+    seen = []
+    monkeypatch.setattr(audio_demo, "main", lambda argv: seen.append(argv) or 7)
+    assert demo_main.main(["--task", "audio", "--quick"]) == 7
+    assert seen == [["--quick"]]

@@ -19,6 +19,9 @@ What it shows, on real handwritten digits with no download:
    against Keras on real images, prediction with the TensorFlow-free
    `OnnxPredictor`, and its speed next to Keras.
 
+Other tasks' demonstrations run with `--task segmentation|audio|text` (their
+own modules, `kerastransfer.demo.<task>`; the other arguments go to them).
+
 `summary.json` holds `{"transfer": {"<k>": {"pretrained": ..., "scratch": ...,
 "raw_pixels": ..., "random_frozen": ...}}, "seeds": [...]}` (held-out
 accuracy, mean over the seeds) and the details.
@@ -27,9 +30,11 @@ accuracy, mean over the seeds) and the details.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -117,9 +122,25 @@ def transfer_table(rows, budgets) -> tuple[dict, dict]:
     return mean, std
 
 
+TASK_DEMOS = {"segmentation": "kerastransfer.demo.segmentation",
+              "audio": "kerastransfer.demo.audio",
+              "text": "kerastransfer.demo.text"}
+
+
 def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chooser = argparse.ArgumentParser(add_help=False)
+    chooser.add_argument("--task", default="classification",
+                         choices=("classification", *TASK_DEMOS))
+    chosen, rest = chooser.parse_known_args(argv)
+    if chosen.task != "classification":
+        return importlib.import_module(TASK_DEMOS[chosen.task]).main(rest)
+    argv = rest
     parser = argparse.ArgumentParser(prog="python -m kerastransfer.demo",
                                      description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="classification",
+                        choices=("classification", *TASK_DEMOS),
+                        help="which demonstration (the others: their own options)")
     parser.add_argument("--output", default="demo_output",
                         help="folder for the report, model files and summary.json")
     parser.add_argument("--budgets", type=int, nargs="+", default=[1, 3, 10],
