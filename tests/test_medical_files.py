@@ -64,8 +64,8 @@ def test_folder_pipeline_keeps_units_and_gives_model_channels(tmp_path, channels
     for name, values in expected.items():
         assert images[name].shape == (SIZE, SIZE, channels), name
         for c in range(channels):  # gray files repeated for an RGB model
-            np.testing.assert_allclose(images[name][..., c], values, atol=1e-3, rtol=2e-4,
-                                       err_msg=name)
+            np.testing.assert_allclose(images[name][..., c], values, atol=1e-3,
+                                       rtol=2e-4, err_msg=name)
     assert images["ct.dcm"].min() < 0 and images["x16.png"].max() > 60000
 
 
@@ -116,8 +116,8 @@ def test_runtime_decodes_medical_files_without_cutting_to_8_bits(tmp_path):
     images, failed = decode_images(files, (SIZE, SIZE), channels=1)
     assert failed == []
     for path, image in zip(files, images, strict=True):
-        np.testing.assert_allclose(image[..., 0], expected[path.split("/")[-1]], rtol=2e-4,
-                                   atol=1e-3)
+        np.testing.assert_allclose(image[..., 0], expected[path.split("/")[-1]],
+                                   rtol=2e-4, atol=1e-3)
     rgb, _ = decode_images([tmp_path / "ct.dcm"], (SIZE, SIZE), channels=3)
     np.testing.assert_array_equal(rgb[0], np.repeat(rgb[0][..., :1], 3, -1))
     half, _ = decode_images([tmp_path / "x16.png"], (8, 8), channels=1)

@@ -20,7 +20,8 @@ def test_auc_scores_equal_sklearn():
     probs = np.stack([1 - s, s], 1)
     out = clinical.auc_scores(y, probs, ["well", "sick"])
     assert out["roc_auc"]["sick"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
-    assert out["pr_auc"]["sick"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert out["pr_auc"]["sick"] == pytest.approx(average_precision_score(y, s),
+                                                  abs=1e-12)
     assert out["roc_auc"]["macro"] == pytest.approx(
         roc_auc_score(np.eye(2)[y], probs, average="macro"), abs=1e-12)
 

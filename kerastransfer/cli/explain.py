@@ -7,7 +7,11 @@ import os
 
 import click
 
-from kerastransfer.cli._common import check_out_path, import_tensorflow_quietly, model_kind
+from kerastransfer.cli._common import (
+    check_out_path,
+    import_tensorflow_quietly,
+    model_kind,
+)
 
 
 @click.command()

@@ -83,7 +83,8 @@ def file_pipeline(paths, labels, *, image_size: Sequence[int], batch_size: int,
     dataset = tf.data.Dataset.from_tensor_slices((np.asarray(paths), labels))
     if shuffle and not cache:  # cheap: shuffle file names before decoding
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(_decode_fn(image_size, channels), num_parallel_calls=tf.data.AUTOTUNE,
+    dataset = dataset.map(_decode_fn(image_size, channels),
+                          num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True)
     if cache:
         dataset = dataset.cache(cache if isinstance(cache, str) else "")

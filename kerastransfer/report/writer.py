@@ -117,13 +117,14 @@ def write_report(model, history, validation_data, report_dir: str) -> dict[str, 
             atomic_write_text(path, format_classification_report(metrics))
             written["classification_report"] = path
             if len(class_names) == 2:  # binary: clinical metrics, ROC/PR/reliability
-                from kerastransfer.report.clinical import clinical_report, plot_clinical_curves
+                from kerastransfer.report import clinical
 
                 threshold = getattr(model, "threshold", None)
-                summary["clinical"] = clinical_report(
-                    labels, predictions, threshold=0.5 if threshold is None else threshold)
-                written.update(plot_clinical_curves(labels, predictions[:, 1], report_dir,
-                                                    name=str(class_names[1])))
+                summary["clinical"] = clinical.clinical_report(
+                    labels, predictions,
+                    threshold=0.5 if threshold is None else threshold)
+                written.update(clinical.plot_clinical_curves(
+                    labels, predictions[:, 1], report_dir, name=str(class_names[1])))
     path = os.path.join(report_dir, "metrics.json")
     atomic_write_text(path, json.dumps(summary, indent=2, default=str))
     written["metrics"] = path

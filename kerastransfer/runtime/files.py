@@ -184,7 +184,11 @@ def decode_images(
         `(images, failed)`: float32 `(n, height, width, channels)` for the
         readable files, in order, and `[(path, reason), ...]` for the others.
     """
-    from kerastransfer.runtime.medical import load_for_model, needs_numpy_decode, to_channels
+    from kerastransfer.runtime.medical import (
+        load_for_model,
+        needs_numpy_decode,
+        to_channels,
+    )
 
     height, width = int(size[0]), int(size[1])
     images, failed = [], []

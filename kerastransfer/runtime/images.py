@@ -175,7 +175,8 @@ class OnnxPredictor:
         for start in range(0, len(array), batch_size):
             batch = array[start:start + batch_size]
             if self._preprocessing is not None:
-                batch = preprocess_images(batch, self._preprocessing, window=self.window)
+                batch = preprocess_images(batch, self._preprocessing,
+                                          window=self.window)
             feed = {self._input_name: np.ascontiguousarray(batch)}
             outputs.append(self._session.run(None, feed)[0])
         if not outputs:

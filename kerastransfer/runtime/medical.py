@@ -31,7 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from kerastransfer.runtime.preprocess import WINDOW_PRESETS, apply_window, resolve_window
+from kerastransfer.runtime.preprocess import (
+    WINDOW_PRESETS,
+    apply_window,
+    resolve_window,
+)
 
 __all__ = ["read_image", "read_dicom_frames", "read_volume_slices", "is_medical_file",
            "needs_numpy_decode", "to_channels", "resize_image", "load_for_model",
@@ -69,7 +73,8 @@ def needs_numpy_decode(path: Any) -> bool:
     return False
 
 
-def to_channels(image: np.ndarray, channels: int | None, path: Any = None) -> np.ndarray:
+def to_channels(image: np.ndarray, channels: int | None,
+                path: Any = None) -> np.ndarray:
     """Gives an `(h, w, c)` image the `channels` a model takes.
 
     One channel is repeated for a 3-channel model; RGB(A) becomes luminance
