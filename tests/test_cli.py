@@ -567,7 +567,7 @@ def test_evaluate_unknown_class_and_bad_folders(trained, tmp_path):
     (tmp_path / "empty").mkdir()
     _runtime_error(_invoke("evaluate", trained / "model.keras", tmp_path / "empty"))
     _usage_error(_invoke("evaluate", trained / "model.keras", tmp_path / "nope"),
-                 "DATA_DIR")
+                 "'DATA'")
 
 
 # --- info ------------------------------------------------------------------------
