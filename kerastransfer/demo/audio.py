@@ -25,6 +25,7 @@ import argparse
 import logging
 import os
 
+import click
 import numpy as np
 
 logger = logging.getLogger("kerastransfer.demo.audio")
@@ -153,7 +154,7 @@ def main(argv=None) -> int:
     if args.quick:
         shots, seeds, epochs = [1, 3], 1, 10
     table = run(shots, seeds, epochs)
-    print(format_table(table, shots))
+    click.echo(format_table(table, shots))
     return 0
 
 

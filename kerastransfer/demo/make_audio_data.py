@@ -32,6 +32,7 @@ import os
 import subprocess
 import tempfile
 
+import click
 import numpy as np
 
 logger = logging.getLogger("kerastransfer.demo.audio")
@@ -198,9 +199,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=25)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(make_clips())
+    click.echo(make_clips())
     if not args.clips_only:
-        print(pretrain(epochs=args.epochs))
+        click.echo(pretrain(epochs=args.epochs))
     return 0
 
 
