@@ -182,20 +182,10 @@ class TransferTask(keras.Model):
     def adapt(self, images, *, max_samples: int = 1024, batch_size: int = 64) -> int:
         """Adapts the backbone's BatchNorm statistics to unlabelled images (AdaBN).
 
-        Domain adaptation without labels (Li et al., 2016): every BatchNorm
-        layer of the backbone gets the moving mean and variance of its inputs on
-        `images`, computed with the current weights; no trainable weight changes.
-        Call it before `fit()` when the target images come from another domain
-        than the pretraining data.
-
-        Args:
-            images: unlabelled target images as the model takes them (array,
-                `tf.data.Dataset` of images or `(images, labels)`, `ImageData`).
-            max_samples: at most this many images are used. Defaults to `1024`.
-            batch_size: batch size for array input. Defaults to `64`.
-
-        Returns:
-            The number of images used.
+        Every backbone BatchNorm layer gets the statistics of its inputs on
+        `images` (Li et al., 2016); no trainable weight changes. Args and return
+        value as `kerastransfer.training.batchnorm.recalibrate_batchnorm`
+        (`images`: an array, a `tf.data.Dataset` or an `ImageData`).
         """
         from kerastransfer.training.batchnorm import recalibrate_batchnorm
 
