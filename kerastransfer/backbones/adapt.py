@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kerastransfer.errors import InputShapeError
+
 __all__ = ["adapt_input_channels", "adapted_kernel", "AppendOnes"]
 
 _CONV_TYPES = ("Conv2D",)
@@ -85,7 +87,7 @@ def _first_conv(backbone):
             break
         if layer.weights and type(layer).__name__ not in ("Normalization",):
             break
-    raise ValueError(
+    raise InputShapeError(
         "Cannot adapt the input channels: the backbone's first layer with weights "
         "is not a Conv2D. Use a backbone whose stem is a convolution, or give it "
         f"3-channel images. Received: backbone={backbone.name!r}"
@@ -133,7 +135,7 @@ def measure_stem(backbone, preprocessing: str = "none"):
     rows, cols = np.nonzero(moved)
     if rows.size == 0 or (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) != (
             height, width):
-        raise ValueError(_not_affine(backbone, "the input does not reach the "
+        raise InputShapeError(_not_affine(backbone, "the input does not reach the "
                                      "convolution pixel for pixel"))
     top, left = int(rows.min()), int(cols.min())
     pad = ((top, base.shape[0] - height - top), (left, base.shape[1] - width - left))
@@ -143,7 +145,7 @@ def measure_stem(backbone, preprocessing: str = "none"):
     scale = matrix[perm, range(3)]
     if sorted(perm.tolist()) != [0, 1, 2] or np.any(
             np.abs(matrix).sum(axis=0) - np.abs(scale) > 1e-6 * np.abs(scale).max()):
-        raise ValueError(_not_affine(backbone, "channels are mixed"))
+        raise InputShapeError(_not_affine(backbone, "channels are mixed"))
     offset_map = base[top:top + height, left:left + width]
     offset = offset_map[height // 2, width // 2][perm]
     # Check the affine model on a random image (catches non-linear stems).
@@ -155,7 +157,7 @@ def measure_stem(backbone, preprocessing: str = "none"):
         inner[..., perm[c]] = scale[c] * x[..., c] + offset[c]
     got = run(x)
     if not np.allclose(got, expected, rtol=1e-4, atol=1e-4 * (np.abs(expected).max() + 1)):
-        raise ValueError(_not_affine(backbone, "the map is not affine per channel"))
+        raise InputShapeError(_not_affine(backbone, "the map is not affine per channel"))
     return conv, holder, perm, scale, offset, pad
 
 
