@@ -7,6 +7,15 @@ with `OnnxPredictor.predict_files`), the pixels decoded at once are capped by a
 glibc gives every thread that allocates large buffers its own malloc arena and
 keeps it, so decoding on each request thread makes memory grow with the number
 of request threads.
+
+DICOM uploads (recognised by the "DICM" magic at byte 128, whatever the
+Content-Type), TIFF and 16-bit PNG are read by the runtime's medical reader
+(`kerastransfer/runtime/medical.py`, the one `kerastransfer.data.read_image` and
+`predict_files` use): DICOM in modality units (CT in Hounsfield units), 16-bit
+values kept. The model then applies its stored intensity window, as it does for
+files (inside the ONNX graph, or in `OnnxPredictor.predict` when exported
+without preprocessing). The pixel count of a DICOM file is read from its header
+before its pixels are decoded.
 """
 
 from __future__ import annotations
@@ -19,8 +28,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+import falcon
+
 from export.errors import bad_request, too_large
 from kerastransfer.runtime.files import ImageTooLargeError, decode_image, open_image
+from kerastransfer.runtime.medical import (
+    dicom_pixel_count,
+    is_dicom_bytes,
+    load_bytes_for_model,
+    needs_numpy_decode_bytes,
+    to_channels,
+)
 
 __all__ = ["Decoder", "DecodeBudget", "decode_upload"]
 
@@ -57,17 +75,34 @@ class DecodeBudget:
 
 def decode_upload(data: bytes, size: Sequence[int], max_pixels: int,
                   budget: DecodeBudget | None = None) -> np.ndarray:
-    """Decodes uploaded image bytes to float32 RGB `size` (height, width).
+    """Decodes uploaded image bytes to float32 `size` (height, width[, channels]).
 
     The same steps as `OnnxPredictor.predict_files` (`runtime/files.py`): the
     header is read and its pixel count checked first, JPEGs decode at a draft
-    size, then RGB and a bilinear resize, values in [0, 255].
+    size, then the model's channels (RGB, or luminance for a 1-channel model)
+    and a bilinear resize, values in [0, 255]. DICOM, TIFF and 16-bit PNG
+    files keep their units (`kerastransfer.runtime.medical`).
+
+    Args:
+        data: the uploaded file's bytes.
+        size: `(height, width)` (RGB), or the model's `(height, width,
+            channels)`.
+        max_pixels: the largest image accepted (width x height x frames).
+        budget: caps the pixels decoded at once. Defaults to `None`.
 
     Raises:
         falcon.HTTPPayloadTooLarge: more pixels than `max_pixels`, or than
             Pillow's decompression-bomb limit.
-        falcon.HTTPBadRequest: data that is no (complete) image.
+        falcon.HTTPUnsupportedMediaType: a DICOM file when pydicom is not
+            installed on the server.
+        falcon.HTTPBadRequest: data that is no (complete) image, a DICOM file
+            without pixel data, in an undecodable transfer syntax or with
+            several frames, or channels the model cannot take.
     """
+    channels = int(size[2]) if len(size) > 2 and size[2] else 3
+    size = (int(size[0]), int(size[1]))
+    if is_dicom_bytes(data):
+        return _decode_dicom(data, size, channels, max_pixels, budget)
     try:
         image = open_image(io.BytesIO(data), size, max_pixels)
     except ImageTooLargeError as error:
@@ -75,17 +110,50 @@ def decode_upload(data: bytes, size: Sequence[int], max_pixels: int,
     except Exception as error:  # noqa: BLE001 - Pillow raises many types
         raise bad_request(
             f"Could not decode the image ({type(error).__name__}). Send a JPEG, "
-            "PNG, BMP or GIF file") from None
+            "PNG, BMP, GIF, TIFF or DICOM file") from None
     width, height = image.size  # after the JPEG draft: what will be decoded
     try:
         with budget.hold(width * height) if budget else contextlib.nullcontext():
-            return decode_image(image, size)
+            if needs_numpy_decode_bytes(data):  # TIFF, 16-bit PNG: keep the values
+                return load_bytes_for_model(data, size, channels)
+            return to_channels(decode_image(image, size), channels, "<upload>")
+    except ValueError as error:  # channels the model cannot take
+        raise bad_request(str(error)) from None
     except Exception as error:  # noqa: BLE001 - truncated or corrupt data
         raise bad_request(
             f"Could not decode the image ({type(error).__name__}). Send a complete "
-            "JPEG, PNG, BMP or GIF file") from None
+            "JPEG, PNG, BMP, GIF, TIFF or DICOM file") from None
     finally:
         image.close()
+
+
+def _decode_dicom(data: bytes, size, channels: int, max_pixels: int,
+                  budget: DecodeBudget | None) -> np.ndarray:
+    """A DICOM upload: header pixel count checked, then `load_bytes_for_model`."""
+    try:
+        pixels = dicom_pixel_count(io.BytesIO(data))
+    except ImportError:
+        raise falcon.HTTPUnsupportedMediaType(
+            title="Unsupported media type",
+            description="This service cannot read DICOM files: pydicom is not "
+                        "installed on the server. Install the medical extra there "
+                        "(pip install 'kerastransfer[medical]'), or send the image "
+                        "as PNG/TIFF. Received: a DICOM file") from None
+    except Exception as error:  # noqa: BLE001 - pydicom raises many types
+        raise bad_request(f"Could not read the DICOM header ({type(error).__name__}: "
+                          f"{str(error)[:200]}). Send a complete DICOM file") from None
+    if pixels > max_pixels:
+        raise too_large(f"Image too large: {pixels} pixels; the limit is {max_pixels} "
+                        f"pixels. Resize it before sending. Received: pixels={pixels}")
+    try:
+        with budget.hold(pixels) if budget else contextlib.nullcontext():
+            return load_bytes_for_model(data, size, channels)
+    except ValueError as error:  # no pixel data, transfer syntax, frames, channels
+        raise bad_request(str(error)) from None
+    except Exception as error:  # noqa: BLE001 - truncated or corrupt pixel data
+        raise bad_request(
+            f"Could not decode the DICOM pixel data ({type(error).__name__}). Send "
+            "a complete DICOM file") from None
 
 
 class Decoder:

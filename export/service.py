@@ -66,7 +66,7 @@ __all__ = ["Limits", "create_app", "make_server", "quiet_queue_warnings", "main"
 
 logger = logging.getLogger("kerastransfer.service")
 
-_RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
+_RAW_IMAGE_TYPES = ("image/", "application/octet-stream", "application/dicom")
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ class Predict:
     def _decode(self, data: bytes) -> np.ndarray:
         if not data:
             raise bad_request("Empty image; send an image file")
-        return self.decoder.decode(data, self.model.image_shape[:2])
+        return self.decoder.decode(data, self.model.image_shape)  # (h, w, c)
 
     def _multipart(self, req) -> tuple[np.ndarray, list[str | None]]:
         images, names = [], []

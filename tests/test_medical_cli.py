@@ -108,14 +108,20 @@ def test_explain_cli_writes_overlay_png(ct, tmp_path):
     assert result.exit_code == 2 and "Unknown class" in result.output
 
 
-def test_onnx_metadata_window_threshold_and_runtime(ct, tmp_path):
-    pytest.importorskip("onnxruntime")
+@pytest.fixture(scope="module")
+def ct_onnx(ct):
+    """The CT model exported without preprocessing: the runtime applies the window."""
     from kerastransfer.export import export_onnx
+
+    path = ct["root"] / "ct.onnx"
+    export_onnx(ct["model"], str(path), include_preprocessing=False)
+    return path
+
+
+def test_onnx_metadata_window_threshold_and_runtime(ct, ct_onnx):
     from kerastransfer.runtime import OnnxPredictor
 
-    path = tmp_path / "ct.onnx"
-    export_onnx(ct["model"], str(path), include_preprocessing=False)
-    predictor = OnnxPredictor(path)
+    predictor = OnnxPredictor(ct_onnx)
     meta = predictor.metadata
     assert meta["kind"] == "classification" and meta["channels"] == 1
     assert tuple(meta["window"]) == WINDOW and meta["threshold"] == 0.3
@@ -169,3 +175,67 @@ def test_train_cli_grayscale_windowed_model_from_dicom_folder(ct, tmp_path):
 def test_loader_channels_checked_first(tmp_path):
     with pytest.raises(ValueError, match="channels must be a positive int"):
         load_image_folder(tmp_path / "missing", channels=0)
+
+
+def test_edge_service_takes_dicom_uploads(ct, ct_onnx, tmp_path, monkeypatch):
+    """POST /predict with a DICOM file (raw application/dicom, or multipart): the
+    same probabilities as Keras on `read_image` (HU in, the stored window applied
+    by the runtime); a PNG for the 1-channel model becomes luminance; bad DICOM
+    gets one JSON error each."""
+    import io
+    import sys
+
+    from falcon import testing
+    from PIL import Image
+
+    from export.service import create_app
+    from kerastransfer.runtime import OnnxPredictor
+
+    client = testing.TestClient(create_app(OnnxPredictor(ct_onnx)))
+    files = ct["files"][:3]
+    expected = ct["model"].predict(np.stack([read_image(f) for f in files]), verbose=0)
+
+    def post(body, content_type="application/dicom"):
+        return client.simulate_post("/predict", body=body, params={
+            "probabilities": "true"}, headers={"Content-Type": content_type})
+
+    for path, want in zip(files, expected, strict=True):
+        with open(path, "rb") as file:
+            data = file.read()
+        for content_type in ("application/dicom", "application/octet-stream"):
+            result = post(data, content_type)
+            assert result.status_code == 200, result.text
+            got = result.json["predictions"][0]["probabilities"]
+            np.testing.assert_allclose(got, want, atol=1e-4)
+    boundary = "b0undary"
+    with open(files[1], "rb") as file:
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                f"filename=\"scan.dcm\"\r\nContent-Type: application/dicom\r\n\r\n"
+                ).encode() + file.read() + f"\r\n--{boundary}--\r\n".encode()
+    result = post(body, f"multipart/form-data; boundary={boundary}")
+    assert result.status_code == 200, result.text
+    assert result.json["predictions"][0]["filename"] == "scan.dcm"
+    np.testing.assert_allclose(result.json["predictions"][0]["probabilities"],
+                               expected[1], atol=1e-4)
+
+    gray = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), "uint8")
+    buffer = io.BytesIO()
+    Image.fromarray(gray).save(buffer, format="PNG")
+    result = post(buffer.getvalue(), "image/png")
+    luminance = gray.astype("float32") @ np.float32([0.2989, 0.5870, 0.1140])
+    np.testing.assert_allclose(
+        result.json["predictions"][0]["probabilities"],
+        ct["model"].predict(luminance[None, ..., None], verbose=0)[0], atol=1e-4)
+
+    empty = write_dicom(tmp_path / "empty.dcm", np.zeros((4, 4)), pixel_data=False)
+    frames = write_dicom(tmp_path / "frames.dcm", np.zeros((2, SIZE, SIZE)))
+    for path, status, message in ((empty, 400, "no pixel data"),
+                                  (frames, 400, "2 frames; send one frame")):
+        result = post(path.read_bytes())
+        assert result.status_code == status, result.text
+        assert message in result.json["error"]["message"]
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # pydicom not installed
+    result = post(open(files[0], "rb").read())
+    assert result.status_code == 415
+    assert "pydicom is not installed" in result.json["error"]["message"]
+    assert "kerastransfer[medical]" in result.json["error"]["message"]

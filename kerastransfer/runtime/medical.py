@@ -38,7 +38,8 @@ from kerastransfer.runtime.preprocess import (
 )
 
 __all__ = ["read_image", "read_dicom_frames", "read_volume_slices", "is_medical_file",
-           "needs_numpy_decode", "to_channels", "resize_image", "load_for_model",
+           "is_dicom_bytes", "dicom_pixel_count", "needs_numpy_decode",
+           "needs_numpy_decode_bytes", "load_bytes_for_model", "to_channels", "resize_image", "load_for_model",
            "MEDICAL_EXTENSIONS", "NUMPY_DECODED_EXTENSIONS", "WINDOW_PRESETS",
            "resolve_window", "apply_window"]
 
@@ -57,6 +58,35 @@ def is_medical_file(path: Any) -> bool:
     return str(path).lower().endswith(MEDICAL_EXTENSIONS)
 
 
+def is_dicom_bytes(data: bytes) -> bool:
+    """True for the bytes of a DICOM Part 10 file: a 128-byte preamble, then
+    the magic `b"DICM"` (what uploads without a file name are recognised by)."""
+    return len(data) >= 132 and bytes(data[128:132]) == b"DICM"
+
+
+def dicom_pixel_count(source: Any) -> int:
+    """Rows x Columns x frames of a DICOM file, from its header only (no pixel
+    is decoded), so callers can bound memory before `read_dicom_frames`.
+
+    Args:
+        source: a DICOM path or binary file object (rewound afterwards).
+
+    Returns:
+        The pixel count (0 when the header has no Rows/Columns).
+
+    Raises:
+        ImportError: pydicom is not installed (names the extra to install).
+        pydicom.errors.InvalidDicomError: not a DICOM file.
+    """
+    pydicom = _require("pydicom")
+    position = source.tell() if hasattr(source, "tell") else None
+    ds = pydicom.dcmread(source, stop_before_pixels=True)
+    if position is not None:
+        source.seek(position)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    return int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * frames
+
+
 def needs_numpy_decode(path: Any) -> bool:
     """True for files `read_image` must decode to keep their values: DICOM,
     NIfTI, TIFF, and PNGs with 16 bits per sample (bit depth from the header)."""
@@ -71,6 +101,51 @@ def needs_numpy_decode(path: Any) -> bool:
             return False
         return header[:8] == _PNG_SIGNATURE and header[24:25] == b"\x10"
     return False
+
+
+def needs_numpy_decode_bytes(data: bytes) -> bool:
+    """`needs_numpy_decode` for file contents (uploads have no trusted name):
+    DICOM (the "DICM" magic), TIFF (`II*\\0` / `MM\\0*`) and 16-bit PNG."""
+    head = bytes(data[:25])
+    return (is_dicom_bytes(data) or head[:4] in (b"II*\0", b"MM\0*")
+            or head[:8] == _PNG_SIGNATURE and head[24:25] == b"\x10")
+
+
+def load_bytes_for_model(data: bytes, size=None,
+                         channels: int | None = None) -> np.ndarray:
+    """`load_for_model` for the contents of a DICOM, TIFF or 16-bit PNG file.
+
+    The same reader as `read_image` (DICOM modality rescale and MONOCHROME1
+    inversion; TIFF and 16-bit PNG values not cut to 8 bits), so an upload
+    gives the model what the same file gives `OnnxPredictor.predict_files`.
+
+    Args:
+        data: the file's bytes.
+        size: `(height, width)`, or `None` (the file's size). Defaults to `None`.
+        channels: the model's channels, or `None`. Defaults to `None`.
+
+    Returns:
+        float32 `(height, width, channels)` in the file's units.
+
+    Raises:
+        ImportError: a DICOM file and no pydicom (names the extra to install).
+        ValueError: a multi-frame DICOM file (send one frame), no pixel data,
+            an undecodable transfer syntax, or channels that do not convert.
+    """
+    import io
+
+    if is_dicom_bytes(data):
+        frames = read_dicom_frames(io.BytesIO(data))
+        if len(frames) > 1:
+            raise ValueError(
+                f"The DICOM file has {len(frames)} frames; send one frame per file "
+                "(split it with kerastransfer.data.medical.read_dicom_frames). "
+                f"Received: frames={len(frames)}")
+        image = frames[0]
+    else:
+        image = _read_pillow(io.BytesIO(data))
+    image = to_channels(image, channels, "<uploaded file>")
+    return image if size is None else resize_image(image, size)
 
 
 def to_channels(image: np.ndarray, channels: int | None,
@@ -197,11 +272,12 @@ def read_image(path: str | os.PathLike, *, window: Any = None, frame: int | None
     return apply_window(image, window) if window is not None else image
 
 
-def read_dicom_frames(path: str | os.PathLike) -> np.ndarray:
+def read_dicom_frames(path: Any) -> np.ndarray:
     """Reads every frame of a DICOM file, modality rescale applied.
 
     Args:
-        path: a DICOM file.
+        path: a DICOM file, or a binary file object holding one (e.g.
+            `io.BytesIO(upload)`, as the edge service reads uploads).
 
     Returns:
         float32 `(frames, height, width, channels)`.
@@ -210,8 +286,11 @@ def read_dicom_frames(path: str | os.PathLike) -> np.ndarray:
         ValueError: no pixel data, or a transfer syntax with no decoder here.
     """
     pydicom = _require("pydicom")
-    path = os.fspath(path)
+    if isinstance(path, (str, os.PathLike)):
+        path = os.fspath(path)
     ds = pydicom.dcmread(path)
+    if hasattr(path, "read"):  # a file object: name it in messages
+        path = getattr(path, "name", "<DICOM bytes>")
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise ValueError(
             "The DICOM file has no pixel data (e.g. a structured report or a "
@@ -273,7 +352,7 @@ def read_volume_slices(path: str | os.PathLike, *, axis: int = 2) -> np.ndarray:
     return np.moveaxis(volume, axis, 0).astype("float32", copy=False)
 
 
-def _read_pillow(path: str) -> np.ndarray:
+def _read_pillow(path: Any) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
