@@ -33,6 +33,7 @@ _EXPORTS = {
     "SegmentationAugmentation": "kerastransfer.data.segmentation_augment",
     "load_segmentation_folder": "kerastransfer.data.masks",
     "from_segmentation_arrays": "kerastransfer.data.masks",
+    "load_detection_data": "kerastransfer.data.detection",
     "TextClassifier": "kerastransfer.tasks.text",
     "load_text_csv": "kerastransfer.data.text",
     "TextData": "kerastransfer.data.text",
