@@ -169,7 +169,8 @@ class TextClassifier(TransferTask):
         **kwargs,
     ):
         if task not in TEXT_TASKS:
-            raise ValueError(f"task must be one of {TEXT_TASKS}. Received: task={task!r}")
+            raise ValueError(
+                f"task must be one of {TEXT_TASKS}. Received: task={task!r}")
         num_classes, class_names = _check_head_args(
             num_classes, class_names, task, "avg", dropout, ())
         if isinstance(preprocessor, dict):
@@ -293,7 +294,8 @@ class TextClassifier(TransferTask):
         if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not isinstance(
                 data[0], (str, bytes)):
             return (self.encode(data[0], name), *[np.asarray(d) for d in data[1:]])
-        raise TypeError(f"{name} must be (texts, labels). Received: {name}={data!r}"[:300])
+        raise TypeError(
+            f"{name} must be (texts, labels). Received: {name}={data!r}"[:300])
 
     def fit(self, x=None, y=None, *, validation_data=None, **kwargs):
         """`TransferTask.fit` on texts (a list/array of strings or a
