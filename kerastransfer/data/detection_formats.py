@@ -155,7 +155,8 @@ def read_coco(path: str, *, class_names=None, image_root=None):
                             f" (categories: {sorted(label_of)})")
         elif (not isinstance(bbox, list) or len(bbox) != 4
               or not all(isinstance(v, (int, float)) for v in bbox)):
-            problems.append(f"{where}: bbox must be [x, y, width, height], got {bbox!r}")
+            problems.append(f"{where}: bbox must be [x, y, width, height], "
+                            f"got {bbox!r}")
         else:
             x, y, w, h = (float(v) for v in bbox)
             boxes[ann["image_id"]][0].append([x, y, x + w, y + h])

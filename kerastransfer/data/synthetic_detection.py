@@ -123,10 +123,11 @@ def digit_canvases(count: int, *, size: int = 64, seed: int = 0, digits=(1, 3),
             k = int(rng.integers(len(images)))
             alpha = _glyph(images[k], int(rng.integers(small, large + 1)))
             h, w = alpha.shape
+            ys = np.flatnonzero(alpha.max(axis=1) > STROKE_THRESHOLD)
+            xs = np.flatnonzero(alpha.max(axis=0) > STROKE_THRESHOLD)
             for _ in range(_ATTEMPTS):
-                y, x = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
-                ys = np.flatnonzero(alpha.max(axis=1) > STROKE_THRESHOLD)
-                xs = np.flatnonzero(alpha.max(axis=0) > STROKE_THRESHOLD)
+                y = int(rng.integers(0, size - h + 1))
+                x = int(rng.integers(0, size - w + 1))
                 box = [x + xs[0], y + ys[0], x + xs[-1] + 1, y + ys[-1] + 1]
                 if np.all(_iou(box, boxes) <= MAX_IOU):
                     break

@@ -37,9 +37,9 @@ def _as_arrays(item, where: str, scores: bool):
     if not isinstance(item, dict) or "boxes" not in item or "labels" not in item \
             or (scores and "scores" not in item):
         keys = "'boxes', 'labels' and 'scores'" if scores else "'boxes' and 'labels'"
+        found = sorted(item) if isinstance(item, dict) else type(item).__name__
         raise DataError(f"Each {where} must be a dict with {keys}. Received: "
-                        f"{type(item).__name__}"
-                        f"{' with keys ' + str(sorted(item)) if isinstance(item, dict) else ''}")
+                        f"{found}")
     boxes = np.asarray(item["boxes"], dtype=np.float64).reshape(-1, 4)
     labels = np.asarray(item["labels"]).reshape(-1).astype(np.int64)
     values = np.asarray(item["scores"], dtype=np.float64).reshape(-1) if scores \
