@@ -221,6 +221,24 @@ def test_yolo_loads_normalized_boxes_and_background_images(tmp_path, names_file)
     assert len(data.targets[2]["labels"]) == 0  # no label file: no objects
 
 
+@pytest.mark.parametrize("text", [
+    "path: x\nnames: [red, 'green']\nnc: 2\n",
+    "names:\n  - red\n  - green\nnc: 2\n",
+    "names:\n  1: green  # second\n  0: red\n",
+])
+def test_data_yaml_names_without_pyyaml(text):
+    import yaml
+
+    from kerastransfer.data.detection_formats import _simple_yaml_names
+
+    names = _simple_yaml_names(text)
+    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else names
+    assert names == ["red", "green"]
+    parsed = yaml.safe_load(text)["names"]  # the same answer as PyYAML
+    assert names == (parsed if isinstance(parsed, list)
+                     else [parsed[k] for k in sorted(parsed)])
+
+
 def test_yolo_problems_unpaired_label_bad_line_class_out_of_range(tmp_path):
     path = _yolo(tmp_path, {"p": "2 0.5 0.5 0.2 0.2\n", "q": "0 0.5 0.5\n",
                             "orphan": "0 0.5 0.5 0.1 0.1\n"})

@@ -255,6 +255,31 @@ def read_voc(path: str, *, class_names=None, image_root=None):
 
 # ---------------------------------------------------------------- YOLO ----
 
+def _simple_yaml_names(text: str):
+    """`names:` of a data.yaml without PyYAML (not a dependency): an inline
+    list `[a, b]`, or indented `- a` / `0: a` lines under `names:`."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not line.startswith("names:"):
+            continue
+        rest = line[len("names:"):].split(" #")[0].strip()
+        if rest.startswith("["):
+            return [n.strip().strip("'\"") for n in rest.strip("[]").split(",")
+                    if n.strip()]
+        items = {}
+        for entry in lines[i + 1:]:
+            if entry.strip() and not entry[0].isspace():
+                break
+            entry = entry.split(" #")[0].strip()
+            if entry.startswith("- "):
+                items[len(items)] = entry[2:].strip().strip("'\"")
+            elif ":" in entry:
+                key, value = entry.split(":", 1)
+                items[int(key)] = value.strip().strip("'\"")
+        return items or None
+    return None
+
+
 def _yolo_names(path: str):
     for folder in (path, os.path.join(path, "labels")):
         classes = os.path.join(folder, "classes.txt")
@@ -264,11 +289,15 @@ def _yolo_names(path: str):
     for name in ("data.yaml", "data.yml", "dataset.yaml"):
         file = os.path.join(path, name)
         if os.path.isfile(file):
-            import yaml
-
             with open(file, encoding="utf-8") as f:
+                text = f.read()
+            try:
+                import yaml
+            except ImportError:
+                names = _simple_yaml_names(text)
+            else:
                 try:
-                    names = (yaml.safe_load(f) or {}).get("names")
+                    names = (yaml.safe_load(text) or {}).get("names")
                 except yaml.YAMLError as error:
                     raise DataError(f"{file} is not valid YAML ({error}). Fix it. "
                                     f"Received: path={file!r}") from None
