@@ -388,3 +388,40 @@ def test_digit_canvas_boxes_are_tight_on_the_strokes():
         # The block is painted in one color: little spread inside, unlike the
         # textured background around it.
         assert inside.reshape(-1, 3).std(axis=0).max() < 8
+
+
+def test_coco_folder_image_root_and_box_counts(tmp_path):
+    # A folder holding one JSON (as Roboflow exports) and images elsewhere.
+    (tmp_path / "pics").mkdir()
+    _png(tmp_path / "pics" / "a.png", 20, 20)
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "_annotations.coco.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
+                         "bbox": [1, 1, 5, 5]},
+                        {"id": 2, "image_id": 1, "category_id": 1,
+                         "bbox": [0, 0, 20, 20], "iscrowd": 1}],  # skipped
+        "categories": [{"id": 1, "name": "x"}, {"id": 2, "name": "y"}]}))
+    data = load_detection_data(str(tmp_path / "ann"), image_size=(20, 20),
+                               validation_split=0.0,
+                               image_root=str(tmp_path / "pics"))
+    assert data.class_box_counts() == {"x": 1, "y": 0}
+    np.testing.assert_allclose(data.targets[0]["boxes"], [[1, 1, 6, 6]])
+    with pytest.raises(DataError, match="exactly one .json"):
+        load_detection_data(str(tmp_path / "pics"), image_size=(20, 20))
+
+
+def test_long_problem_lists_are_shortened(tmp_path):
+    path = _coco(tmp_path, [(1, 99, [0, 0, 5, 5])] * 25)
+    with pytest.raises(DataError, match=r"(?s)25 problems.*\.\.\. and 5 more"):
+        load_detection_data(path, image_size=(32, 32))
+
+
+def test_image_size_mismatch_with_the_annotation_is_a_problem(tmp_path):
+    path = _coco(tmp_path, [], images=((1, "a.png", 40, 20),))
+    data = json.loads(open(path).read())
+    data["images"][0]["width"] = 41
+    open(path, "w").write(json.dumps(data))
+    with pytest.raises(DataError, match="the annotation says 41x20 pixels, the file "
+                                        "is 40x20"):
+        load_detection_data(path, image_size=(32, 32))

@@ -352,7 +352,7 @@ def load_detection_data(path: str, *, format: str = "coco", image_size=(320, 320
     files = [r.file for r in records]
     targets, box_problems, clipped = _check_targets(
         [{"boxes": r.boxes, "labels": r.labels} for r in records], len(names),
-        [(r.height, r.width) for r in records], files)
+        np.array([(r.height, r.width) for r in records]).reshape(-1, 2), files)
     problems = problems + box_problems
     if problems and strict:
         raise DataError(
