@@ -111,8 +111,9 @@ def test_fit_writes_report(tmp_path):
     assert history.phase_boundaries == [2]
     names = sorted(os.listdir(out))
     assert names == ["classification_report.txt", "confusion_matrix.png",
-                     "learning_curves.png", "metrics.json"]
+                     "gradcam.png", "learning_curves.png", "metrics.json"]
     check_png(out / "learning_curves.png")
+    check_png(out / "gradcam.png")
     check_png(out / "confusion_matrix.png")
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["per_class"]) == model.class_names
@@ -133,7 +134,30 @@ def test_write_report_with_dataset_and_without_validation(tmp_path):
     assert sorted(written) == ["learning_curves", "metrics"]
     check_png(written["learning_curves"])
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(5)
-    written = report.write_report(model, history, ds, str(tmp_path / "b"))
+    written = report.write_report(model, history, ds, str(tmp_path / "b"),
+                                  gradcam_per_class=3)
     check_png(written["confusion_matrix"])
+    with Image.open(written["gradcam"]) as image:  # 3 classes x 3 images
+        assert image.size == (660, 660)
+    written = report.write_report(model, history, ds, str(tmp_path / "c"),
+                                  gradcam_per_class=0)
+    assert "gradcam" not in written
     metrics = json.loads(open(written["metrics"]).read())
     assert np.sum(metrics["confusion_matrix"]) == 18
+
+
+def test_gradcam_examples_are_images_of_their_class():
+    import tensorflow as tf
+
+    from kerastransfer.report.explain import _class_examples
+
+    x = np.arange(10, dtype="float32")[:, None, None, None] * np.ones((10, 4, 4, 1))
+    y = np.array([2, 0, 2, 1, 0, 2, 0, 1, 1, 0])
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(3)
+    found = _class_examples(ds, "multiclass", 3, 2)
+    for c, images in found.items():  # image i is filled with the value i
+        np.testing.assert_array_equal(images[:, 0, 0, 0], np.flatnonzero(y == c)[:2])
+    rows = np.array([[1, 0], [0, 0], [1, 1]])
+    found = _class_examples((x[:3], rows), "multilabel", 2, 5)
+    np.testing.assert_array_equal(found[0][:, 0, 0, 0], [0, 2])
+    np.testing.assert_array_equal(found[1][:, 0, 0, 0], [2])

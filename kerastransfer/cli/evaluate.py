@@ -1,5 +1,7 @@
 """`kerastransfer evaluate`: accuracy, per-class metrics and the confusion
-matrix of a .keras or .onnx model on a class-folder of images."""
+matrix of a .keras or .onnx model on a class-folder of images; the clinical
+metrics (`kerastransfer.report.clinical`) of 2-class and multilabel image models
+(a multilabel model is evaluated on a CSV list of images and their labels)."""
 
 from __future__ import annotations
 
@@ -24,12 +26,16 @@ from kerastransfer.cli.predict import open_predictor
 @click.option("--tta", is_flag=True,
               help="Image models: average the predictions on each image and its "
                    "horizontal and vertical flips.")
+@click.option("--path-column", default="path", show_default=True,
+              help="Multilabel image models: the CSV column holding the image "
+                   "paths (relative to the CSV's folder).")
 @click.option("--bootstrap", type=click.IntRange(min=10), default=1000,
               show_default=True,
-              help="2-class image models: resamples of the confidence intervals.")
+              help="2-class and multilabel image models: resamples of the "
+                   "confidence intervals.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def evaluate(model_path, data_dir, batch_size, text_column, label_column, tta,
-             bootstrap, as_json):
+             path_column, bootstrap, as_json):
     """Evaluate MODEL (.keras or .onnx) on DATA_DIR/<class>/ images.
 
     Prints accuracy, per-class precision/recall/F1 and the confusion matrix
@@ -39,11 +45,19 @@ def evaluate(model_path, data_dir, batch_size, text_column, label_column, tta,
     threshold (0.5, i.e. argmax, when it has none), each with a 95% bootstrap
     interval, and the expected calibration error.
 
+    A multilabel image model is evaluated on a CSV file: a --path-column and
+    either one 0/1 column per class or a --label-column of '|'-separated class
+    names (empty: no finding). It gets, per class and macro, ROC AUC and PR AUC,
+    sensitivity and specificity at the model's threshold (0.5 when it has
+    none), each with a 95% bootstrap interval, the expected calibration error,
+    and the exact-match accuracy of the decisions.
+
     \b
     Examples:
       kerastransfer evaluate model.keras data/test/
       kerastransfer evaluate model.onnx data/test/ --json
       kerastransfer evaluate xray.keras scans/ --tta
+      kerastransfer evaluate chest.onnx findings.csv --label-column findings
       kerastransfer evaluate text.onnx test.csv --text-column review
 
     A text model (docs/text.md) is evaluated on a labelled CSV file.
@@ -65,6 +79,11 @@ def evaluate(model_path, data_dir, batch_size, text_column, label_column, tta,
         from kerastransfer.cli.segmentation import evaluate_segmentation
 
         return evaluate_segmentation(predictor, data_dir, batch_size, as_json)
+    task = getattr(predictor, "task", None) or getattr(
+        getattr(predictor, "model", None), "task", "multiclass")
+    if task == "multilabel":  # DATA is a CSV of paths and label sets
+        return _evaluate_multilabel(predictor, data_dir, path_column, label_column,
+                                    batch_size, tta, bootstrap, as_json)
     if not os.path.isdir(data_dir):
         raise click.BadParameter(f"Expected a folder of class subfolders. "
                                  f"Received: {data_dir!r}", param_hint="'DATA'")
@@ -95,19 +114,11 @@ def evaluate(model_path, data_dir, batch_size, text_column, label_column, tta,
     to_model = np.array([names.index(c) for c in data.class_names])
     y_true, scores = [], []
     for images, labels in data.train:
-        images = np.asarray(images, dtype="float32")
-        if tta:
-            from kerastransfer.runtime.postprocess import tta_views
-
-            scores.append(np.mean([predictor.predict(v) for v in tta_views(images)],
-                                  axis=0))
-        else:
-            scores.append(np.asarray(predictor.predict(images)))
+        scores.append(_predict(predictor, images, tta))
         y_true.append(to_model[np.asarray(labels).astype(int)])
     clinical = None
-    threshold = getattr(predictor, "threshold",
-                        getattr(getattr(predictor, "model", None), "threshold", None))
-    if len(names) == 2 and getattr(predictor, "task", "multiclass") == "multiclass":
+    threshold = _threshold(predictor)
+    if len(names) == 2 and task == "multiclass":
         from kerastransfer.report.clinical import clinical_report
 
         clinical = clinical_report(np.concatenate(y_true), np.concatenate(scores),
@@ -118,6 +129,157 @@ def evaluate(model_path, data_dir, batch_size, text_column, label_column, tta,
     y_pred = [np.argmax(s, axis=-1) if threshold is None else
               (s[:, 1] >= threshold).astype(int) for s in scores]
     _print_metrics(names, y_true, y_pred, as_json, "Images", clinical)
+
+
+def _predict(predictor, images, tta):
+    """Probabilities of a batch; with `tta`, averaged over the flips."""
+    import numpy as np
+
+    images = np.asarray(images, dtype="float32")
+    if not tta:
+        return np.asarray(predictor.predict(images))
+    from kerastransfer.runtime.postprocess import tta_views
+
+    return np.mean([predictor.predict(v) for v in tta_views(images)], axis=0)
+
+
+def _threshold(predictor):
+    """The decision threshold stored in the model (`.onnx` metadata or `.keras`)."""
+    return getattr(predictor, "threshold",
+                   getattr(getattr(predictor, "model", None), "threshold", None))
+
+
+def read_multilabel_list(csv_path, class_names, path_column="path",
+                         label_column="label"):
+    """Reads a multilabel image list: paths and 0/1 rows in the model's order.
+
+    Args:
+        csv_path: a CSV file with a header row.
+        class_names: the model's classes.
+        path_column: the column of image paths (relative to the CSV's folder).
+        label_column: used when the CSV has no column per class: class names
+            separated by '|' (an empty cell: no class).
+
+    Returns:
+        `(paths, labels)`: full paths and int `(n, classes)` rows.
+
+    Raises:
+        click.BadParameter: not a CSV file, a missing column, a value that is
+            not 0/1, or an unknown class name.
+    """
+    import csv
+
+    import numpy as np
+
+    hint = "'DATA'"
+    if os.path.isdir(csv_path) or not str(csv_path).lower().endswith(".csv"):
+        raise click.BadParameter(
+            "A multilabel model is evaluated on a CSV file: a path column and one "
+            "0/1 column per class, or a column of '|'-separated class names. "
+            f"Received: {csv_path!r}", param_hint=hint)
+    with open(csv_path, newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    columns = list(rows[0]) if rows else []
+    per_column = all(name in columns for name in class_names)
+    needed = [path_column] + ([] if per_column else [label_column])
+    missing = [c for c in needed if c not in columns]
+    if not rows or missing:
+        raise click.BadParameter(
+            f"The CSV needs the columns {needed} (or one 0/1 column per class "
+            f"{list(class_names)}). Received: columns={columns}, rows={len(rows)}",
+            param_hint=hint)
+    base = os.path.dirname(os.path.abspath(csv_path))
+    paths = [os.path.join(base, row[path_column]) for row in rows]
+    labels = np.zeros((len(rows), len(class_names)), dtype=int)
+    for i, row in enumerate(rows):
+        if per_column:
+            for k, name in enumerate(class_names):
+                value = str(row[name]).strip()
+                if value not in ("0", "1", "0.0", "1.0"):
+                    raise click.BadParameter(
+                        f"Class columns must hold 0 or 1. Received: row {i + 2}, "
+                        f"{name}={row[name]!r}", param_hint=hint)
+                labels[i, k] = int(float(value))
+            continue
+        for name in filter(None, (n.strip() for n in (row[label_column] or "")
+                                  .split("|"))):
+            if name not in class_names:
+                raise click.BadParameter(
+                    f"Unknown class {name!r}; the model's classes are "
+                    f"{list(class_names)}. Received: row {i + 2}, "
+                    f"{label_column}={row[label_column]!r}", param_hint=hint)
+            labels[i, list(class_names).index(name)] = 1
+    return paths, labels
+
+
+def _evaluate_multilabel(predictor, csv_path, path_column, label_column, batch_size,
+                         tta, bootstrap, as_json):
+    """Clinical metrics of a multilabel image model on a CSV list (TF-free for
+    a .onnx model: files decode as in `OnnxPredictor.predict_files`)."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score
+
+    from kerastransfer.report.clinical import multilabel_clinical_report
+    from kerastransfer.runtime.files import decode_images
+    from kerastransfer.runtime.postprocess import decide
+
+    names = list(predictor.class_names)
+    paths, labels = read_multilabel_list(csv_path, names, path_column, label_column)
+    shape = tuple(predictor.input_shape)
+    kept, scores, skipped = [], [], []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        images, failed = decode_images(chunk, shape[:2], channels=shape[-1] or 3)
+        bad = {p for p, _ in failed}
+        skipped.extend(failed)
+        kept.extend(start + i for i, p in enumerate(chunk) if p not in bad)
+        if len(images):
+            scores.append(_predict(predictor, images, tta))
+    for path, reason in skipped:
+        click.echo(f"skipped {path}: {reason}", err=True)
+    if not kept:
+        raise click.ClickException(f"None of the {len(paths)} listed images could be "
+                                   f"read. Received: {csv_path!r}")
+    y, p = labels[kept], np.concatenate(scores)
+    threshold = _threshold(predictor)
+    clinical = multilabel_clinical_report(y, p, names, threshold=threshold,
+                                          n_resamples=bootstrap)
+    decided = decide(p, "multilabel", threshold)
+    result = {"task": "multilabel", "num_samples": len(y),
+              "exact_match": float(accuracy_score(y, decided)),
+              "skipped": len(skipped), "clinical": clinical}
+    if as_json:
+        return echo_json(result)
+    click.echo(f"Images: {len(y)}  exact-match accuracy: {result['exact_match']:.4f}"
+               f"  (thresholds: {clinical['threshold_source']})")
+    click.echo(_format_multilabel(clinical))
+
+
+def _format_multilabel(c):
+    """Per-class and macro clinical metrics, one row each, with 95% CIs."""
+    def cell(entry, key):
+        if entry.get(key) is None:
+            return "n/a (one class only)".ljust(22)
+        low, high = entry.get(f"{key}_ci", (float("nan"),) * 2)
+        return f"{entry[key]:.3f} [{low:.3f}, {high:.3f}]".ljust(22)
+
+    keys = ("roc_auc", "pr_auc", "sensitivity", "specificity")
+    width = max([5] + [len(n) for n in c["per_class"]])
+    lines = ["Clinical metrics (95% bootstrap CIs):",
+             f"{'class'.ljust(width)}  thresh  " + "".join(k.ljust(22) for k in keys)
+             + "ECE"]
+    for name, entry in c["per_class"].items():
+        ece = entry.get("calibration", {}).get("ece")
+        lines.append(f"{name.ljust(width)}  {entry['threshold']:.3f}   "
+                     + "".join(cell(entry, k) for k in keys)
+                     + ("n/a" if ece is None else f"{ece:.4f}"))
+    macro = c["macro"]
+    if "roc_auc" in macro:
+        lines.append(f"{'macro'.ljust(width)}          "
+                     + cell(macro, "roc_auc") + cell(macro, "pr_auc")
+                     + f"{macro['sensitivity']:.3f}".ljust(22)
+                     + f"{macro['specificity']:.3f}".ljust(22) + f"{macro['ece']:.4f}")
+    return "\n".join(lines)
 
 
 def _print_metrics(names, y_true, y_pred, as_json, unit, clinical=None):

@@ -2,7 +2,11 @@
 
 - `metrics`: `classification_metrics`, `format_classification_report`;
 - `plots`: `plot_learning_curves`, `plot_confusion_matrix`;
-- `writer`: `write_report`, which `fit(report_dir=...)` calls.
+- `writer`: `write_report`, which `fit(report_dir=...)` calls;
+- `clinical`: ROC/PR AUC, thresholds, sensitivity/specificity, bootstrap CIs,
+  calibration (binary and multilabel), ROC/PR/reliability PNGs;
+- `explain`: Grad-CAM heatmaps, overlays, and the report's per-class overlays;
+- `segmentation`, `detection`: those tasks' report tables and plots.
 """
 
 from kerastransfer.report.metrics import (

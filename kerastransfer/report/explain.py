@@ -9,13 +9,21 @@ form), which separates several instances better. The target layer is taken from
 the registry (`BackboneSpec.gradcam_layer`: the last feature map before spatial
 pooling, e.g. `block5_conv3` for VGG16); when the spec names none, the backbone's
 output if it is a feature map, else its last layer with a rank-4 output.
+`plot_class_overlays` draws the overlays of a few validation images per class
+for the training report (`gradcam.png`).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+
 import numpy as np
 
-__all__ = ["explain", "target_layer", "overlay"]
+__all__ = ["explain", "target_layer", "overlay", "display_image",
+           "plot_class_overlays"]
+
+logger = logging.getLogger("kerastransfer")
 
 
 def target_layer(model, layer: str | None = None):
@@ -146,3 +154,100 @@ def overlay(image, heatmap, alpha: float = 0.45) -> np.ndarray:
     img = (img - low) / (high - low) if high > low else np.zeros_like(img)
     colors = colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3]
     return np.uint8(np.round(255 * ((1 - alpha) * img + alpha * colors)))
+
+
+def display_image(model, image) -> np.ndarray:
+    """An image as the model sees it: through its intensity window, if any
+    (a CT scan in Hounsfield units is shown as the lung window shows it)."""
+    window = getattr(model, "window", None)
+    if window is None:
+        return np.asarray(image, dtype="float32")
+    from kerastransfer.runtime.preprocess import apply_window
+
+    return apply_window(np.asarray(image, dtype="float32"), window)
+
+
+def _class_examples(validation_data, task: str, classes: int, per_class: int):
+    """Up to `per_class` validation images for each class: `{class: [image]}`.
+
+    Reads batches only until every class is filled (a multilabel image counts
+    for each of its positive labels)."""
+    if isinstance(validation_data, (tuple, list)):
+        batches = [(validation_data[0], validation_data[1])]
+    else:
+        batches = ((element[0], element[1]) for element in validation_data)
+    found: dict[int, list] = {c: [] for c in range(classes)}
+    for images, labels in batches:
+        images, labels = np.asarray(images), np.asarray(labels)
+        for image, label in zip(images, labels, strict=True):
+            if task == "multilabel":
+                positives = np.flatnonzero(label.reshape(-1)[:classes] > 0.5)
+            else:  # class indices, or one-hot rows
+                positives = [int(np.argmax(label)) if label.ndim else int(label)]
+            for c in positives:
+                if c < classes and len(found[c]) < per_class:
+                    found[c].append(image)
+        if all(len(v) == per_class for v in found.values()):
+            break
+    return {c: np.stack(v) for c, v in found.items() if v}
+
+
+def plot_class_overlays(model, validation_data, path: str, *, per_class: int = 2,
+                        max_classes: int = 12, method: str = "gradcam") -> str | None:
+    """Writes Grad-CAM overlays of a few validation images per class (one PNG).
+
+    One row per class (the first `max_classes` classes that have validation
+    images), `per_class` images each, every heatmap for the row's class and
+    titled with the model's probability of it.
+
+    Args:
+        model: a `TransferModel` on images.
+        validation_data: `(x, y)` arrays or a dataset of `(images, labels)`.
+        path: the PNG to write.
+        per_class: images per class. Defaults to `2`.
+        max_classes: the most classes drawn. Defaults to `12`.
+        method: `"gradcam"` or `"gradcam++"`. Defaults to `"gradcam"`.
+
+    Returns:
+        `path`, or `None` when the model cannot be explained (not an image
+        model, or a backbone without a convolutional layer; logged).
+    """
+    shape = tuple(getattr(model, "image_shape", ()) or ())
+    if len(shape) != 3 or getattr(model, "backbone", None) is None or any(
+            "string" in str(t.dtype) for t in getattr(model, "inputs", [])):
+        return None
+    try:
+        target_layer(model)
+    except ValueError as error:
+        logger.info("No Grad-CAM overlays in the report: %s", error)
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kerastransfer.io import atomic_path
+
+    names = [str(n) for n in getattr(model, "class_names", [])]
+    classes = min(len(names), max_classes)
+    examples = _class_examples(validation_data, getattr(model, "task", "multiclass"),
+                               classes, per_class)
+    if not examples:
+        return None
+    fig, axes = plt.subplots(len(examples), per_class, squeeze=False,
+                             figsize=(max(3.0, 2.2 * per_class),
+                                      max(3.0, 2.2 * len(examples))), dpi=100)
+    for row, (c, images) in zip(axes, examples.items(), strict=True):
+        heat = explain(model, images, class_index=c, method=method)
+        probability = np.asarray(model.predict(images, verbose=0))[:, c]
+        for ax, image, h, p in zip(row, images, heat, probability, strict=False):
+            ax.imshow(overlay(display_image(model, image), h))
+            ax.set_title(f"{names[c]}  p={p:.2f}", fontsize=8)
+        for ax in row:
+            ax.axis("off")
+    fig.suptitle(f"{method}: where the model looked for each class", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(os.fspath(path), ".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return os.fspath(path)

@@ -7,7 +7,9 @@
 * `confusion_matrix.png` (multiclass): counts, rows = true class;
 * `metrics.json`: per-class precision / recall / F1 / support, accuracy, macro
   and weighted averages, the confusion matrix and the phases;
-* `classification_report.txt`: the same table as text.
+* `classification_report.txt`: the same table as text;
+* `gradcam.png` (image classifiers with a convolutional backbone): Grad-CAM
+  overlays of a few validation images per class (`report/explain.py`).
 
 Every file is written atomically.
 """
@@ -48,13 +50,17 @@ def _predict(model, validation_data):
                     f"(images, labels). Received: {type(validation_data).__name__}")
 
 
-def write_report(model, history, validation_data, report_dir: str) -> dict[str, str]:
+def write_report(model, history, validation_data, report_dir: str, *,
+                 bootstrap: int = 1000, gradcam_per_class: int = 2) -> dict[str, str]:
     """Writes learning curves, confusion matrix and per-class metrics.
 
     A 2-class model also gets the clinical metrics in `metrics.json`
     (`"clinical"`: ROC/PR AUC, sensitivity/specificity at its threshold, CIs,
     calibration) and `roc.png`, `pr.png`, `calibration.png`; a multilabel model
-    its per-class and macro ROC/PR AUC (`"auc"`).
+    the same per label (at each label's threshold) and macro, with one curve
+    per label in the PNGs (and its per-class and macro ROC/PR AUC as `"auc"`).
+    An image classifier with a convolutional backbone also gets `gradcam.png`:
+    Grad-CAM overlays of `gradcam_per_class` validation images per class.
 
     Args:
         model: the trained `TransferModel`.
@@ -62,6 +68,10 @@ def write_report(model, history, validation_data, report_dir: str) -> dict[str, 
         validation_data: `(x, y)` or a `tf.data.Dataset` to evaluate on, or
             `None` (then only the learning curves are written).
         report_dir: the folder (created if missing).
+        bootstrap: resamples of the clinical confidence intervals. Defaults to
+            `1000`.
+        gradcam_per_class: validation images per class in `gradcam.png`
+            (the first 12 classes); `0` for none. Defaults to `2`.
 
     Returns:
         A dict `what -> path` of the files written.
@@ -93,9 +103,15 @@ def write_report(model, history, validation_data, report_dir: str) -> dict[str, 
     else:
         labels, predictions = _predict(model, validation_data)
         class_names = list(getattr(model, "class_names", range(predictions.shape[-1])))
+        # Decisions at the model's stored threshold (argmax / 0.5 without one),
+        # as `model.decide`, `OnnxPredictor.decide` and `kerastransfer evaluate`.
+        from kerastransfer.runtime.postprocess import decide
+
+        threshold = getattr(model, "threshold", None)
         if getattr(model, "task", "multiclass") == "multilabel":
             per_class = {}
-            truth, guess = labels > 0.5, predictions > 0.5
+            truth = labels > 0.5
+            guess = decide(predictions, "multilabel", threshold) == 1
             for i, name in enumerate(class_names):
                 metrics = classification_metrics(truth[:, i], guess[:, i],
                                                  ["no", "yes"])
@@ -104,11 +120,19 @@ def write_report(model, history, validation_data, report_dir: str) -> dict[str, 
             from kerastransfer.report.clinical import auc_scores
 
             summary["auc"] = auc_scores(truth.astype(int), predictions, class_names)
+            from kerastransfer.report import clinical
+
+            summary["clinical"] = clinical.multilabel_clinical_report(
+                truth.astype(int), predictions, class_names,
+                threshold=threshold, n_resamples=bootstrap)
+            written.update(clinical.plot_clinical_curves(
+                truth.astype(int), predictions, report_dir,
+                name=[str(n) for n in class_names]))
         else:
             if labels.ndim == 2 and labels.shape[-1] > 1:
                 labels = labels.argmax(axis=-1)
-            metrics = classification_metrics(labels, predictions.argmax(axis=-1),
-                                             class_names)
+            metrics = classification_metrics(
+                labels, decide(predictions, "multiclass", threshold), class_names)
             summary.update(metrics)
             written["confusion_matrix"] = plot_confusion_matrix(
                 metrics["confusion_matrix"], metrics["class_names"],
@@ -119,12 +143,20 @@ def write_report(model, history, validation_data, report_dir: str) -> dict[str, 
             if len(class_names) == 2:  # binary: clinical metrics, ROC/PR/reliability
                 from kerastransfer.report import clinical
 
-                threshold = getattr(model, "threshold", None)
                 summary["clinical"] = clinical.clinical_report(
                     labels, predictions,
-                    threshold=0.5 if threshold is None else threshold)
+                    threshold=0.5 if threshold is None else threshold,
+                    n_resamples=bootstrap)
                 written.update(clinical.plot_clinical_curves(
                     labels, predictions[:, 1], report_dir, name=str(class_names[1])))
+        if gradcam_per_class:
+            from kerastransfer.report.explain import plot_class_overlays
+
+            path = plot_class_overlays(model, validation_data,
+                                       os.path.join(report_dir, "gradcam.png"),
+                                       per_class=gradcam_per_class)
+            if path is not None:
+                written["gradcam"] = path
     path = os.path.join(report_dir, "metrics.json")
     atomic_write_text(path, json.dumps(summary, indent=2, default=str))
     written["metrics"] = path
