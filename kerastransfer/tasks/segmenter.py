@@ -7,20 +7,13 @@ exist); the "head" is a decoder that merges the levels and predicts one class
 distribution per pixel at the input resolution. Phases, BatchNorm rules,
 layer-wise rates, resume, the NaN guard and saving are the base class's.
 
-Decoders (`decoder=`):
-
-* `"unet"`: from the deepest level up, resize to the next level's size,
-  concatenate the skip features, two 3x3 conv-BN-ReLU (U-Net, Ronneberger et
-  al. 2015, as fastai's `unet_learner` builds it on a pretrained encoder);
-* `"fpn"`: 1x1 lateral convolutions, top-down sum (Lin et al. 2017), then one
-  shared 3x3 conv-BN-ReLU head applied to every level, resized to the finest
-  level and summed (Panoptic FPN's semantic branch, Kirillov et al. 2019).
-
-Levels are resized to each other's exact sizes (bilinear), so valid-padding
-encoders (Inception, Xception), whose maps are a few pixels smaller than
-`size / stride`, work too. The output is softmax (`task="multiclass"`, masks of
-class indices `(n, h, w)`) or sigmoid (`task="multilabel"`, masks `(n, h, w,
-classes)` of 0/1), in float32 even under mixed precision.
+Decoders (`decoder=`: `"unet"`, `"fpn"`) are built by
+`kerastransfer.tasks.segmentation_decoder`. Levels are resized to each other's
+exact sizes (bilinear), so valid-padding encoders (Inception, Xception), whose
+maps are a few pixels smaller than `size / stride`, work too. The output is
+softmax (`task="multiclass"`, masks of class indices `(n, h, w)`) or sigmoid
+(`task="multilabel"`, masks `(n, h, w, classes)` of 0/1), in float32 even
+under mixed precision.
 
 The loss is `SegmentationLoss` (cross-entropy + soft Dice, class weights); the
 metrics are Keras's `MeanIoU` and pixel accuracy (`BinaryIoU` for multilabel).
@@ -42,6 +35,7 @@ from kerastransfer.errors import DataError, InputShapeError
 from kerastransfer.preprocessing import ImagePreprocessing
 from kerastransfer.tasks.backbone import build_scope, resolve_backbone
 from kerastransfer.tasks.base import TransferTask
+from kerastransfer.tasks.segmentation_decoder import decode, decoder_layers, flat
 from kerastransfer.tasks.segmentation_loss import SegmentationLoss
 
 __all__ = ["SegmentationModel", "DECODERS", "SEGMENTATION_TASKS"]
@@ -137,13 +131,13 @@ class SegmentationModel(TransferTask):
             inputs = keras.Input(shape=shape, name="image")
             preprocessor = ImagePreprocessing(mode, name="preprocessing")
             levels = list(encoder(preprocessor(inputs)))
-            layers = _decoder_layers(decoder, len(levels), tuple(decoder_filters),
+            layers = decoder_layers(decoder, len(levels), tuple(decoder_filters),
                                      num_classes, task)
-            outputs = _decode(decoder, layers, levels, shape[:2])
+            outputs = decode(decoder, layers, levels, shape[:2])
             super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
-        self._init_task(parts, head_layers=_flat(layers), feature_tensor=levels,
+        self._init_task(parts, head_layers=flat(layers), feature_tensor=levels,
                         strategy=strategy, mixed_precision=mixed_precision)
         self._decoder_layers = layers
         self.preprocessor = preprocessor
@@ -235,7 +229,7 @@ class SegmentationModel(TransferTask):
         """The decoder on cached pyramid levels (shares the decoder's layers)."""
         inputs = [keras.Input(shape=tuple(t.shape[1:]), name=f"level_{i}")
                   for i, t in enumerate(self._feature_tensor)]
-        outputs = _decode(self.decoder, self._decoder_layers, inputs,
+        outputs = decode(self.decoder, self._decoder_layers, inputs,
                           self.image_shape[:2])
         return keras.Model(inputs, outputs, name=f"{self.name}_decoder")
 
@@ -249,7 +243,7 @@ class SegmentationModel(TransferTask):
         if include_preprocessing:
             return self
         inputs = keras.Input(shape=self.image_shape, name="image")
-        outputs = _decode(self.decoder, self._decoder_layers,
+        outputs = decode(self.decoder, self._decoder_layers,
                           list(self.backbone(inputs)), self.image_shape[:2])
         return keras.Model(inputs, outputs, name=f"{self.name}_nopre")
 
@@ -362,79 +356,3 @@ def check_masks(y, num_classes: int, task: str, size: Sequence[int]) -> None:
             f"Mask values must be integers in [0, {bound}]"
             + (" (class indices)" if task == "multiclass" else "")
             + f". Received: values in [{low:g}, {high:g}]")
-
-
-def _conv_bn_relu(filters: int, name: str) -> list:
-    return [keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                                name=f"{name}_conv"),
-            keras.layers.BatchNormalization(name=f"{name}_bn"),
-            keras.layers.Activation("relu", name=f"{name}_relu")]
-
-
-def _filters(filters: tuple, i: int) -> int:
-    return filters[min(i, len(filters) - 1)]
-
-
-def _decoder_layers(decoder: str, num_levels: int, filters: tuple,
-                    num_classes: int, task: str) -> dict[str, list]:
-    """The decoder's layers, created once (`_decode` wires them)."""
-    layers: dict[str, list] = {}
-    if decoder == "unet":
-        for i in range(num_levels):  # num_levels - 1 skips + the full resolution
-            f = _filters(filters, i)
-            layers[f"up_{i}"] = [*_conv_bn_relu(f, f"decoder_up{i}_a"),
-                                 *_conv_bn_relu(f, f"decoder_up{i}_b")]
-    else:
-        width = filters[0]
-        for i in range(num_levels):
-            layers[f"lateral_{i}"] = [keras.layers.Conv2D(
-                width, 1, name=f"decoder_lateral{i}")]
-        layers["shared"] = _conv_bn_relu(_filters(filters, 1), "decoder_shared")
-    layers["classifier"] = [
-        keras.layers.Conv2D(num_classes, 1, name="decoder_logits"),
-        keras.layers.Activation("softmax" if task == "multiclass" else "sigmoid",
-                                dtype="float32", name="predictions")]
-    return layers
-
-
-def _flat(layers: dict[str, list]) -> list:
-    return [layer for group in layers.values() for layer in group]
-
-
-def _apply(group: list, x):
-    for layer in group:
-        x = layer(x)
-    return x
-
-
-def _resize(x, size):
-    # A fresh Resizing per call: it has no weights, and sizes differ per call.
-    height, width = int(size[0]), int(size[1])
-    if tuple(x.shape[1:3]) == (height, width):
-        return x
-    return keras.layers.Resizing(height, width, interpolation="bilinear")(x)
-
-
-def _decode(decoder: str, layers: dict[str, list], levels: list, size) -> Any:
-    """Wires the decoder on the pyramid `levels` (shallowest first)."""
-    if decoder == "unet":
-        x = levels[-1]
-        skips = levels[-2::-1]  # deepest skip first
-        for i, skip in enumerate(skips):
-            x = _resize(x, skip.shape[1:3])
-            x = keras.layers.Concatenate()([x, skip])
-            x = _apply(layers[f"up_{i}"], x)
-        x = _resize(x, size)
-        x = _apply(layers[f"up_{len(skips)}"], x)
-    else:
-        laterals = [_apply(layers[f"lateral_{i}"], level)
-                    for i, level in enumerate(levels)]
-        merged = [laterals[-1]]
-        for lateral in laterals[-2::-1]:
-            top = _resize(merged[-1], lateral.shape[1:3])
-            merged.append(keras.layers.Add()([lateral, top]))
-        finest = merged[-1].shape[1:3]
-        heads = [_resize(_apply(layers["shared"], p), finest) for p in merged]
-        x = keras.layers.Add()(heads) if len(heads) > 1 else heads[0]
-        x = _resize(x, size)
-    return _apply(layers["classifier"], x)
