@@ -142,3 +142,41 @@ def test_multilabel_report_metrics_curves_and_overlays(chest, tmp_path):
     for key in ("roc", "pr", "calibration", "gradcam"):
         with Image.open(written[key]) as image:
             assert image.format == "PNG" and min(image.size) >= 300
+
+
+def test_evaluate_multiclass_one_vs_rest_aucs(tmp_path):
+    """A 3-class model: per-class one-vs-rest ROC/PR AUC and macro, as sklearn on
+    the model's predictions of the folder; a class without images is n/a."""
+    from kerastransfer.data import load_image_folder
+
+    rng = np.random.default_rng(2)
+    for i in range(18):
+        label = ("a", "b", "c")[i % 3]
+        (tmp_path / "data" / label).mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 80, (SIZE, SIZE, 3)).astype("uint8")
+        pixels[..., i % 3] += 120  # the class is the dominant colour
+        Image.fromarray(pixels).save(tmp_path / "data" / label / f"{i}.png")
+    data = load_image_folder(tmp_path / "data", image_size=(SIZE, SIZE),
+                             shuffle=False, batch_size=6)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    backbone = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs), name="tiny3")
+    model = TransferModel(backbone, class_names=["a", "b", "c", "d"], weights=None,
+                          input_shape=(SIZE, SIZE, 3), dropout=0.0)
+    model.fit(data.train, epochs=2, verbose=0)
+    model.save(tmp_path / "m.keras")
+    out = json.loads(_run("evaluate", tmp_path / "m.keras", tmp_path / "data",
+                          "--json"))
+    x = np.concatenate([b for b, _ in data.train.as_numpy_iterator()])
+    y = np.concatenate([t for _, t in data.train.as_numpy_iterator()])
+    p = model.predict(x, verbose=0)
+    auc = out["clinical"]
+    for k, name in enumerate("abc"):
+        assert auc["roc_auc"][name] == pytest.approx(roc_auc_score(y == k, p[:, k]),
+                                                     abs=1e-6)
+        assert auc["pr_auc"][name] == pytest.approx(
+            average_precision_score(y == k, p[:, k]), abs=1e-6)
+    assert auc["roc_auc"]["d"] is None
+    assert auc["roc_auc"]["macro"] == pytest.approx(
+        np.mean([auc["roc_auc"][n] for n in "abc"]), abs=1e-9)
+    text = _run("evaluate", tmp_path / "m.keras", tmp_path / "data")
+    assert "One-vs-rest AUCs" in text and "n/a" in text

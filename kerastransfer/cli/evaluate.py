@@ -40,7 +40,9 @@ def evaluate(model_path, data_dir, batch_size, text_column, label_column, tta,
 
     Prints accuracy, per-class precision/recall/F1 and the confusion matrix
     (rows: true class, columns: predicted class). The folder's class names must
-    be among the model's. A 2-class image model also gets the clinical metrics:
+    be among the model's. A model of more than 2 classes also gets each class's
+    one-vs-rest ROC AUC and PR AUC and their macro averages. A 2-class image
+    model gets the clinical metrics:
     ROC AUC and PR AUC, sensitivity and specificity at the model's decision
     threshold (0.5, i.e. argmax, when it has none), each with a 95% bootstrap
     interval, and the expected calibration error.
@@ -126,6 +128,12 @@ def evaluate(model_path, data_dir, batch_size, text_column, label_column, tta,
                                    n_resamples=bootstrap)
         clinical["threshold_source"] = ("the model" if threshold is not None
                                         else "default: argmax")
+    elif len(names) > 2 and task == "multiclass":  # one-vs-rest AUCs, macro
+        from kerastransfer.report.clinical import auc_scores
+
+        auc = auc_scores(np.concatenate(y_true), np.concatenate(scores), names)
+        clinical = {key: {name: None if np.isnan(v) else v for name, v in
+                          values.items()} for key, values in auc.items()}
     y_pred = [np.argmax(s, axis=-1) if threshold is None else
               (s[:, 1] >= threshold).astype(int) for s in scores]
     _print_metrics(names, y_true, y_pred, as_json, "Images", clinical)
@@ -306,8 +314,15 @@ def _print_metrics(names, y_true, y_pred, as_json, unit, clinical=None):
     click.echo(" " * (width + 2) + " ".join(n.rjust(cell) for n in names))
     for name, row in zip(names, metrics["confusion_matrix"], strict=True):
         click.echo(f"{name.ljust(width)}  " + " ".join(str(v).rjust(cell) for v in row))
-    if clinical is not None:
+    if clinical is not None and "threshold" in clinical:
         click.echo(_format_clinical(clinical, names[1]))
+    elif clinical is not None:  # one-vs-rest AUCs of a multiclass model
+        click.echo("One-vs-rest AUCs (n/a: the class has no images here):")
+        for name in [*names, "macro"]:
+            cells = [clinical[key][name] for key in ("roc_auc", "pr_auc")]
+            click.echo(f"  {name.ljust(width)}  " + "  ".join(
+                f"{key} {'n/a' if v is None else f'{v:.4f}'}"
+                for key, v in zip(("ROC AUC", "PR AUC"), cells, strict=True)))
 
 
 def _format_clinical(c, positive):
