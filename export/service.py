@@ -57,6 +57,7 @@ import numpy as np
 from export.audio_request import audio_request
 from export.decoding import Decoder
 from export.errors import bad_request, serialize_error, too_large, unexpected_error
+from export.image_request import image_request
 from export.queue_log import quiet_queue_warnings
 from export.text_request import text_request
 from kerastransfer.runtime import OnnxPredictor
@@ -65,8 +66,6 @@ from kerastransfer.runtime.files import rank_classes
 __all__ = ["Limits", "create_app", "make_server", "quiet_queue_warnings", "main"]
 
 logger = logging.getLogger("kerastransfer.service")
-
-_RAW_IMAGE_TYPES = ("image/", "application/octet-stream", "application/dicom")
 
 
 @dataclass(frozen=True)
@@ -182,23 +181,10 @@ class Predict:
         elif getattr(self.model.predictor, "kind", None) == "text":  # a text model
             images, names, top_k, with_probabilities = text_request(
                 req, content_type, self.limits, top_k, with_probabilities)
-        elif content_type == "application/json":
-            images, names, top_k, with_probabilities = self._json(
-                req, top_k, with_probabilities)
-        elif content_type == "multipart/form-data":
-            images, names = self._multipart(req)
-        elif content_type.startswith(_RAW_IMAGE_TYPES):
-            data = req.bounded_stream.read(self.limits.max_body_bytes + 1)
-            images = np.stack([self._decode(data)])
-            names = [None]
         else:
-            raise falcon.HTTPUnsupportedMediaType(
-                title="Unsupported media type",
-                description="Unsupported Content-Type. Send image/* or "
-                "application/octet-stream (one raw image), multipart/form-data "
-                "(image files) or application/json (instances). Received: "
-                f"{content_type or 'none'!r}",
-            )
+            images, names, top_k, with_probabilities = image_request(
+                req, content_type, self.model.image_shape, self.limits,
+                self.decoder, top_k, with_probabilities)
         probabilities = np.asarray(self.model.predictor.predict(images))
         with self.model.lock:
             self.model.requests += 1
@@ -220,87 +206,6 @@ class Predict:
             self._entry(row, name, top_k, with_probabilities)
             for row, name in zip(probabilities, names, strict=True)
         ]}
-
-    # --- request bodies ----------------------------------------------------------
-    def _body_top_k(self, value: Any) -> int:
-        """`top_k` from a JSON body (query parameters go through falcon)."""
-        if (isinstance(value, bool) or not isinstance(value, int)
-                or not 1 <= value <= self.limits.max_top_k):
-            raise bad_request(
-                f"top_k must be a whole number from 1 to {self.limits.max_top_k}. "
-                f"Received: top_k={value!r}")
-        return value
-
-    def _decode(self, data: bytes) -> np.ndarray:
-        if not data:
-            raise bad_request("Empty image; send an image file")
-        return self.decoder.decode(data, self.model.image_shape)  # (h, w, c)
-
-    def _multipart(self, req) -> tuple[np.ndarray, list[str | None]]:
-        images, names = [], []
-        try:
-            for part in req.get_media():
-                if part.filename is None and not (part.content_type or "").startswith(
-                        "image/"):
-                    continue  # an ordinary form field
-                if len(images) >= self.limits.max_batch:
-                    raise too_large(f"Too many images; the limit is "
-                                     f"{self.limits.max_batch} per request")
-                images.append(self._decode(part.stream.read(
-                    self.limits.max_body_bytes + 1)))
-                names.append(part.filename)
-        except falcon.MediaMalformedError as error:
-            raise bad_request(f"Malformed multipart body: {error.description or ''}"
-                               .rstrip(": ")) from None
-        if not images:
-            raise bad_request(
-                "The multipart body has no file; send images as file fields, e.g. "
-                "curl -F file=@cat.jpg")
-        return np.stack(images), names
-
-    def _json(self, req, top_k, with_probabilities):
-        try:
-            body = json.loads(req.bounded_stream.read(self.limits.max_body_bytes + 1))
-        except (ValueError, UnicodeDecodeError):
-            raise bad_request("Malformed JSON body") from None
-        if not isinstance(body, dict) or "instances" not in body:
-            raise bad_request(
-                'The JSON body must be an object with "instances": a list of '
-                "images of shape (H, W, 3) with values in [0, 255]")
-        if "top_k" in body:
-            top_k = self._body_top_k(body["top_k"])
-        if "probabilities" in body:
-            with_probabilities = bool(body["probabilities"])
-        try:
-            instances = np.asarray(body["instances"], dtype="float64")
-        except (ValueError, TypeError):
-            raise bad_request(
-                '"instances" must be a rectangular nested list of numbers') from None
-        expected = self.model.image_shape
-        if instances.ndim == len(expected):
-            instances = instances[None]
-        if instances.ndim != len(expected) + 1 or any(
-            e is not None and e > 0 and a != e
-            for a, e in zip(instances.shape[1:], expected, strict=True)
-        ):
-            raise bad_request(
-                f'"instances" must have shape (N, {", ".join(map(str, expected))}). '
-                f"Received: shape {list(instances.shape)}")
-        if len(instances) == 0:
-            raise bad_request(f"Send 1 to {self.limits.max_batch} instances. "
-                               "Received: 0")
-        if len(instances) > self.limits.max_batch:
-            raise too_large(f"Send 1 to {self.limits.max_batch} instances. "
-                             f"Received: {len(instances)}")
-        if not np.all(np.isfinite(instances)):
-            raise bad_request('"instances" contains NaN or infinite values')
-        low, high = float(instances.min()), float(instances.max())
-        if low < 0 or high > 255:
-            raise bad_request(
-                '"instances" values must be RGB values in [0, 255]. Rescale them. '
-                f"Received: min={low:g}, max={high:g}")
-        return (instances.astype("float32"), [None] * len(instances), top_k,
-                with_probabilities)
 
     def _entry(self, row: np.ndarray, name: str | None, top_k: int,
                with_probabilities: bool) -> dict:
