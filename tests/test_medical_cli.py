@@ -136,11 +136,13 @@ def test_onnx_metadata_window_threshold_and_runtime(ct, ct_onnx):
 
 
 def test_report_binary_roc_pr_pngs(ct, tmp_path):
+    from PIL import Image
     from sklearn.metrics import roc_auc_score
 
     from kerastransfer.report import write_report
 
-    written = write_report(ct["model"], None, (ct["x"], ct["y"]), str(tmp_path))
+    written = write_report(ct["model"], None, (ct["x"], ct["y"]), str(tmp_path),
+                           bootstrap=200)
     for key in ("roc", "pr", "calibration"):
         with open(written[key], "rb") as file:
             assert file.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -149,6 +151,36 @@ def test_report_binary_roc_pr_pngs(ct, tmp_path):
     assert summary["clinical"]["roc_auc"] == pytest.approx(roc_auc_score(ct["y"], p),
                                                            abs=1e-6)
     assert summary["clinical"]["threshold"] == 0.3
+    from kerastransfer.report.clinical import choose_threshold
+
+    by_rule = summary["clinical"]["thresholds_by_rule"]
+    assert by_rule["youden"] == choose_threshold(ct["y"], p)
+    assert by_rule["sensitivity_0.95"] == choose_threshold(ct["y"], p, "sensitivity")
+    with Image.open(written["gradcam"]) as image:  # 2 classes x 2 scans
+        assert image.size == (440, 440)
+
+
+def test_threshold_chosen_on_validation_travels_in_the_files(ct, tmp_path):
+    from kerastransfer.export import export_onnx
+    from kerastransfer.report import choose_model_threshold
+    from kerastransfer.report.clinical import choose_threshold, sensitivity_specificity
+    from kerastransfer.runtime import OnnxPredictor
+    from kerastransfer.saving import load_model
+
+    model = load_model(ct["path"])  # a copy: the shared model keeps 0.3
+    p = model.predict(ct["x"], verbose=0)[:, 1]
+    chosen = choose_model_threshold(model, (ct["x"], ct["y"]), "sensitivity", 0.95)
+    assert chosen == pytest.approx(choose_threshold(ct["y"], p, "sensitivity"))
+    assert sensitivity_specificity(ct["y"], p, chosen)[0] >= 0.95
+    model.save(tmp_path / "chosen.keras")
+    assert load_model(tmp_path / "chosen.keras").threshold == chosen
+    export_onnx(model, str(tmp_path / "chosen.onnx"))
+    predictor = OnnxPredictor(tmp_path / "chosen.onnx")
+    assert predictor.threshold == pytest.approx(chosen)
+    np.testing.assert_array_equal(predictor.decide(predictor.predict(ct["x"])),
+                                  (p >= chosen).astype(int))
+    with pytest.raises(ValueError, match="needs positive and negative"):
+        choose_model_threshold(model, (ct["x"][:4], np.zeros(4, int)))
 
 
 def test_train_cli_grayscale_windowed_model_from_dicom_folder(ct, tmp_path):

@@ -147,6 +147,11 @@ def write_report(model, history, validation_data, report_dir: str, *,
                     labels, predictions,
                     threshold=0.5 if threshold is None else threshold,
                     n_resamples=bootstrap)
+                if len(np.unique(labels)) == 2:  # what a stated rule would store
+                    summary["clinical"]["thresholds_by_rule"] = {
+                        "youden": clinical.choose_threshold(labels, predictions[:, 1]),
+                        "sensitivity_0.95": clinical.choose_threshold(
+                            labels, predictions[:, 1], "sensitivity", 0.95)}
                 written.update(clinical.plot_clinical_curves(
                     labels, predictions[:, 1], report_dir, name=str(class_names[1])))
         if gradcam_per_class:
