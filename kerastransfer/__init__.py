@@ -28,6 +28,7 @@ _EXPORTS = {
     "load_audio_list": "kerastransfer.data.audio",
     "audio_from_arrays": "kerastransfer.data.audio",
     "SegmentationModel": "kerastransfer.tasks.segmenter",
+    "DetectionModel": "kerastransfer.tasks.detector",
     "SegmentationLoss": "kerastransfer.tasks.segmentation_loss",
     "SegmentationData": "kerastransfer.data.masks",
     "SegmentationAugmentation": "kerastransfer.data.segmentation_augment",

@@ -20,6 +20,7 @@ from kerastransfer.runtime.base import (
     read_sidecar,
     sidecar_path,
 )
+from kerastransfer.runtime.detection import DetectionPredictor
 from kerastransfer.runtime.files import (
     IMAGE_EXTENSIONS,
     TF_IMAGE_EXTENSIONS,
@@ -36,6 +37,7 @@ __all__ = [
     "OnnxPredictor",
     "TextPredictor",
     "AudioPredictor",
+    "DetectionPredictor",
     "list_image_files",
     "decode_images",
     "preprocess_images",

@@ -36,6 +36,7 @@ logger = logging.getLogger("kerastransfer.runtime")
 PREDICTOR_KINDS = {
     "segmentation": ("kerastransfer.runtime.segmentation", "SegmentationPredictor"),
     "audio": ("kerastransfer.runtime.audio", "AudioPredictor"),
+    "detection": ("kerastransfer.runtime.detection", "DetectionPredictor"),
 }
 
 
