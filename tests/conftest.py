@@ -19,6 +19,7 @@ Time: pytest-timeout stops any test after `timeout` seconds (pyproject.toml); te
 not marked `slow` get `FAST_TIMEOUT` instead, since they should take seconds.
 """
 
+import contextlib
 import gc
 import json
 import os
@@ -26,6 +27,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_HOME",
@@ -208,18 +210,75 @@ def _peak_rss_mib(who):
     return resource.getrusage(who).ru_maxrss / 1024.0
 
 
+class _TreeRss:
+    """Samples the resident memory of this process and all its descendants (xdist
+    workers, isolated children, subprocesses) every `interval` seconds: with
+    several workers the suite's peak is their sum, which no one process sees."""
+
+    def __init__(self, interval=0.5):
+        self.interval = interval
+        self.peak_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._page_mib = os.sysconf("SC_PAGE_SIZE") / 1024.0 ** 2
+
+    def start(self):
+        if os.path.isdir("/proc/self"):  # Linux only; elsewhere no sampled line
+            self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+
+    def _run(self):
+        root = os.getpid()
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(OSError, ValueError):
+                self.peak_mib = max(self.peak_mib, self._sample(root))
+
+    def _sample(self, root):
+        parents, rss = {}, {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(f"/proc/{entry}/stat") as f:
+                    # the command name may hold spaces: fields follow the last ')'
+                    fields = f.read().rsplit(")", 1)[1].split()
+                pid = int(entry)
+                parents[pid] = int(fields[1])
+                rss[pid] = int(fields[21]) * self._page_mib
+        total, stack = 0.0, [root]
+        while stack:
+            pid = stack.pop()
+            total += rss.get(pid, 0.0)
+            stack.extend(child for child, parent in parents.items() if parent == pid)
+        return total
+
+
+_TREE_RSS = _TreeRss()
+
+
+def pytest_configure(config):
+    if not os.environ.get(_IN_CHILD) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        _TREE_RSS.start()
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if os.environ.get(_IN_CHILD):
         return
+    _TREE_RSS.stop()
     own = _peak_rss_mib(resource.RUSAGE_SELF)
     children = _peak_rss_mib(resource.RUSAGE_CHILDREN)
     line = (f"peak RSS: this process {own / 1024:.2f} GiB, "
-            f"largest child process {children / 1024:.2f} GiB")
+            f"largest child process {children / 1024:.2f} GiB, all processes "
+            f"together {_TREE_RSS.peak_mib / 1024:.2f} GiB (sampled every "
+            f"{_TREE_RSS.interval:g} s)")
     terminalreporter.write_sep("-", line)
     path = os.environ.get("KT_PEAK_RSS_FILE")
     if path:
         with open(path, "w") as f:
-            f.write(f"self_mib={own:.0f}\nchildren_mib={children:.0f}\n")
+            f.write(f"self_mib={own:.0f}\nchildren_mib={children:.0f}\n"
+                    f"tree_mib={_TREE_RSS.peak_mib:.0f}\n")
 
 
 def separable_images(n_per_class=24, size=32, num_classes=2, seed=0):
