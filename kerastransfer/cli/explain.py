@@ -48,10 +48,9 @@ def explain(model_path, image, out, class_name, method, layer):
     from PIL import Image
 
     from kerastransfer.io import atomic_path
+    from kerastransfer.report.explain import display_image, overlay
     from kerastransfer.report.explain import explain as grad_cam
-    from kerastransfer.report.explain import overlay
     from kerastransfer.runtime.files import decode_images
-    from kerastransfer.runtime.preprocess import apply_window
     from kerastransfer.saving import load_model
 
     model = load_model(model_path)
@@ -81,9 +80,8 @@ def explain(model_path, image, out, class_name, method, layer):
     probabilities = np.asarray(model.predict(images, verbose=0))[0]
     if index is None:
         index = int(np.argmax(probabilities))
-    window = getattr(model, "window", None)
-    shown = apply_window(images[0], window) if window is not None else images[0]
     with atomic_path(out, ".png") as tmp:
-        Image.fromarray(overlay(shown, heat[0])).save(tmp, format="PNG")
+        Image.fromarray(overlay(display_image(model, images[0]), heat[0])).save(
+            tmp, format="PNG")
     click.echo(f"{os.path.basename(image)}: {names[index]} "
                f"{float(probabilities[index]):.3f} -> {out}")
