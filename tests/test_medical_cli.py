@@ -134,6 +134,14 @@ def test_onnx_metadata_window_threshold_and_runtime(ct, ct_onnx):
     files = predictor.predict_files(ct["files"][:4])
     np.testing.assert_allclose(np.stack([r["probabilities"] for r in files]),
                                expected[:4], atol=1e-4)
+    out = json.loads(_run("evaluate", ct_onnx, ct["root"] / "scans", "--json",
+                          "--bootstrap", 50))  # the .onnx's own threshold
+    assert out["clinical"]["threshold"] == 0.3
+    assert out["clinical"]["threshold_source"] == "the model"
+    from sklearn.metrics import roc_auc_score
+
+    assert out["clinical"]["roc_auc"] == pytest.approx(
+        roc_auc_score(ct["y"], expected[:, 1]), abs=1e-4)
 
 
 def test_report_binary_roc_pr_pngs(ct, tmp_path):
