@@ -26,9 +26,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 import falcon
+import numpy as np
 
 from export.errors import bad_request, too_large
 from kerastransfer.runtime.files import ImageTooLargeError, decode_image, open_image

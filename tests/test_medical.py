@@ -80,7 +80,8 @@ def test_multiframe_refused_or_split(tmp_path):
     frames = read_dicom_frames(path)
     assert frames.shape == (3, 4, 5, 1)
     np.testing.assert_array_equal(frames[:, 0, 0, 0], [-5.0, 5.0, 15.0])
-    np.testing.assert_array_equal(read_image(path, frame=2)[..., 0], np.full((4, 5), 15.0))
+    np.testing.assert_array_equal(read_image(path, frame=2)[..., 0],
+                                  np.full((4, 5), 15.0))
 
 
 def test_compressed_syntax_decoded(tmp_path):

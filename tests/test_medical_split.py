@@ -53,7 +53,8 @@ def test_load_image_list_groups_and_audit(tmp_path):
     train = {patient[f.split("/")[-1]] for f in data.train_files}
     val = {patient[f.split("/")[-1]] for f in data.validation_files}
     assert train and val and train.isdisjoint(val)
-    assert len(data.train_files) == data.num_train and data.num_validation == 3 * len(val)
+    assert len(data.train_files) == data.num_train
+    assert data.num_validation == 3 * len(val)
     by_list = load_image_list(rows, root=str(tmp_path), image_size=(8, 8),
                               validation_split=0.25, seed=1,
                               groups=[r["patient"] for r in rows])
@@ -69,10 +70,11 @@ def test_load_image_list_groups_and_audit(tmp_path):
 def test_folder_split_leak_warning(tmp_path, caplog):
     for patient in range(6):
         for k in range(4):
-            _write(tmp_path / ("a" if patient % 2 else "b"), f"patient{patient}_{k}.png", k)
+            _write(tmp_path / ("a" if patient % 2 else "b"),
+                   f"patient{patient}_{k}.png", k)
     with caplog.at_level(logging.WARNING, logger="kerastransfer"):
-        data = load_image_folder(str(tmp_path), image_size=(8, 8), validation_split=0.25,
-                                 seed=0)
+        data = load_image_folder(str(tmp_path), image_size=(8, 8),
+                                 validation_split=0.25, seed=0)
     leaks = folder_leaks(data.train_files, data.validation_files)
     assert leaks and all(leak.startswith("patient") for leak in leaks)
     assert "may leak" in caplog.text

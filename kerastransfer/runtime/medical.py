@@ -39,7 +39,8 @@ from kerastransfer.runtime.preprocess import (
 
 __all__ = ["read_image", "read_dicom_frames", "read_volume_slices", "is_medical_file",
            "is_dicom_bytes", "dicom_pixel_count", "needs_numpy_decode",
-           "needs_numpy_decode_bytes", "load_bytes_for_model", "to_channels", "resize_image", "load_for_model",
+           "needs_numpy_decode_bytes", "load_bytes_for_model", "to_channels",
+           "resize_image", "load_for_model",
            "MEDICAL_EXTENSIONS", "NUMPY_DECODED_EXTENSIONS", "WINDOW_PRESETS",
            "resolve_window", "apply_window"]
 
