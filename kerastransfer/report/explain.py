@@ -239,7 +239,7 @@ def plot_class_overlays(model, validation_data, path: str, *, per_class: int = 2
                                       max(3.0, 2.2 * len(examples))), dpi=100)
     for row, (c, images) in zip(axes, examples.items(), strict=True):
         heat = explain(model, images, class_index=c, method=method)
-        probability = np.asarray(model.predict(images, verbose=0))[:, c]
+        probability = np.asarray(model(images, training=False))[:, c]  # no retrace
         for ax, image, h, p in zip(row, images, heat, probability, strict=False):
             ax.imshow(overlay(display_image(model, image), h))
             ax.set_title(f"{names[c]}  p={p:.2f}", fontsize=8)
