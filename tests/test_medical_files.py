@@ -134,3 +134,34 @@ def test_runtime_import_needs_no_medical_packages():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_uploaded_bytes_decode_as_the_files(tmp_path):
+    """The edge service's decoder (export/decoding.py) gives uploaded DICOM, TIFF,
+    16-bit PNG and 8-bit PNG bytes the values `decode_images` gives the files,
+    with the model's channels; a DICOM over the pixel limit is refused from its
+    header."""
+    import falcon
+
+    from export.decoding import DecodeBudget, decode_upload
+
+    expected = _write_all(tmp_path)
+    budget = DecodeBudget(10_000)
+    for name in ("ct.dcm", "x16.png", "x16.tif", "g8.png"):
+        data = (tmp_path / name).read_bytes()
+        for channels in (1, 3):
+            want, _ = decode_images([tmp_path / name], (8, 8), channels=channels)
+            got = decode_upload(data, (8, 8, channels), 10_000, budget)
+            assert got.shape == (8, 8, channels), name
+            np.testing.assert_allclose(got, want[0], rtol=1e-6, atol=1e-3)
+        full = decode_upload(data, (SIZE, SIZE, 1), 10_000)
+        np.testing.assert_allclose(full[..., 0], expected[name], rtol=2e-4, atol=1e-3)
+    assert budget.in_use == 0
+    with pytest.raises(falcon.HTTPError) as error:
+        decode_upload((tmp_path / "ct.dcm").read_bytes(), (8, 8, 1), 100)
+    assert error.value.status_code == 413
+    assert "256 pixels; the limit is 100" in error.value.description
+    with pytest.raises(falcon.HTTPError) as error:
+        decode_upload((tmp_path / "g8.png").read_bytes(), (8, 8, 5), 10_000)
+    assert error.value.status_code == 400
+    assert "the model takes 5" in error.value.description
