@@ -8,8 +8,9 @@ glibc gives every thread that allocates large buffers its own malloc arena and
 keeps it, so decoding on each request thread makes memory grow with the number
 of request threads.
 
-DICOM uploads (recognised by the "DICM" magic at byte 128, whatever the
-Content-Type), TIFF and 16-bit PNG are read by the runtime's medical reader
+DICOM uploads (recognised by the "DICM" magic at byte 128, not by a name or
+type: a raw `application/dicom`, `application/octet-stream` or `image/*` body,
+or a multipart file), TIFF and 16-bit PNG are read by the runtime's medical reader
 (`kerastransfer/runtime/medical.py`, the one `kerastransfer.data.read_image` and
 `predict_files` use): DICOM in modality units (CT in Hounsfield units), 16-bit
 values kept. The model then applies its stored intensity window, as it does for
