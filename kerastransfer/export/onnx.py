@@ -3,7 +3,9 @@
 The steps live in their own modules: `convert.py` (tf2onnx, the batch axis
 name), `optimize.py`, `validate.py`, `quantize.py`, `metadata.py` (the metadata
 and its `model.json` sidecar); this module chains them and writes the file
-atomically.
+atomically, one flow for every task. What differs between tasks (inputs, the
+graph, metadata, extra files) is asked of the task's `TaskExport`
+(`export/task_export.py`; audio: `audio/export.py`, text: `export/text.py`).
 """
 
 from __future__ import annotations
@@ -116,8 +118,14 @@ def export_onnx(
     and compared with Keras (`validate=True`), then renamed onto `path`. A
     failed export leaves `path` as it was.
 
+    Other tasks export through the same steps with their own inputs: an
+    `AudioClassifier` takes waveforms `(batch, samples)` (the data arguments
+    take waveforms or audio files), a `TextClassifier` int32 token arrays (the
+    data arguments take texts; its tokenizer is written next to the model).
+
     Args:
-        model: a `TransferModel`.
+        model: a `TransferModel` (or another task: segmentation, detection,
+            audio, text).
         path: the `.onnx` file to write.
         opset: the ONNX opset. Defaults to `17`.
         include_preprocessing: the graph includes the backbone family's
@@ -170,71 +178,39 @@ def export_onnx(
     from kerastransfer.export import metadata as metadata_lib
     from kerastransfer.export import quantize as quantize_lib
     from kerastransfer.export.optimize import count_ops, optimize_onnx
-    from kerastransfer.export.validate import load_session, random_images, validate_onnx
+    from kerastransfer.export.task_export import exporter_for
+    from kerastransfer.export.validate import load_session
     from kerastransfer.io import atomic_path
-    from kerastransfer.runtime import preprocess_images
 
-    contract = getattr(model, "export_contract", dict)()
-    if contract.get("kind") == "text":  # token inputs + tokenizer: export/text.py
-        from kerastransfer.export.text import export_text_onnx
-
-        return export_text_onnx(
-            model, path, opset=opset, validate=validate, atol=atol,
-            quantize=quantize, validation_data=validation_data, optimize=optimize,
-            agreement_threshold=agreement_threshold, reduce_range=reduce_range)
-    if contract.get("kind") == "audio":  # waveforms + front end: audio/export.py
-        from kerastransfer.audio.export import export_audio_onnx
-
-        return export_audio_onnx(
-            model, path, opset=opset, include_preprocessing=include_preprocessing,
-            validate=validate, atol=atol, quantize=quantize,
-            calibration_data=calibration_data, validation_data=validation_data,
-            fp16=fp16, optimize=optimize, output=output,
-            agreement_threshold=agreement_threshold, reduce_range=reduce_range)
     start = time.perf_counter()
     _check_export_args(model, opset, atol, quantize, fp16, agreement_threshold)
-    if quantize == "static" and calibration_data is None:
-        raise ValueError(
-            "Static quantization needs calibration images. Pass calibration_data "
-            "(an array of images or a folder). Received: calibration_data=None"
-        )
+    # What differs between tasks (inputs, graph, metadata, extra files):
+    # export/task_export.py; audio and text tasks return their own.
+    task = exporter_for(model, include_preprocessing=include_preprocessing,
+                        output=output)
+    task.check(quantize=quantize, fp16=fp16, calibration_data=calibration_data)
     path = os.fspath(path)
-    image_shape = tuple(model.image_shape)
-    if any(s is None for s in image_shape):
-        raise ExportError(
-            "ONNX export needs a fixed image size. Build the model with "
-            f"input_shape=(height, width, 3). Received: input_shape={image_shape}"
-        )
-
-    def to_graph_input(images):
-        if include_preprocessing:
-            return images
-        return preprocess_images(images, model.preprocessing_mode,
-                                 window=getattr(model, "window", None))
-
     mode = quantize or ("fp16" if fp16 else None)
+    # Read the data first: bad data fails before converting.
+    real = None if validation_data is None else task.load(validation_data, limit=None)
     calibration = evaluation = agreement_data = None
-    # Read the images first: bad data fails before converting.
-    real_images = None
-    if validation_data is not None and hasattr(model, "example_inputs"):
-        validation_data = model.example_inputs(validation_data)  # e.g. (x, masks)
-    if validation_data is not None:
-        real_images = quantize_lib.load_calibration_images(
-            validation_data, image_shape, limit=None)
-    if mode is not None:
+    if mode is not None:  # what the quantized model's agreement is measured on
         if calibration_data is not None:
-            calibration = quantize_lib.load_calibration_images(
-                calibration_data, image_shape)
-        if real_images is not None:
-            evaluation, agreement_data = real_images, "validation_data"
+            calibration = task.load(calibration_data)
+        default = task.default_inputs()
+        if real is not None:
+            evaluation, agreement_data = real, "validation_data"
         elif calibration is not None:
             evaluation, agreement_data = calibration, "calibration_data"
+        elif default is not None:
+            evaluation, agreement_data = default
         else:
-            evaluation, agreement_data = random_images(32, image_shape), "random"
+            evaluation = task.random_inputs(32, seed=task.agreement_seed)
+            agreement_data = "random"
 
-    reference = reference_model(model, include_preprocessing=include_preprocessing,
-                                output=output)
-    proto = convert_to_onnx(reference, image_shape, opset=opset)
+    reference = task.reference()
+    with task.tracing():
+        proto = task.convert(reference, opset)
     transposes_raw = count_ops(proto, "Transpose")
     level = None
     if optimize:
@@ -242,84 +218,65 @@ def export_onnx(
         level = "basic"
     transposes = count_ops(proto, "Transpose")
     session = load_session(proto.SerializeToString())
-
-    max_diff = None
-    if validate:
-        inputs = [to_graph_input(random_images(b, image_shape, seed=b)) for b in (1, 3)]
-        if real_images is not None:
-            # A trained model's softmax saturates on random noise (differences
-            # vanish); real images exercise the outputs where they matter.
-            inputs.append(to_graph_input(real_images[:16]))
-        max_diff = validate_onnx(reference, session, inputs, atol=atol)["max_abs_diff"]
+    max_diff = task.validate(reference, session, real, atol) if validate else None
 
     report_warnings: list[str] = []
     agreement = quantized_diff = None
     final = proto
     if mode is not None:
-        if mode == "fp16":
-            final = quantize_lib.convert_fp16(proto)
-        else:
-            final = quantize_lib.quantize_onnx(
-                proto, mode,
-                calibration_images=(None if calibration is None
-                                    else to_graph_input(calibration)),
-                reduce_range=reduce_range,
-            )
+        final = task.quantize(proto, mode, calibration, reduce_range)
         candidate = load_session(final.SerializeToString())
-        graph_input = to_graph_input(evaluation)
+        graph_input = task.to_graph_input(evaluation)
         reference_out = _run(session, graph_input)
         candidate_out = _run(candidate, graph_input)
         quantized_diff = float(np.max(np.abs(reference_out - candidate_out)))
-        if output == "predictions":  # per pixel for (n, h, w, classes) outputs
+        if task.measures_agreement():  # per pixel for (n, h, w, classes) outputs
             agreement = quantize_lib.agreement(reference_out, candidate_out, model.task)
         if agreement is not None and agreement < agreement_threshold:
             message = (
                 f"The {mode} model agrees with float32 on only {agreement:.1%} of "
-                f"{len(evaluation)} images ({agreement_data}), below "
+                f"{len(reference_out)} {task.unit} ({agreement_data}), below "
                 f"agreement_threshold={agreement_threshold}. Calibrate on more "
-                "representative images or export without quantization."
+                f"representative {task.unit} or export without quantization."
             )
             logger.warning(message)
             report_warnings.append(message)
         logger.info("%s model: agreement %s, max |diff| %.3g", mode, agreement,
                     quantized_diff)
 
-    meta = metadata_lib.build_metadata(
-        model, include_preprocessing=include_preprocessing, output=output,
-        quantization=mode, opset=opset, optimized=level,
-    )
+    meta = task.metadata(path, quantization=mode, opset=opset, optimized=level)
     metadata_lib.set_metadata(final, meta)
     name_batch_axis(final)
     with atomic_path(path, suffix=".onnx") as tmp:
         onnx.save(final, tmp)
         load_session(tmp)  # the file as written loads in onnxruntime
+    task.write_files(path)
     sidecar = metadata_lib.write_sidecar(path, meta)
     report = ExportReport(
-        path=path, opset=opset, include_preprocessing=include_preprocessing,
-        output=output, validated=validate, max_abs_diff=max_diff,
+        path=path, opset=opset, validated=validate, max_abs_diff=max_diff,
         optimization=level, transpose_nodes_raw=transposes_raw,
         transpose_nodes=transposes, nodes=len(final.graph.node), quantization=mode,
         agreement=agreement, agreement_data=agreement_data,
         quantized_max_abs_diff=quantized_diff, warnings=report_warnings,
         file_size=os.path.getsize(path), seconds=time.perf_counter() - start,
-        metadata=meta, sidecar=sidecar,
+        metadata=meta, sidecar=sidecar, **task.report_fields(),
     )
     logger.info("Exported %s (%d bytes; metadata also in %s) in %.1f s", path,
                 report.file_size, sidecar, report.seconds)
     return report
 
 
-def _run(session: Any, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    name = session.get_inputs()[0].name
-    outs = [session.run(None, {name: images[i:i + batch_size]})[0]
-            for i in range(0, len(images), batch_size)]
-    return np.concatenate(outs).astype("float64")
+def _run(session: Any, inputs: Any, batch_size: int = 32) -> np.ndarray:
+    from kerastransfer.export.task_export import run_session
+
+    return run_session(session, inputs, batch_size)
 
 
 def _check_export_args(model, opset, atol, quantize, fp16, agreement_threshold):
     from kerastransfer.export.quantize import QUANTIZATION_MODES
 
-    if not hasattr(model, "image_shape") or not hasattr(model, "head_layers"):
+    if not hasattr(model, "head_layers") or not (
+            hasattr(model, "image_shape") or hasattr(model, "onnx_exporter")):
         raise TypeError(
             "export_onnx exports a kerastransfer.TransferModel. Wrap your Keras "
             f"model in one. Received: model={type(model).__name__}"

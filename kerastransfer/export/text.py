@@ -1,8 +1,9 @@
 """ONNX export of a `TextClassifier`: encoder + head on int token inputs, the
 tokenizer written next to it, parity with Keras on real tokenized sentences.
 
-`export_onnx` hands models whose `export_contract()["kind"]` is `"text"` to
-`export_text_onnx`. The graph takes `token_ids`, `segment_ids` and
+`export_onnx` runs its one flow (`export/onnx.py`) with `TextExport`, the text
+`TaskExport` (`export/task_export.py`) a `TextClassifier` returns from
+`onnx_exporter()`. The graph takes `token_ids`, `segment_ids` and
 `padding_mask` (int32, `(batch, length)`, both axes dynamic: a sentence needs
 only its own length); `kerastransfer.runtime.TextPredictor` runs it with the
 `model.tokenizer.json` written here (see `kerastransfer/runtime/text.py`).
@@ -12,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
 import numpy as np
 
 from kerastransfer.errors import ExportError, ExportValidationError
+from kerastransfer.export.task_export import TaskExport, common_metadata, run_session
 
-__all__ = ["export_text_onnx", "token_model", "tokenizer_json_for"]
+__all__ = ["TextExport", "export_text_onnx", "token_model", "tokenizer_json_for"]
 
 logger = logging.getLogger("kerastransfer.export")
 
@@ -97,116 +98,88 @@ def _convert(keras_model, opset):
     return proto
 
 
-def _run(session, tokens: dict, batch_size: int = 32) -> np.ndarray:
-    names = [i.name for i in session.get_inputs()]
-    n = len(tokens["token_ids"])
-    return np.concatenate([
-        session.run(None, {k: tokens[k][i:i + batch_size] for k in names})[0]
-        for i in range(0, n, batch_size)]).astype("float64")
-
-
-def export_text_onnx(model: Any, path: str | os.PathLike, *, opset: int = 17,
-                     validate: bool = True, atol: float = 1e-4,
-                     quantize: str | None = None, validation_data: Any = None,
-                     optimize: bool = True, agreement_threshold: float = 0.99,
-                     reduce_range: bool = True, **unused) -> Any:
-    """Exports a `TextClassifier` (called by `export_onnx`; same arguments).
+class TextExport(TaskExport):
+    """The text steps of `export_onnx` (see the module docstring).
 
     `validation_data` is a list of texts (default: a few varied sentences);
     the float32 graph must match Keras within `atol` on them, at their own
     length and padded to `sequence_length`. `quantize="dynamic"` (int8
     weights of the MatMuls: the transformer's) reports the agreement with
     float32 on them.
-
-    Returns:
-        An `ExportReport` (`agreement`, `max_abs_diff`, ...).
     """
-    import onnx
 
-    from kerastransfer.backbones.kerashub import tokenize
-    from kerastransfer.export import metadata as metadata_lib
-    from kerastransfer.export import quantize as quantize_lib
-    from kerastransfer.export.convert import name_batch_axis
-    from kerastransfer.export.onnx import ExportReport
-    from kerastransfer.export.optimize import optimize_onnx
-    from kerastransfer.export.validate import load_session
-    from kerastransfer.io import atomic_path, atomic_write_text
-    from kerastransfer.runtime.text import tokenizer_path
+    unit = "texts"
 
-    if quantize not in (None, "dynamic"):
-        raise ValueError("Text models support quantize='dynamic' (int8 weights) or "
-                         f"None. Received: quantize={quantize!r}")
-    start = time.perf_counter()
-    path = os.fspath(path)
-    texts = list(validation_data) if validation_data is not None else _DEFAULT_SENTENCES
-    tokenizer_text = tokenizer_json_for(model)  # fails early for other families
-    reference = token_model(model)
-    proto = _convert(reference, opset)
-    level = None
-    if optimize:
-        proto, level = optimize_onnx(proto, "basic"), "basic"
-    session = load_session(proto.SerializeToString())
-    packed = tokenize(model.preprocessor, texts, name="validation_data")
-    tokens = {"token_ids": packed[:, 0], "segment_ids": packed[:, 1],
-              "padding_mask": packed[:, 2]}
-    max_diff = None
-    if validate:
+    def __init__(self, model: Any, **kwargs):
+        super().__init__(model, **kwargs)
+        self._tokenizer_text = None
+
+    def check(self, *, quantize, fp16, calibration_data) -> None:
+        if quantize not in (None, "dynamic") or fp16:
+            raise ValueError("Text models support quantize='dynamic' (int8 weights) "
+                             f"or None. Received: quantize={quantize!r}, fp16={fp16}")
+        self._tokenizer_text = tokenizer_json_for(self.model)  # fails early
+
+    def load(self, data: Any, limit: int | None = 256) -> dict[str, np.ndarray]:
+        return self.model.example_inputs(list(data)[:limit])
+
+    def default_inputs(self) -> tuple[dict[str, np.ndarray], str]:
+        return self.load(_DEFAULT_SENTENCES), "default"
+
+    def to_graph_input(self, inputs):
+        return inputs
+
+    def reference(self):
+        return self.model.export_graph()
+
+    def convert(self, reference, opset: int):
+        return _convert(reference, opset)
+
+    def validate(self, reference, session, real, atol: float) -> float:
+        tokens = real if real is not None else self.default_inputs()[0]
         keras_out = np.asarray(reference.predict(tokens, verbose=0), "float64")
-        onnx_out = _run(session, tokens)
-        max_diff = float(np.max(np.abs(keras_out - onnx_out)))
+        max_diff = float(np.max(np.abs(keras_out - run_session(session, tokens))))
         # dynamic length: the shortest sentence alone, unpadded
         length = int(tokens["padding_mask"][0].sum())
         short = {k: v[:1, :length] for k, v in tokens.items()}
-        short_diff = float(np.max(np.abs(_run(session, short) - keras_out[:1])))
+        short_diff = float(np.max(np.abs(run_session(session, short) - keras_out[:1])))
         max_diff = max(max_diff, short_diff)
         if max_diff > atol:
             raise ExportValidationError(
                 f"The ONNX text model differs from Keras by {max_diff:.3g} > atol. "
                 f"Report the encoder family. Received: atol={atol}")
-    agreement = quantized_diff = None
-    report_warnings: list[str] = []
-    final = proto
-    if quantize == "dynamic":
-        final = quantize_lib.quantize_onnx(proto, "dynamic", reduce_range=reduce_range)
-        reference_out = _run(session, tokens)
-        candidate_out = _run(load_session(final.SerializeToString()), tokens)
-        quantized_diff = float(np.max(np.abs(reference_out - candidate_out)))
-        agreement = quantize_lib.agreement(reference_out, candidate_out, model.task)
-        if agreement < agreement_threshold:
-            message = (f"The dynamic int8 model agrees with float32 on only "
-                       f"{agreement:.1%} of {len(texts)} texts, below "
-                       f"agreement_threshold={agreement_threshold}. Export without "
-                       "quantization.")
-            logger.warning(message)
-            report_warnings.append(message)
-    contract = model.export_contract()
-    import kerastransfer
-    from kerastransfer.runtime.base import encode_metadata
+        return max_diff
 
-    meta = encode_metadata({
-        "format_version": "1", "kerastransfer_version": kerastransfer.__version__,
-        **{k: v for k, v in contract.items() if k != "input_names"},
-        "input_names": ",".join(contract["input_names"]),
-        "input_dtype": "int32", "backbone": str(model.backbone_name),
-        "output": "predictions", "quantization": quantize or "none",
-        "opset": str(opset), "optimization": level or "none",
-        "tokenizer_file": os.path.basename(tokenizer_path(path)),
-    })
-    metadata_lib.set_metadata(final, meta)
-    name_batch_axis(final)
-    with atomic_path(path, suffix=".onnx") as tmp:
-        onnx.save(final, tmp)
-        load_session(tmp)
-    atomic_write_text(tokenizer_path(path), tokenizer_text)
-    sidecar = metadata_lib.write_sidecar(path, meta)
-    report = ExportReport(
-        path=path, opset=opset, include_preprocessing=False, output="predictions",
-        validated=validate, max_abs_diff=max_diff, optimization=level,
-        transpose_nodes_raw=0, transpose_nodes=0, nodes=len(final.graph.node), quantization=quantize, agreement=agreement,
-        agreement_data="validation_data" if validation_data is not None else "default",
-        quantized_max_abs_diff=quantized_diff, warnings=report_warnings,
-        file_size=os.path.getsize(path), seconds=time.perf_counter() - start,
-        metadata=meta, sidecar=sidecar)
-    logger.info("Exported text model %s (max |onnx - keras| %.3g)", path,
-                max_diff if max_diff is not None else float("nan"))
-    return report
+    def measures_agreement(self) -> bool:
+        return True
+
+    def metadata(self, path: str, *, quantization, opset, optimized) -> dict[str, str]:
+        from kerastransfer.runtime.base import encode_metadata
+        from kerastransfer.runtime.text import tokenizer_path
+
+        contract = self.model.export_contract()
+        return encode_metadata({
+            **common_metadata(self.model, quantization=quantization, opset=opset,
+                              optimized=optimized),
+            **{k: v for k, v in contract.items() if k != "input_names"},
+            "input_names": ",".join(contract["input_names"]),
+            "input_dtype": "int32",
+            "tokenizer_file": os.path.basename(tokenizer_path(path)),
+        })
+
+    def write_files(self, path: str) -> None:
+        from kerastransfer.io import atomic_write_text
+        from kerastransfer.runtime.text import tokenizer_path
+
+        atomic_write_text(tokenizer_path(path), self._tokenizer_text)
+
+    def report_fields(self) -> dict[str, Any]:
+        return {"include_preprocessing": False, "output": "predictions"}
+
+
+def export_text_onnx(model: Any, path: str | os.PathLike, **kwargs) -> Any:
+    """Exports a `TextClassifier`: `kerastransfer.export.export_onnx` (kept for
+    callers of the first text release; same arguments and report)."""
+    from kerastransfer.export.onnx import export_onnx
+
+    return export_onnx(model, path, **kwargs)

@@ -241,6 +241,26 @@ class TextClassifier(TransferTask):
                 "sequence_length": self.sequence_length,
                 "input_names": list(kerashub.TOKEN_ROWS)}
 
+    def export_graph(self, *, include_preprocessing: bool = True,
+                     output: str = "predictions") -> keras.Model:
+        """The Keras model an ONNX export reproduces: the three int32 token
+        inputs -> probabilities (`export/text.py`'s `token_model`; the
+        tokenizer runs outside the graph, so both arguments are ignored)."""
+        from kerastransfer.export.text import token_model
+
+        return token_model(self)
+
+    def example_inputs(self, data: Any) -> dict[str, np.ndarray]:
+        """Validation texts as the graph's int32 token arrays, by input name."""
+        packed = self.encode(list(data), name="validation_data")
+        return {name: packed[:, i] for i, name in enumerate(kerashub.TOKEN_ROWS)}
+
+    def onnx_exporter(self, **kwargs):
+        """The text steps of `export_onnx` (`export/text.py`'s `TextExport`)."""
+        from kerastransfer.export.text import TextExport
+
+        return TextExport(self, **kwargs)
+
     def _checkpoint_identity(self) -> dict:
         return {**super()._checkpoint_identity(), "num_classes": int(self.num_classes),
                 "sequence_length": int(self.sequence_length), "task": self.task}
