@@ -36,11 +36,39 @@ __all__ = [
     "to_mono",
     "fit_length",
     "load_clip",
+    "clip_samples",
 ]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 MAX_RESAMPLE_RATIO = 256
 CROPS = ("center", "random", "start")
+
+
+def clip_samples(sample_rate: Any, duration: Any) -> int:
+    """Samples in a clip of `duration` seconds at `sample_rate` Hz (rounded).
+
+    The one check of these two arguments, shared by the data loaders
+    (`kerastransfer.data.audio`) and `AudioClassifier`.
+
+    Raises:
+        ValueError: `sample_rate` is not a positive int, or `duration` not a
+            positive number.
+    """
+    if (
+        not isinstance(sample_rate, int)
+        or isinstance(sample_rate, bool)
+        or sample_rate < 1
+    ):
+        raise ValueError(
+            "sample_rate must be a positive int (Hz). "
+            f"Received: sample_rate={sample_rate!r}"
+        )
+    if not isinstance(duration, (int, float)) or not duration > 0:
+        raise ValueError(
+            "duration must be a positive number of seconds. "
+            f"Received: duration={duration!r}"
+        )
+    return int(round(sample_rate * duration))
 
 
 def _soundfile():

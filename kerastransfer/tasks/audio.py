@@ -221,6 +221,31 @@ class AudioClassifier(TransferTask):
             "num_mel_bins": self.num_mel_bins,
         }
 
+    def export_graph(self, *, include_preprocessing: bool = True,
+                     output: str = "predictions") -> keras.Model:
+        """The Keras model an ONNX export reproduces: the model itself
+        (waveforms -> probabilities, the front end inside)."""
+        if not include_preprocessing or output != "predictions":
+            raise ValueError(
+                "Audio models export waveforms -> predictions with the front end in "
+                "the graph. Use the defaults. Received: "
+                f"include_preprocessing={include_preprocessing}, output={output!r}"
+            )
+        return self
+
+    def example_inputs(self, data: Any, limit: int | None = None):
+        """Waveforms `(n, num_samples)` from validation/calibration data:
+        waveforms or audio files/folders (`audio/export.py`'s `load_waveforms`)."""
+        from kerastransfer.audio.export import load_waveforms
+
+        return load_waveforms(data, self, limit=limit)
+
+    def onnx_exporter(self, **kwargs):
+        """The audio steps of `export_onnx` (`audio/export.py`'s `AudioExport`)."""
+        from kerastransfer.audio.export import AudioExport
+
+        return AudioExport(self, **kwargs)
+
     def _checkpoint_identity(self) -> dict:
         return {
             **super()._checkpoint_identity(),
@@ -248,21 +273,9 @@ class AudioClassifier(TransferTask):
 
 
 def _num_samples(sample_rate, duration) -> int:
-    if (
-        not isinstance(sample_rate, int)
-        or isinstance(sample_rate, bool)
-        or sample_rate < 1
-    ):
-        raise ValueError(
-            "sample_rate must be a positive int (Hz). "
-            f"Received: sample_rate={sample_rate!r}"
-        )
-    if not isinstance(duration, (int, float)) or not duration > 0:
-        raise ValueError(
-            "duration must be a positive number of seconds. "
-            f"Received: duration={duration!r}"
-        )
-    samples = int(round(sample_rate * duration))
+    from kerastransfer.audio.io import clip_samples
+
+    samples = clip_samples(sample_rate, duration)  # checks both arguments
     if samples < 2:
         raise ValueError(
             "A clip must hold at least 2 samples. Increase duration. Received: "
