@@ -20,7 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from kerastransfer.audio.io import AUDIO_EXTENSIONS, fit_length, read_audio
+from kerastransfer.audio.io import (
+    AUDIO_EXTENSIONS,
+    clip_samples,
+    fit_length,
+    read_audio,
+)
 from kerastransfer.data.audio_augment import AudioAugmentation
 from kerastransfer.data.checks import check_batch_size, check_validation_split
 from kerastransfer.data.images import ImageData
@@ -34,6 +39,7 @@ __all__ = [
     "load_audio_list",
     "audio_from_arrays",
     "decode_clips",
+    "list_class_clips",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,22 +54,14 @@ class AudioData(ImageData):
     num_samples: int = 16000
 
 
-def _num_samples(sample_rate, duration) -> int:
-    if (
-        not isinstance(sample_rate, int)
-        or isinstance(sample_rate, bool)
-        or sample_rate < 1
-    ):
-        raise ValueError(
-            "sample_rate must be a positive int (Hz). "
-            f"Received: sample_rate={sample_rate!r}"
-        )
-    if not isinstance(duration, (int, float)) or not duration > 0:
-        raise ValueError(
-            "duration must be a positive number of seconds. "
-            f"Received: duration={duration!r}"
-        )
-    return max(2, int(round(sample_rate * duration)))
+def _check_args(sample_rate, duration, batch_size, validation_split, augmentation):
+    """The loaders' argument checks, before any file is read: returns
+    `(num_samples, augmentation)`."""
+    num_samples = max(2, clip_samples(sample_rate, duration))
+    check_batch_size(batch_size)
+    check_validation_split(validation_split)
+    augmentation = AudioAugmentation() if augmentation is True else augmentation or None
+    return num_samples, augmentation
 
 
 def decode_clips(
@@ -175,6 +173,29 @@ def _build(
     return data
 
 
+def list_class_clips(
+    path: str,
+) -> tuple[list[str], list[str], list[int], list[tuple[str, str]]]:
+    """`(class_names, paths, labels, skipped)` of `path/<class name>/` audio
+    files (searched recursively, sorted); other files are `skipped` with the
+    reason. Shared by `load_audio_folder` and the CLI's evaluation."""
+    class_names = sorted(
+        d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))
+    )
+    paths, labels, skipped = [], [], []
+    for label, name in enumerate(class_names):
+        for root, _, files in sorted(os.walk(os.path.join(path, name))):
+            for file in sorted(files):
+                full = os.path.join(root, file)
+                if file.lower().endswith(AUDIO_EXTENSIONS):
+                    paths.append(full)
+                    labels.append(label)
+                elif not file.startswith("."):
+                    skipped.append((full, "not an audio file extension "
+                                    f"({', '.join(AUDIO_EXTENSIONS)})"))
+    return class_names, paths, labels, skipped
+
+
 def load_audio_folder(
     path: str | os.PathLike,
     *,
@@ -208,38 +229,17 @@ def load_audio_folder(
         DataError: no class folder, or no readable clip.
         ValueError: bad arguments (checked before any file is read).
     """
-    num_samples = _num_samples(sample_rate, duration)
-    check_batch_size(batch_size)
-    check_validation_split(validation_split)
-    augmentation = AudioAugmentation() if augmentation is True else augmentation or None
+    num_samples, augmentation = _check_args(
+        sample_rate, duration, batch_size, validation_split, augmentation)
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise DataError(f"No folder at this path. Received: path={path!r}")
-    class_names = sorted(
-        d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))
-    )
+    class_names, paths, labels, skipped = list_class_clips(path)
     if not class_names:
         raise DataError(
             "The folder has no class subfolders. Put each class's clips in "
             f"path/<class name>/. Received: path={path!r}"
         )
-    paths, labels, skipped = [], [], []
-    for label, name in enumerate(class_names):
-        folder = os.path.join(path, name)
-        for root, _, files in sorted(os.walk(folder)):
-            for file in sorted(files):
-                full = os.path.join(root, file)
-                if file.lower().endswith(AUDIO_EXTENSIONS):
-                    paths.append(full)
-                    labels.append(label)
-                elif not file.startswith("."):
-                    skipped.append(
-                        (
-                            full,
-                            "not an audio file extension "
-                            f"({', '.join(AUDIO_EXTENSIONS)})",
-                        )
-                    )
     clips, kept, bad = decode_clips(
         paths, sample_rate, 2 * num_samples, channels=channels
     )
@@ -277,10 +277,8 @@ def load_audio_list(
     `load_audio_folder`."""
     from kerastransfer.data.records import read_image_list
 
-    num_samples = _num_samples(sample_rate, duration)
-    check_batch_size(batch_size)
-    check_validation_split(validation_split)
-    augmentation = AudioAugmentation() if augmentation is True else augmentation or None
+    num_samples, augmentation = _check_args(
+        sample_rate, duration, batch_size, validation_split, augmentation)
     paths, labels, names, _ = read_image_list(
         source,
         path_column=path_column,
@@ -339,10 +337,8 @@ def audio_from_arrays(
             f"[{labels.min()}, {labels.max()}]"
         )
     seconds = array.shape[1] / sample_rate if duration is None else duration
-    num_samples = _num_samples(sample_rate, seconds)
-    check_batch_size(batch_size)
-    check_validation_split(validation_split)
-    augmentation = AudioAugmentation() if augmentation is True else augmentation or None
+    num_samples, augmentation = _check_args(
+        sample_rate, seconds, batch_size, validation_split, augmentation)
     clips = list(array.astype("float32"))
     return _build(
         clips,
