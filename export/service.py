@@ -19,7 +19,9 @@ Endpoints:
                        docs/audio.md) takes one audio/* (WAV, FLAC, OGG) body
                        or multipart audio files instead (export/audio_request.py).
                        A text model (see docs/text.md) takes JSON {"texts":
-                       ["...", ...]} (export/text_request.py).
+                       ["...", ...]} (export/text_request.py). A detection
+                       model answers boxes in each image's own pixels
+                       (export/detection_response.py, docs/detection.md).
 
 Every bad request gets a JSON error {"error": {"status": ..., "message": ...}}
 with a 4xx status (falcon's own HTTP errors, through one JSON error serializer);
@@ -56,6 +58,7 @@ import numpy as np
 
 from export.audio_request import audio_request
 from export.decoding import Decoder
+from export.detection_response import detection_response
 from export.errors import bad_request, serialize_error, too_large, unexpected_error
 from export.image_request import image_request
 from export.queue_log import quiet_queue_warnings
@@ -175,6 +178,12 @@ class Predict:
             raise bad_request("Empty request body; send an image")
         content_type = (req.content_type or "").split(";")[0].strip().lower()
         names: list[str | None]
+        if getattr(self.model.predictor, "kind", None) == "detection":
+            resp.media = detection_response(req, content_type, self.model.predictor,
+                                            self.limits, self.decoder)
+            with self.model.lock:
+                self.model.requests += 1
+            return
         if getattr(self.model.predictor, "num_samples", None):  # an audio model
             images, names = audio_request(req, content_type, self.model.predictor,
                                           self.limits)
