@@ -113,8 +113,9 @@ def detection_response(req: Any, content_type: str, predictor: Any, limits: Any,
                                         iou_threshold=iou, max_detections=count)
     else:
         recorder = _SizeRecorder(decoder)
-        images, names, _, _ = image_request(req, content_type, (height, width, channels),
-                                            limits, recorder, 1, False)
+        images, names, _, _ = image_request(req, content_type,
+                                            (height, width, channels), limits,
+                                            recorder, 1, False)
         sizes = recorder.sizes
         predictions = predictor.predict(images, score_threshold=score,
                                         iou_threshold=iou, max_detections=count)

@@ -156,7 +156,8 @@ def test_multipart_and_json_match_the_predictor(client, model_path, tmp_path):
     expected = DetectionPredictor(model_path).predict_files(str(tmp_path))
     for entry, reference in zip(predictions, expected, strict=True):
         assert entry["boxes"] == [d["box"] for d in reference["detections"]]
-        assert entry["class_names"] == [d["class_name"] for d in reference["detections"]]
+        assert entry["class_names"] == [
+            d["class_name"] for d in reference["detections"]]
     # JSON instances of another size than the model's: boxes in their pixels.
     instances = np.zeros((2, 16, 48, 3)).tolist()
     result = client.simulate_post("/predict", body=json.dumps({"instances": instances}),
@@ -184,4 +185,5 @@ def test_bad_requests_get_json_errors(client):
     many = json.dumps({"instances": np.zeros((4, 8, 8, 3)).tolist()})
     result = client.simulate_post("/predict", body=many,
                                   headers={"Content-Type": "application/json"})
-    assert result.status_code == 413 and "Send 1 to 3" in result.json["error"]["message"]
+    assert result.status_code == 413
+    assert "Send 1 to 3" in result.json["error"]["message"]
