@@ -179,7 +179,8 @@ def test_trains_better_than_chance_saves_and_reloads_exactly(tmp_path):
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     history = model.fit(x[:40], targets[:40], epochs=12, fine_tune_epochs=4,
                         batch_size=8, verbose=0,
-                        validation_data=(x[40:], targets[40:]))
+                        validation_data=(x[40:], targets[40:]),
+                        report_dir=tmp_path / "report")
     assert [p["name"] for p in history.phases] == ["frozen", "fine_tune"]
     losses = history.history["loss"]
     assert losses[-1] < 0.6 * losses[0], losses
@@ -189,6 +190,11 @@ def test_trains_better_than_chance_saves_and_reloads_exactly(tmp_path):
     metrics = model.evaluate_detections(x[40:], targets[40:])
     # Chance is ~0 (a random box rarely reaches IoU 0.5 with a 10 px object).
     assert metrics["map50"] > 0.5, metrics
+    # The report evaluated the same model on the same validation canvases.
+    written = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert written["map50"] == pytest.approx(metrics["map50"], abs=1e-9)
+    for name in ("learning_curves.png", "pr_curves.png", "detections_0.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
     path = str(tmp_path / "det.keras")
     model.save(path)
     loaded = kt.load_model(path)
@@ -214,6 +220,7 @@ class _StopAt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated crash")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("augmentation", [None, True])
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, augmentation):
     x, targets = blob_data(8)
