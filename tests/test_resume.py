@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 
 import kerastransfer as kt
-from kerastransfer.training.checkpoint import CHECKPOINT_FILE, read_checkpoint_state
 from kerastransfer.errors import CheckpointError, TrainingDivergedError
+from kerastransfer.training.checkpoint import CHECKPOINT_FILE, read_checkpoint_state
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "resume_worker.py")
 sys.path.insert(0, HERE)
 import resume_worker  # noqa: E402
+
+from tests.training_helpers import StopAt, checkpoint_optimizer_values  # noqa: E402
 
 
 def _model(**kwargs):
@@ -122,18 +124,6 @@ def test_corrupt_checkpoint_is_reported(tmp_path, tiny_data):
         _model().fit(x[:, :24, :24], y, epochs=1, verbose=0, checkpoint_dir=tmp_path)
 
 
-class _StopAt(keras.callbacks.Callback):
-    """Simulates a crash: raises at the start of a given epoch."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated crash")
-
-
 def test_grouped_optimizer_state_is_restored(tmp_path):
     """lr_decay (GroupedOptimizer): every sub-optimizer's slots and iterations
     are restored when resuming inside the fine-tuning phase."""
@@ -149,11 +139,9 @@ def test_grouped_optimizer_state_is_restored(tmp_path):
     args = dict(epochs=1, fine_tune_epochs=2, lr_decay=0.5, batch_size=8, verbose=0,
                 checkpoint_dir=tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        build().fit(x, y, callbacks=[_StopAt(2)], **args)
-    state = read_checkpoint_state(tmp_path)
+        build().fit(x, y, callbacks=[StopAt(2)], **args)
+    state, stored = checkpoint_optimizer_values(tmp_path)
     assert (state["phase_index"], state["next_epoch"]) == (1, 2)
-    with np.load(tmp_path / CHECKPOINT_FILE) as data:
-        stored = [data[f"o{i}"] for i in range(state["num_optimizer_variables"])]
 
     seen = {}
 
@@ -262,10 +250,8 @@ def test_mixed_precision_optimizer_state_is_restored(tmp_path, policy):
     args = dict(epochs=1, fine_tune_epochs=2, batch_size=8, verbose=0,
                 checkpoint_dir=tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        build().fit(x, y, callbacks=[_StopAt(2)], **args)
-    state = read_checkpoint_state(tmp_path)
-    with np.load(tmp_path / CHECKPOINT_FILE) as data:
-        stored = [data[f"o{i}"] for i in range(state["num_optimizer_variables"])]
+        build().fit(x, y, callbacks=[StopAt(2)], **args)
+    state, stored = checkpoint_optimizer_values(tmp_path)
     seen = {}
 
     class Probe(keras.callbacks.Callback):
