@@ -11,13 +11,14 @@ files, or JSON `{"instances": ...}`); the answer is
                       "scores": [...], "classes": [...],
                       "class_names": [...]}, ...]}
 
-one entry per image, boxes by descending score in THAT image's own pixels:
-an upload is decoded at the model's input size (the service's bounded
-decoding), its original size is read from its header, and the boxes are
-scaled back, as `DetectionPredictor.predict` does for an image of another
-size (the model sees the image stretched to its input, bilinear). JSON
-instances may have any height and width (one size per request). A DICOM
-upload is answered in the model's input pixels (`image_size` says which).
+one entry per image, boxes by descending score in THAT image's own pixels.
+Images are letterboxed to the model's input as `load_detection_data` does for
+training (`kerastransfer.data.detection.letterbox_array`: aspect ratio kept,
+gray 114 padding): an upload's size is read from its header, it is decoded
+straight to its letterboxed size (the service's bounded decoding), padded,
+and the boxes are mapped back (`unletterbox_boxes`) and clipped to the image.
+JSON instances may have any height and width (one size per request). A DICOM
+upload is decoded at the input size (`image_size` says which pixels).
 
 Query parameters (falcon answers a bad value with a JSON 400):
 `score_threshold` (0-1, default 0.05), `iou_threshold` (0-1, default 0.5),
@@ -39,17 +40,35 @@ __all__ = ["detection_response", "MAX_DETECTIONS"]
 MAX_DETECTIONS = 1000
 
 
-class _SizeRecorder:
-    """Wraps the service's `Decoder`: decodes as it does (model size, bounded
-    memory) and records each upload's own `(height, width)` from its header."""
+class _Letterboxer:
+    """Wraps the service's `Decoder`: each upload's own size is read from its
+    header, the image decoded (bounded memory, as the service does) straight
+    to its letterboxed size, then padded to the model's input; its
+    `(scale, pad_x, pad_y)` and size are recorded to map the boxes back."""
 
-    def __init__(self, decoder: Any):
+    def __init__(self, decoder: Any, image_shape):
         self.decoder = decoder
+        self.height, self.width, self.channels = (int(s) for s in image_shape)
         self.sizes: list[tuple[int, int]] = []
+        self.letterboxes: list[tuple[float, float, float]] = []
 
     def decode(self, data: bytes, size) -> np.ndarray:
-        image = self.decoder.decode(data, size)  # the service's errors first
-        self.sizes.append(_header_size(data) or tuple(image.shape[:2]))
+        from kerastransfer.data.detection import letterbox_array
+
+        own = _header_size(data)
+        if own is None:  # e.g. DICOM: decoded at the input size, no letterbox
+            image = self.decoder.decode(data, (self.height, self.width,
+                                               self.channels))
+            self.sizes.append((self.height, self.width))
+            self.letterboxes.append((1.0, 0.0, 0.0))
+            return image
+        h, w = own
+        scale = min(self.height / h, self.width / w)
+        inner = (max(1, round(h * scale)), max(1, round(w * scale)), self.channels)
+        image, letterbox = letterbox_array(self.decoder.decode(data, inner),
+                                           (self.height, self.width), scale=scale)
+        self.sizes.append(own)
+        self.letterboxes.append(letterbox)
         return image
 
 
@@ -102,26 +121,28 @@ def detection_response(req: Any, content_type: str, predictor: Any, limits: Any,
                                  default=0.5)
     count = req.get_param_as_int("max_detections", min_value=1,
                                  max_value=MAX_DETECTIONS, default=100)
+    from kerastransfer.data.detection import letterbox_array, unletterbox_boxes
+
     height, width, channels = (int(s) for s in predictor.input_shape)
     if content_type == "application/json":
-        # Instances of any size: the predictor resizes them and maps the
-        # boxes back to their own pixels.
-        images, names, _, _ = image_request(req, content_type, (None, None, channels),
-                                            limits, decoder, 1, False)
-        sizes = [tuple(images.shape[1:3])] * len(images)
-        predictions = predictor.predict(images, score_threshold=score,
-                                        iou_threshold=iou, max_detections=count)
+        raw, names, _, _ = image_request(req, content_type, (None, None, channels),
+                                         limits, decoder, 1, False)
+        boxed = [letterbox_array(image, (height, width)) for image in raw]
+        images = np.stack([image for image, _ in boxed])
+        letterboxes = [letterbox for _, letterbox in boxed]
+        sizes = [tuple(raw.shape[1:3])] * len(raw)
     else:
-        recorder = _SizeRecorder(decoder)
+        letterboxer = _Letterboxer(decoder, predictor.input_shape)
         images, names, _, _ = image_request(req, content_type,
                                             (height, width, channels), limits,
-                                            recorder, 1, False)
-        sizes = recorder.sizes
-        predictions = predictor.predict(images, score_threshold=score,
-                                        iou_threshold=iou, max_detections=count)
-        for prediction, (h, w) in zip(predictions, sizes, strict=True):
-            prediction["boxes"] = prediction["boxes"] * np.asarray(
-                [w / width, h / height] * 2, dtype="float32")
+                                            letterboxer, 1, False)
+        sizes, letterboxes = letterboxer.sizes, letterboxer.letterboxes
+    predictions = predictor.predict(images, score_threshold=score,
+                                    iou_threshold=iou, max_detections=count)
+    for prediction, (h, w), letterbox in zip(predictions, sizes, letterboxes,
+                                             strict=True):
+        boxes = unletterbox_boxes(prediction["boxes"], letterbox)
+        prediction["boxes"] = np.clip(boxes, 0, [w, h, w, h]).astype("float32")
     return {"predictions": [
         _entry(prediction, name, size, predictor.class_names)
         for prediction, name, size in zip(predictions, names, sizes, strict=True)]}

@@ -425,3 +425,20 @@ def test_image_size_mismatch_with_the_annotation_is_a_problem(tmp_path):
     with pytest.raises(DataError, match="the annotation says 41x20 pixels, the file "
                                         "is 40x20"):
         load_detection_data(path, image_size=(32, 32))
+
+
+def test_letterbox_array_matches_letterbox_image_for_any_channels():
+    from kerastransfer.data.detection import letterbox_array, letterbox_image
+
+    image = np.random.default_rng(0).integers(0, 256, (30, 50, 3)).astype(np.uint8)
+    array, (scale, pad_x, pad_y) = letterbox_array(image, (40, 40))
+    expected, *geometry = letterbox_image(image, (40, 40))
+    assert (scale, pad_x, pad_y) == tuple(geometry) == (0.8, 0.0, 8.0)
+    assert array.dtype == np.float32 and array.shape == (40, 40, 3)
+    # Float resizing vs Pillow's uint8 resizing: within one gray level.
+    assert np.abs(array - expected).max() <= 1.0
+    gray, _ = letterbox_array(image[..., 0], (40, 40))
+    assert gray.shape == (40, 40, 1) and np.all(gray[:8] == 114)
+    # An image the caller already resized is only padded.
+    padded, letterbox = letterbox_array(np.zeros((24, 40, 1)), (40, 40), scale=0.8)
+    assert letterbox == (0.8, 0.0, 8.0) and padded[8:32].max() == 0

@@ -1,6 +1,7 @@
 """The edge service with a detection model (export/detection_response.py).
 
-The model is a hand-built ONNX graph (onnx.helper, no TensorFlow) whose raw
+Images are letterboxed as in training (load_detection_data). The model is a
+hand-built ONNX graph (onnx.helper, no TensorFlow) whose raw
 head output is a constant: the detections it must answer are derived by hand
 from FCOS's score `sqrt(sigmoid(class) * sigmoid(centerness))` and per-class
 NMS, so every number below is checked exactly, in each upload's own pixels.
@@ -97,18 +98,25 @@ def client(model_path):
 
 
 def test_raw_upload_boxes_are_in_the_images_own_pixels(client):
-    # 64 wide x 96 high: x scaled by 2, y by 3.
-    result = client.simulate_post("/predict", body=_png(64, 96),
+    # A square upload: scale 1/2, no padding.
+    result = client.simulate_post("/predict", body=_png(64, 64),
                                   headers={"Content-Type": "image/png"})
     assert result.status_code == 200, result.text
     (entry,) = result.json["predictions"]
-    assert entry["image_size"] == [96, 64]
+    assert entry["image_size"] == [64, 64]
     # Row 1 is suppressed by row 0 (same class, IoU 0.875 > 0.5); row 3 is
     # below the default score threshold 0.05.
     assert entry["classes"] == [0, 1] and entry["class_names"] == ["cat", "dog"]
-    np.testing.assert_allclose(entry["boxes"], [[8, 12, 24, 60], [32, 48, 64, 72]])
+    np.testing.assert_allclose(entry["boxes"], [[8, 8, 24, 40], [32, 32, 64, 48]])
     np.testing.assert_allclose(entry["scores"], [_score(5.0), _score(0.0)],
                                rtol=1e-6)
+    # 64 wide x 32 high, letterboxed as in training: scale 1/2, 8 rows of
+    # padding above: y = (y' - 8) * 2, clipped to the image.
+    result = client.simulate_post("/predict", body=_png(64, 32),
+                                  headers={"Content-Type": "image/png"})
+    (entry,) = result.json["predictions"]
+    assert entry["image_size"] == [32, 64]
+    np.testing.assert_allclose(entry["boxes"], [[8, 0, 24, 24], [32, 16, 64, 32]])
 
 
 def test_thresholds_are_query_parameters(client):
@@ -136,8 +144,8 @@ def test_thresholds_are_query_parameters(client):
         assert name in result.json["error"]["message"]
 
 
-def test_multipart_and_json_match_the_predictor(client, model_path, tmp_path):
-    files = [("a.png", _png(40, 20, 1)), ("b.png", _png(16, 64, 2))]
+def test_multipart_and_json_instances_are_letterboxed(client):
+    files = [("a.png", _png(40, 20, 1)), ("b.png", _png(32, 64, 2))]
     boundary = "detection-test"
     body = b"".join(
         f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
@@ -149,15 +157,12 @@ def test_multipart_and_json_match_the_predictor(client, model_path, tmp_path):
     assert result.status_code == 200, result.text
     predictions = result.json["predictions"]
     assert [p["filename"] for p in predictions] == ["a.png", "b.png"]
-    assert [p["image_size"] for p in predictions] == [[20, 40], [64, 16]]
-    # The same answer as the TensorFlow-free predictor on the files.
-    for name, data in files:
-        (tmp_path / name).write_bytes(data)
-    expected = DetectionPredictor(model_path).predict_files(str(tmp_path))
-    for entry, reference in zip(predictions, expected, strict=True):
-        assert entry["boxes"] == [d["box"] for d in reference["detections"]]
-        assert entry["class_names"] == [
-            d["class_name"] for d in reference["detections"]]
+    assert [p["image_size"] for p in predictions] == [[20, 40], [64, 32]]
+    # a: 40x20, scale 0.8, 8 rows of padding; b: 32x64, scale 1/2, 8 columns.
+    np.testing.assert_allclose(predictions[0]["boxes"], [[5, 0, 15, 15],
+                                                         [20, 10, 40, 20]])
+    np.testing.assert_allclose(predictions[1]["boxes"], [[0, 8, 8, 40],
+                                                         [16, 32, 32, 48]])
     # JSON instances of another size than the model's: boxes in their pixels.
     instances = np.zeros((2, 16, 48, 3)).tolist()
     result = client.simulate_post("/predict", body=json.dumps({"instances": instances}),
@@ -165,7 +170,9 @@ def test_multipart_and_json_match_the_predictor(client, model_path, tmp_path):
     assert result.status_code == 200, result.text
     entries = result.json["predictions"]
     assert len(entries) == 2 and entries[0]["image_size"] == [16, 48]
-    np.testing.assert_allclose(entries[1]["boxes"], [[6, 2, 18, 10], [24, 8, 48, 12]])
+    # Scale 2/3, 11 rows of picture and 10 of padding above.
+    np.testing.assert_allclose(entries[1]["boxes"], [[6, 0, 18, 15], [24, 9, 48, 16]],
+                               atol=1e-5)
 
 
 def test_bad_requests_get_json_errors(client):

@@ -38,7 +38,8 @@ from kerastransfer.data.checks import check_image_size, check_validation_split
 from kerastransfer.errors import DataError
 
 __all__ = ["DetectionData", "load_detection_data", "check_detection_targets",
-           "letterbox_image", "unletterbox_boxes", "DETECTION_FORMATS",
+           "letterbox_image", "letterbox_array", "unletterbox_boxes",
+           "DETECTION_FORMATS",
            "LETTERBOX_FILL"]
 
 logger = logging.getLogger("kerastransfer")
@@ -258,6 +259,46 @@ def letterbox_image(image, image_size) -> tuple[np.ndarray, float, float, float]
         if (new_w, new_h) != (w, h) else image
     canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = np.asarray(resized)
     return canvas, float(scale), float(pad_x), float(pad_y)
+
+
+def letterbox_array(image, image_size, *, scale: float | None = None
+                    ) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """`letterbox_image` for any number of channels and float values: what a
+    model trained on `load_detection_data` is shown at prediction time (the
+    CLI's `predict`/`evaluate` and the edge service).
+
+    Args:
+        image: `(h, w)` or `(h, w, c)` pixel values in [0, 255].
+        image_size: the model's `(height, width)`.
+        scale: the scale of an image already resized by the caller (the edge
+            service decodes uploads straight to the letterboxed size); the
+            image is then only padded. Defaults to `None` (computed, and the
+            image resized bilinearly as `letterbox_image` does).
+
+    Returns:
+        `(array, (scale, pad_x, pad_y))`: float32 `(H, W, c)` filled with
+        `LETTERBOX_FILL` outside the picture, and the mapping
+        `unletterbox_boxes` takes.
+    """
+    from PIL import Image
+
+    height, width = check_image_size(image_size)
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[..., None]
+    h, w = array.shape[:2]
+    if scale is None:
+        scale = min(height / h, width / w)
+        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+        if (new_h, new_w) != (h, w):
+            array = np.stack([np.asarray(Image.fromarray(array[..., c], mode="F")
+                                         .resize((new_w, new_h), Image.BILINEAR))
+                              for c in range(array.shape[-1])], axis=-1)
+    new_h, new_w = array.shape[:2]
+    pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
+    canvas = np.full((height, width, array.shape[-1]), LETTERBOX_FILL, np.float32)
+    canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = array
+    return canvas, (float(scale), float(pad_x), float(pad_y))
 
 
 def unletterbox_boxes(boxes, letterbox) -> np.ndarray:
