@@ -220,17 +220,7 @@ class AudioPredictor(OnnxPredictor):
                 "fit_length) or use predict_files(). "
                 f"Received: shape={np.shape(waveforms)}"
             )
-        array = array.astype("float32", copy=False)
-        outputs = [
-            self._session.run(
-                None,
-                {self._input_name: np.ascontiguousarray(array[i : i + batch_size])},
-            )[0]
-            for i in range(0, len(array), batch_size)
-        ]
-        if not outputs:
-            return np.zeros((0, len(self.class_names)), "float32")
-        return np.concatenate(outputs)
+        return self._run_batches(array.astype("float32", copy=False), batch_size)
 
     def predict_files(
         self,

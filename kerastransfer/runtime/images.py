@@ -166,18 +166,30 @@ class OnnxPredictor:
         Raises:
             ValueError: wrong rank, size, channels or dtype.
         """
+        return self._run_batches(self._check(images), batch_size)
+
+    def _prepare_batch(self, batch: np.ndarray) -> np.ndarray:
+        """One batch as the graph takes it (normalized when the graph does not
+        include the preprocessing)."""
+        if self._preprocessing is None:
+            return batch
+        return preprocess_images(batch, self._preprocessing, window=self.window)
+
+    def _run_batches(self, array: np.ndarray, batch_size: int) -> np.ndarray:
+        """The first output for `array`, `batch_size` examples per onnxruntime
+        call (each through `_prepare_batch`); every predictor runs through it.
+
+        Raises:
+            ValueError: `batch_size` is not a positive int.
+        """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(
                 "batch_size must be a positive int. "
                 f"Received: batch_size={batch_size!r}"
             )
-        array = self._check(images)
         outputs = []
         for start in range(0, len(array), batch_size):
-            batch = array[start:start + batch_size]
-            if self._preprocessing is not None:
-                batch = preprocess_images(batch, self._preprocessing,
-                                          window=self.window)
+            batch = self._prepare_batch(array[start:start + batch_size])
             feed = {self._input_name: np.ascontiguousarray(batch)}
             outputs.append(self._session.run(None, feed)[0])
         if not outputs:
