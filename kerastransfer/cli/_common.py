@@ -188,6 +188,21 @@ def model_kind(path: str, param_hint: str, allowed: Sequence[str]) -> str:
     return ext
 
 
+def onnx_kind(path: str) -> str | None:
+    """The `kind` an ONNX file's metadata (or its sidecar) names (`"audio"`,
+    `"text"`, ...; None for image classifiers and foreign files), read with
+    the `onnx` package only: no onnxruntime, no TensorFlow."""
+    import onnx
+
+    from kerastransfer.runtime.base import decode_metadata, read_sidecar
+
+    proto = onnx.load(path, load_external_data=False)
+    meta = decode_metadata({p.key: p.value for p in proto.metadata_props})
+    if not meta:
+        meta = read_sidecar(path) or {}
+    return meta.get("kind")
+
+
 def check_out_path(path: str, ext: str, param_hint: str) -> str:
     """`path` if it ends with `ext` and its folder exists, else a usage error."""
     if not path.lower().endswith(ext):

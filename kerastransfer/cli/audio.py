@@ -1,5 +1,6 @@
-"""The CLI's audio hooks: `train --task audio`, and the audio predictors that
-`predict`, `evaluate`, `export` and `benchmark` use for audio models.
+"""The CLI's audio hooks: `train --task audio` (the hooks of `cli/tasks.py`),
+and the audio predictors that `predict`, `evaluate`, `export` and `benchmark`
+use for audio models.
 
 A model is an audio model when its ONNX metadata says `kind="audio"` or its
 `.keras` file holds an `AudioClassifier`; the commands then read audio files
@@ -11,16 +12,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import click
 import numpy as np
 
-from kerastransfer.cli._common import import_tensorflow_quietly, is_quiet, logger
+from kerastransfer.cli._common import logger, onnx_kind
 
 __all__ = [
     "KerasAudioPredictor",
     "onnx_is_audio",
     "open_audio_predictor",
-    "train_audio",
+    "open_predictor",
     "folder_clips",
     "sample_clips",
 ]
@@ -29,15 +29,7 @@ __all__ = [
 def onnx_is_audio(path: str) -> bool:
     """Whether an ONNX file's metadata (or sidecar) says `kind="audio"`
     (read without onnxruntime or TensorFlow)."""
-    import onnx
-
-    from kerastransfer.runtime.base import decode_metadata, read_sidecar
-
-    proto = onnx.load(path, load_external_data=False)
-    meta = decode_metadata({p.key: p.value for p in proto.metadata_props})
-    if not meta:
-        meta = read_sidecar(path) or {}
-    return meta.get("kind") == "audio"
+    return onnx_kind(path) == "audio"
 
 
 class KerasAudioPredictor:
@@ -73,7 +65,7 @@ class KerasAudioPredictor:
         return results
 
 
-def open_audio_predictor(model_path: str, keras_model: Any = None):
+def open_predictor(model_path: str, keras_model: Any = None):
     """An `AudioPredictor` (.onnx) or `KerasAudioPredictor` (.keras), or None
     when the model is not an audio model."""
     if model_path.endswith(".onnx"):
@@ -90,23 +82,18 @@ def open_audio_predictor(model_path: str, keras_model: Any = None):
     return KerasAudioPredictor(keras_model)
 
 
+open_audio_predictor = open_predictor  # the name predict/export/benchmark use
+
+
 def folder_clips(
     data_dir: str, sample_rate: int, num_samples: int, limit: int | None = None
 ):
     """`(waveforms, labels, class_names, skipped)` of `DATA_DIR/<class>/` audio
     files, centre-cropped (deterministic: for evaluation and validation)."""
     from kerastransfer.audio.io import fit_length
-    from kerastransfer.data.audio import decode_clips
-    from kerastransfer.runtime.audio import list_audio_files
+    from kerastransfer.data.audio import decode_clips, list_class_clips
 
-    names = sorted(
-        d for d in os.listdir(data_dir) if os.path.isdir(os.path.join(data_dir, d))
-    )
-    paths, labels = [], []
-    for label, name in enumerate(names):
-        found = list_audio_files(os.path.join(data_dir, name))
-        paths += found
-        labels += [label] * len(found)
+    names, paths, labels, _ = list_class_clips(data_dir)
     if limit is not None and len(paths) > limit:
         pick = np.linspace(0, len(paths) - 1, limit).astype(int)
         paths, labels = [paths[i] for i in pick], [labels[i] for i in pick]
@@ -125,100 +112,56 @@ def sample_clips(folder: str, model: Any, limit: int = 32):
     return waves if len(waves) else None
 
 
-def train_audio(
-    *,
-    data_dir,
-    backbone,
-    weights,
-    batch_size,
-    epochs,
-    fine_tune_epochs,
-    learning_rate,
-    fine_tune_lr,
-    unfreeze,
-    train_bn,
-    lr_decay,
-    dropout,
-    validation_split,
-    seed,
-    out,
-    plots,
-    checkpoint_dir,
-    sample_rate,
-    duration,
-    augment,
-):
-    """`kerastransfer train --task audio`: an `AudioClassifier` on
-    `DATA_DIR/<class>/*.{wav,flac,ogg}`; saves it and its training record."""
-    import_tensorflow_quietly()
-    import keras
+def export_sample(model_path: str, model: Any, validation_dir: str | None):
+    """`export`'s validation clips: up to 32 of `--validation-dir`, else of the
+    training folder recorded next to the model, else `(None, None)`."""
+    from kerastransfer.cli.record import read_record
 
-    from kerastransfer.cli.record import write_record
-    from kerastransfer.cli.train import _final_metrics, _format_metric, cli_wording
+    folder = validation_dir or (read_record(model_path) or {}).get("data_dir")
+    if folder and os.path.isdir(folder):
+        return sample_clips(folder, model), folder
+    return None, None
+
+
+# --- train --task audio (hooks: cli/tasks.py) --------------------------------
+def check(options: dict) -> None:
+    from kerastransfer.cli.train import check_folder_and_weights
+
+    check_folder_and_weights(options)
+
+
+def load_data(options: dict):
     from kerastransfer.data.audio import load_audio_folder
-    from kerastransfer.errors import WeightsError
+
+    return load_audio_folder(
+        options["data_dir"], sample_rate=options["sample_rate"],
+        duration=options["duration"], validation_split=options["validation_split"],
+        seed=options["seed"], batch_size=options["batch_size"],
+        augmentation=options["augment"] or None)
+
+
+def build_model(options: dict, data):
     from kerastransfer.tasks.audio import AudioClassifier
 
-    keras.utils.set_random_seed(seed)
-    data = load_audio_folder(
-        data_dir,
-        sample_rate=sample_rate,
-        duration=duration,
-        validation_split=validation_split,
-        seed=seed,
-        batch_size=batch_size,
-        augmentation=augment or None,
-    )
-    try:
-        model = AudioClassifier(
-            backbone,
-            class_names=data.class_names,
-            sample_rate=sample_rate,
-            duration=duration,
-            weights=weights,
-            dropout=dropout,
-        )
-    except WeightsError as error:
-        raise WeightsError(cli_wording(str(error))) from error
-    if checkpoint_dir is not None:
-        os.makedirs(checkpoint_dir, exist_ok=True)
-    history = model.fit(
-        data,
-        epochs=epochs,
-        fine_tune_epochs=fine_tune_epochs,
-        learning_rate=learning_rate,
-        fine_tune_lr=fine_tune_lr,
-        unfreeze=unfreeze,
-        train_bn=train_bn,
-        lr_decay=lr_decay,
-        checkpoint_dir=checkpoint_dir,
-        report_dir=plots,
-        verbose=0 if is_quiet() else 2,
-    )
-    model.save(out)
-    metrics, source = _final_metrics(model, data, history)
-    record = {
-        "task": "audio",
-        "model": os.path.abspath(out),
-        "data_dir": os.path.abspath(data_dir),
-        "sample_rate": sample_rate,
-        "duration": duration,
-        "validation_split": validation_split,
-        "seed": seed,
-        "backbone": model.backbone_name,
-        "class_names": list(data.class_names),
-        "num_train": data.num_train,
-        "num_validation": data.num_validation,
-        "skipped": [p for p, _ in data.skipped],
-        "metrics": metrics,
-        "metrics_source": source.replace("images", "clips"),
-    }
-    record_file = write_record(out, record)
+    return AudioClassifier(
+        options["backbone"], class_names=data.class_names,
+        sample_rate=options["sample_rate"], duration=options["duration"],
+        weights=options["weights"], dropout=options["dropout"])
+
+
+def fit_arguments(options: dict, data):
+    return data, {"train_bn": options["train_bn"], "lr_decay": options["lr_decay"]}
+
+
+def describe(options: dict, data, model, history) -> None:
+    from kerastransfer.cli.train import report_classifier
+
     for path, reason in data.skipped:
         logger.warning("Skipped %s: %s", path, reason)
-    click.echo(f"Saved {out} (training record: {record_file})")
-    if metrics:
-        click.echo(
-            f"Final ({record['metrics_source']}): "
-            + ", ".join(f"{k}={_format_metric(k, v)}" for k, v in metrics.items())
-        )
+    report_classifier(
+        options, model, history, validation=data.validation,
+        num_validation=data.num_validation, unit="clips",
+        record={"task": "audio", "sample_rate": options["sample_rate"],
+                "duration": options["duration"], "backbone": model.backbone_name,
+                "num_train": data.num_train,
+                "skipped": [p for p, _ in data.skipped]})

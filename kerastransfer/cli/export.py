@@ -85,19 +85,19 @@ def export(model_path, out, opset, quantize, calibration_dir, fp16, no_validate,
 
         model = load_model(model_path)
         images, source = None, None
-        from kerastransfer.cli.text import is_text_model, sample_texts
+        from kerastransfer.cli.tasks import task_hooks_of
+        from kerastransfer.cli.text import is_text_model
 
-        if (not no_validate or quantize or fp16) and is_text_model(model):
-            images, source = sample_texts(model_path)  # texts of the training CSV
-        elif (not no_validate or quantize or fp16) and hasattr(model, "num_samples"):
-            from kerastransfer.cli.audio import sample_clips  # audio: clips
-
-            folder = validation_dir or (read_record(model_path) or {}).get("data_dir")
-            if folder and os.path.isdir(folder):
-                images, source = sample_clips(folder, model), folder
-        elif not no_validate or quantize or fp16:
-            images, source = _validation_images(model_path, validation_dir,
-                                                model.image_shape)
+        if not no_validate or quantize or fp16:
+            # A task's own examples (texts, clips: its `export_sample` hook),
+            # else images.
+            hooks = task_hooks_of(model)
+            if hasattr(hooks, "export_sample"):
+                images, source = hooks.export_sample(model_path, model,
+                                                     validation_dir)
+            else:
+                images, source = _validation_images(model_path, validation_dir,
+                                                    model.image_shape)
         bar.update(1)
         from kerastransfer.export import export_onnx
 
@@ -144,12 +144,13 @@ def _max_diff_on(model: Any, onnx_path: str, images) -> float:
     """max |p_onnx - p_keras| of the written file on `images` (float32 files)."""
     import numpy as np
 
-    from kerastransfer.cli.audio import open_audio_predictor
-    from kerastransfer.cli.text import open_text_predictor
+    from kerastransfer.cli.tasks import open_task_predictor
     from kerastransfer.runtime import OnnxPredictor
 
-    predictor = (open_audio_predictor(onnx_path) or open_text_predictor(onnx_path)
-                 or OnnxPredictor(onnx_path))
+    predictor = open_task_predictor(onnx_path) or OnnxPredictor(onnx_path)
+    if hasattr(predictor, "predict_raw"):  # detection: the raw head outputs
+        return float(np.max(np.abs(predictor.predict_raw(images).astype("float64")
+                                   - model.predict_raw(images))))
     onnx_out = predictor.predict(images)
     keras_out = np.asarray(model.predict(images, verbose=0))
     return float(np.max(np.abs(onnx_out.astype("float64") - keras_out)))

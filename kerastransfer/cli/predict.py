@@ -54,22 +54,18 @@ class KerasPredictor:
 
 
 def open_predictor(model_path: str):
-    """An `OnnxPredictor` for a .onnx file, a `KerasPredictor` for a .keras one."""
+    """The predictor of a .onnx or .keras model: its task's (the hook table in
+    `cli/tasks.py`), else an `OnnxPredictor` / `KerasPredictor` (image
+    classification; an `OnnxPredictor` becomes its task's for other files)."""
     kind = model_kind(model_path, "'MODEL'", (".keras", ".onnx"))
-    from kerastransfer.cli.audio import open_audio_predictor
-    from kerastransfer.cli.text import open_text_predictor
+    from kerastransfer.cli.tasks import open_task_predictor
 
     if kind == ".onnx":
         from kerastransfer.runtime import OnnxPredictor
 
-        return (open_audio_predictor(model_path) or open_text_predictor(model_path)
-                or OnnxPredictor(model_path))
+        return open_task_predictor(model_path) or OnnxPredictor(model_path)
     predictor = KerasPredictor(model_path)
-    from kerastransfer.cli.segmentation import open_segmentation_predictor
-
-    return (open_segmentation_predictor(model_path, predictor.model)
-            or open_audio_predictor(model_path, predictor.model)
-            or open_text_predictor(model_path, predictor.model) or predictor)
+    return open_task_predictor(model_path, predictor.model) or predictor
 
 
 @click.command()
@@ -86,9 +82,17 @@ def open_predictor(model_path: str):
 @click.option("--masks-dir", type=click.Path(file_okay=False), default=None,
               help="Segmentation models: folder for the mask PNGs (one per "
                    "image, value = class).  [default: masks]")
+@click.option("--detections-dir", type=click.Path(file_okay=False), default=None,
+              help="Detection models: folder for detections.json and one "
+                   "annotated PNG per image.  [default: detections]")
+@click.option("--score-threshold", type=click.FloatRange(0, 1), default=0.25,
+              show_default=True, help="Detection models: the lowest score kept.")
+@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.5,
+              show_default=True, help="Detection models: the NMS IoU threshold.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON (with every class's probability).")
-def predict(model_path, images, top_k, batch_size, text_column, masks_dir, as_json):
+def predict(model_path, images, top_k, batch_size, text_column, masks_dir,
+            detections_dir, score_threshold, iou_threshold, as_json):
     """Classify IMAGES (files or folders) with a .keras or .onnx MODEL.
 
     A .onnx model runs on onnxruntime without importing TensorFlow. Unreadable
@@ -113,6 +117,13 @@ def predict(model_path, images, top_k, batch_size, text_column, masks_dir, as_js
         from kerastransfer.cli.segmentation import predict_segmentation
 
         return predict_segmentation(predictor, images, masks_dir, as_json)
+    if getattr(predictor, "kind", "image") == "detection":  # boxes, annotated PNGs
+        from kerastransfer.cli.detection import predict_detections
+
+        return predict_detections(predictor, images, detections_dir,
+                                  score_threshold=score_threshold,
+                                  iou_threshold=iou_threshold,
+                                  batch_size=batch_size, as_json=as_json)
     if getattr(predictor, "kind", "image") == "text":  # IMAGES are .csv/.txt files
         from kerastransfer.cli.text import predict_texts
 

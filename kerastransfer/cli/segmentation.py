@@ -1,12 +1,12 @@
-"""The CLI's segmentation commands: `train --task segmentation`, and what
-`evaluate` and `predict` do for a segmentation model (.keras or .onnx).
+"""The CLI's segmentation hooks: `train --task segmentation` (the hooks of
+`cli/tasks.py`), and what `evaluate` and `predict` do for a segmentation model
+(.keras or .onnx).
 
 A segmentation DATA_DIR holds `images/` and `masks/` (`docs/segmentation.md`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
@@ -14,50 +14,64 @@ from typing import Any
 import click
 import numpy as np
 
-from kerastransfer.cli._common import echo_json, is_quiet, one_line
+from kerastransfer.cli._common import echo_json, one_line
 
-__all__ = ["train_segmentation", "evaluate_segmentation", "predict_segmentation",
+__all__ = ["evaluate_segmentation", "predict_segmentation", "open_predictor",
            "open_segmentation_predictor"]
 
 logger = logging.getLogger("kerastransfer")
 
 
-def train_segmentation(*, data_dir: str, backbone: str, weights, image_size,
-                       batch_size: int, epochs: int, fine_tune_epochs: int,
-                       learning_rate, fine_tune_lr, unfreeze: str, train_bn: bool,
-                       lr_decay, validation_split: float, seed: int, out: str,
-                       plots, checkpoint_dir, strict: bool, augment: bool) -> None:
-    """`kerastransfer train DATA_DIR --task segmentation`."""
-    import keras
+# --- train --task segmentation (hooks: cli/tasks.py) --------------------------
+def check(options: dict) -> None:
+    from kerastransfer.cli.train import check_folder_and_weights
 
+    check_folder_and_weights(options)
+    options["image_size"] = tuple(options["image_size"] or (224, 224))
+
+
+def load_data(options: dict):
     from kerastransfer.data.masks import load_segmentation_folder
     from kerastransfer.errors import KerasTransferError
-    from kerastransfer.io import atomic_write_text
-    from kerastransfer.report.segmentation import segmentation_metrics
-    from kerastransfer.tasks.segmenter import SegmentationModel
 
-    keras.utils.set_random_seed(seed)
     try:
-        size = tuple(image_size) if image_size else (224, 224)
-        data = load_segmentation_folder(
-            data_dir, image_size=size, batch_size=batch_size,
-            validation_split=validation_split, seed=seed, strict=strict)
-        model = SegmentationModel(backbone, data.num_classes, weights=weights,
-                                  input_shape=(*size, 3),
-                                  class_names=data.class_names)
+        return load_segmentation_folder(
+            options["data_dir"], image_size=options["image_size"],
+            batch_size=options["batch_size"],
+            validation_split=options["validation_split"], seed=options["seed"],
+            strict=options["strict"])
     except KerasTransferError as error:
         raise click.UsageError(one_line(error)) from None
-    history = model.fit(
-        data, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
-        learning_rate=learning_rate, fine_tune_lr=fine_tune_lr, unfreeze=unfreeze,
-        train_bn=train_bn, lr_decay=lr_decay, checkpoint_dir=checkpoint_dir,
-        report_dir=plots, augmentation="light" if augment else None,
-        verbose=0 if is_quiet() else 2)
-    model.save(out)
-    # "data_dir": the images, which `export` samples to validate on.
-    record = {"model": os.path.abspath(out), "task": "segmentation",
-              "data_dir": os.path.join(os.path.abspath(data_dir), "images"),
-              "segmentation_dir": os.path.abspath(data_dir),
+
+
+def build_model(options: dict, data):
+    from kerastransfer.errors import KerasTransferError
+    from kerastransfer.tasks.segmenter import SegmentationModel
+
+    try:
+        return SegmentationModel(options["backbone"], data.num_classes,
+                                 weights=options["weights"],
+                                 input_shape=(*options["image_size"], 3),
+                                 class_names=data.class_names)
+    except KerasTransferError as error:
+        raise click.UsageError(one_line(error)) from None
+
+
+def fit_arguments(options: dict, data):
+    return data, {"train_bn": options["train_bn"], "lr_decay": options["lr_decay"],
+                  "augmentation": "light" if options["augment"] else None}
+
+
+def describe(options: dict, data, model, history) -> None:
+    """The training record (`data_dir`: the images, which `export` samples to
+    validate on) and the saved model's validation IoU."""
+    from kerastransfer.cli.record import write_record
+    from kerastransfer.report.segmentation import segmentation_metrics
+
+    data_dir = os.path.abspath(options["data_dir"])
+    record = {"model": os.path.abspath(options["out"]), "task": "segmentation",
+              "data_dir": os.path.join(data_dir, "images"),
+              "segmentation_dir": data_dir,
               "class_names": data.class_names, "phases": history.phases}
     if data.num_validation:
         # The saved model's metrics (what is printed describes the file).
@@ -65,9 +79,8 @@ def train_segmentation(*, data_dir: str, backbone: str, weights, image_size,
         record["validation"] = metrics
         click.echo(f"Validation mean IoU {metrics['mean_iou']:.4f}, pixel accuracy "
                    f"{metrics['pixel_accuracy']:.4f}")
-    atomic_write_text(os.path.splitext(out)[0] + ".train.json",
-                      json.dumps(record, indent=2, default=str) + "\n")
-    click.echo(f"Saved {out}")
+    write_record(options["out"], record)
+    click.echo(f"Saved {options['out']}")
 
 
 class _KerasSegmentationPredictor:
@@ -99,11 +112,14 @@ class _KerasSegmentationPredictor:
                 for p, s in zip(probabilities, sizes, strict=True)]
 
 
-def open_segmentation_predictor(model_path: str, model: Any = None):
+def open_predictor(model_path: str, model: Any = None):
     """The segmentation predictor of a .keras model, else None."""
     if model is not None and type(model).__name__ == "SegmentationModel":
         return _KerasSegmentationPredictor(model)
     return None
+
+
+open_segmentation_predictor = open_predictor  # the name `predict` used
 
 
 def evaluate_segmentation(predictor, data_dir: str, batch_size: int,

@@ -1,5 +1,5 @@
-"""The CLI's text hooks: `train --task text`, and the text predictors that
-`predict`, `evaluate` and `export` use for text models.
+"""The CLI's text hooks: `train --task text` (the hooks of `cli/tasks.py`), and
+the text predictors that `predict`, `evaluate` and `export` use for text models.
 
 A model is a text model when its ONNX metadata says `kind="text"` or its
 `.keras` file holds a `TextClassifier`. Texts come from CSV files (a header
@@ -19,15 +19,10 @@ from typing import Any
 import click
 import numpy as np
 
-from kerastransfer.cli._common import (
-    echo_json,
-    import_tensorflow_quietly,
-    is_quiet,
-    logger,
-)
+from kerastransfer.cli._common import echo_json, logger, onnx_kind
 
 __all__ = ["KerasTextPredictor", "onnx_is_text", "open_text_predictor",
-           "read_texts", "train_text", "predict_texts", "evaluate_texts",
+           "open_predictor", "read_texts", "predict_texts", "evaluate_texts",
            "sample_texts", "is_text_model"]
 
 VALIDATION_TEXTS = 32  # texts `export` compares Keras and ONNX on
@@ -36,15 +31,7 @@ VALIDATION_TEXTS = 32  # texts `export` compares Keras and ONNX on
 def onnx_is_text(path: str) -> bool:
     """Whether an ONNX file's metadata (or sidecar) says `kind="text"`
     (read without onnxruntime or TensorFlow)."""
-    import onnx
-
-    from kerastransfer.runtime.base import decode_metadata, read_sidecar
-
-    proto = onnx.load(path, load_external_data=False)
-    meta = decode_metadata({p.key: p.value for p in proto.metadata_props})
-    if not meta:
-        meta = read_sidecar(path) or {}
-    return meta.get("kind") == "text"
+    return onnx_kind(path) == "text"
 
 
 def is_text_model(model: Any) -> bool:
@@ -69,7 +56,7 @@ class KerasTextPredictor:
                                              verbose=0))
 
 
-def open_text_predictor(model_path: str, keras_model: Any = None):
+def open_predictor(model_path: str, keras_model: Any = None):
     """A `TextPredictor` (.onnx) or `KerasTextPredictor` (.keras), or None when
     the model is not a text model."""
     if model_path.endswith(".onnx"):
@@ -83,6 +70,9 @@ def open_text_predictor(model_path: str, keras_model: Any = None):
     if keras_model is None or not is_text_model(keras_model):
         return None
     return KerasTextPredictor(keras_model)
+
+
+open_text_predictor = open_predictor  # the name predict/export use
 
 
 def read_texts(paths: Sequence[str], text_column: str = "text") -> list[str]:
@@ -187,12 +177,16 @@ def sample_texts(model_path: str, limit: int = VALIDATION_TEXTS):
             f"{path} (the training file in {record_path(model_path)})")
 
 
-def train_text(*, data_path, backbone, weights, batch_size, epochs, fine_tune_epochs,
-               learning_rate, fine_tune_lr, unfreeze, lr_decay, dropout,
-               validation_split, seed, out, plots, checkpoint_dir, text_column,
-               label_column, sequence_length):
-    """`kerastransfer train --task text`: a `TextClassifier` on a CSV file;
-    saves it and its training record (with the saved model's metrics)."""
+def export_sample(model_path: str, model: Any, validation_dir: str | None):
+    """`export`'s validation texts: a sample of the training CSV (`sample_texts`)."""
+    return sample_texts(model_path)
+
+
+# --- train --task text (hooks: cli/tasks.py) ---------------------------------
+def check(options: dict) -> None:
+    """DATA_DIR is a CSV file, the backbone a KerasHub preset and --weights
+    'pretrained' (or 'imagenet', its alias) or 'none'."""
+    data_path, backbone = options["data_dir"], options["backbone"]
     if not os.path.isfile(data_path) or not data_path.lower().endswith(".csv"):
         raise click.BadParameter(
             "--task text trains on a CSV file with a header row. "
@@ -203,61 +197,50 @@ def train_text(*, data_path, backbone, weights, batch_size, epochs, fine_tune_ep
             "kerashub:bert_tiny_en_uncased), or a local preset folder, "
             f"'kerashub:/path/to/preset'. Received: {backbone!r}",
             param_hint="'--backbone'")
-    choice = weights.lower()
+    choice = options["weights"].lower()
     if choice not in ("pretrained", "imagenet", "none"):
         raise click.BadParameter(
             "A text model takes --weights pretrained (the preset's) or none. "
-            f"Received: {weights!r}", param_hint="'--weights'")
-    import_tensorflow_quietly()
-    import keras
+            f"Received: {options['weights']!r}", param_hint="'--weights'")
+    options["weights"] = choice
 
-    from kerastransfer.cli.record import write_record
-    from kerastransfer.cli.train import _format_metric, cli_wording
+
+def load_data(options: dict):
     from kerastransfer.data.text import load_text_csv
-    from kerastransfer.errors import WeightsError
+
+    return load_text_csv(options["data_dir"], text_column=options["text_column"],
+                         label_column=options["label_column"],
+                         validation_split=options["validation_split"],
+                         seed=options["seed"])
+
+
+def build_model(options: dict, data):
     from kerastransfer.tasks.text import TextClassifier
 
-    keras.utils.set_random_seed(seed)
-    data = load_text_csv(data_path, text_column=text_column, label_column=label_column,
-                         validation_split=validation_split, seed=seed)
-    try:
-        model = TextClassifier(backbone, sequence_length=sequence_length,
-                               class_names=data.class_names, dropout=dropout,
-                               weights=None if choice == "none" else "pretrained")
-    except WeightsError as error:
-        raise WeightsError(cli_wording(str(error))) from error
-    if checkpoint_dir is not None:
-        os.makedirs(checkpoint_dir, exist_ok=True)
-    history = model.fit(
-        data, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
-        learning_rate=learning_rate, fine_tune_lr=fine_tune_lr, unfreeze=unfreeze,
-        lr_decay=lr_decay, batch_size=batch_size, checkpoint_dir=checkpoint_dir,
-        report_dir=plots, verbose=0 if is_quiet() else 2)
-    model.save(out)
-    if data.validation is not None and len(data.validation[0]):
-        values = model.evaluate(*data.validation, return_dict=True, verbose=0)
-        metrics = {f"val_{key}": float(value) for key, value in values.items()}
-        source = (f"the saved model on the validation split, "
-                  f"{len(data.validation[0])} texts")
-    else:
-        metrics = {key: float(values[-1]) for key, values in history.history.items()
-                   if values and not key.startswith("val_")}
-        source = "no validation split: training metrics averaged over the last epoch"
-    record = {"task": "text", "model": os.path.abspath(out),
-              "data_dir": os.path.abspath(data_path), "text_column": text_column,
-              "label_column": label_column, "sequence_length": model.sequence_length,
-              "validation_split": validation_split, "seed": seed,
-              "backbone": backbone, "weights": choice,
-              "class_names": list(data.class_names),
-              "num_train": len(data.train[0]),
-              "num_validation": 0 if data.validation is None
-              else len(data.validation[0]),
-              "skipped": [list(s) for s in data.skipped], "metrics": metrics,
-              "metrics_source": source}
-    record_file = write_record(out, record)
+    return TextClassifier(
+        options["backbone"], sequence_length=options["sequence_length"],
+        class_names=data.class_names, dropout=options["dropout"],
+        weights=None if options["weights"] == "none" else "pretrained")
+
+
+def fit_arguments(options: dict, data):
+    return data, {"lr_decay": options["lr_decay"], "batch_size": options["batch_size"]}
+
+
+def describe(options: dict, data, model, history) -> None:
+    from kerastransfer.cli.train import report_classifier
+
     for row, reason in data.skipped:
         logger.warning("Skipped row %s: %s", row, reason)
-    click.echo(f"Saved {out} (training record: {record_file})")
-    if metrics:
-        click.echo(f"Final ({source}): " + ", ".join(
-            f"{k}={_format_metric(k, v)}" for k, v in metrics.items()))
+    validation = data.validation
+    num_validation = 0 if validation is None else len(validation[0])
+    report_classifier(
+        options, model, history, validation=validation,
+        num_validation=num_validation, unit="texts",
+        evaluate=lambda: model.evaluate(*validation, return_dict=True, verbose=0),
+        record={"task": "text", "text_column": options["text_column"],
+                "label_column": options["label_column"],
+                "sequence_length": model.sequence_length,
+                "backbone": options["backbone"], "weights": options["weights"],
+                "num_train": len(data.train[0]),
+                "skipped": [list(s) for s in data.skipped]})

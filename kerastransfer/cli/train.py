@@ -1,5 +1,11 @@
-"""`kerastransfer train`: a `TransferModel` trained on a folder of class
-subfolders and saved as `.keras`."""
+"""`kerastransfer train`: a task model trained on DATA_DIR and saved as `.keras`.
+
+One flow for every task (`run_training`): the task's hooks (the table in
+`cli/tasks.py`: `cli/image.py`, `audio.py`, `text.py`, `segmentation.py`) check
+the options, read the data, build the model and describe the result; the
+phased `fit`, the save and the training record's metrics
+(`report_classifier`) are shared.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,9 @@ from kerastransfer.cli._common import (
     import_tensorflow_quietly,
     is_quiet,
     logger,
-    one_line,
 )
 from kerastransfer.cli.record import write_record
+from kerastransfer.cli.tasks import TASKS, task_help, task_hooks
 
 
 def _parse_weights(value: str) -> str | None:
@@ -72,13 +78,8 @@ def _parse_weights(value: str) -> str | None:
                    "to this folder.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Save a checkpoint after every epoch here.")
-@click.option("--task", type=click.Choice(["image", "audio", "text", "segmentation"]),
-              default="image", show_default=True,
-              help="image: DATA_DIR/<class>/*.jpg; audio: DATA_DIR/<class>/*.wav "
-                   "(an AudioClassifier, see docs/audio.md); text: DATA_DIR is a "
-                   "CSV file (a TextClassifier, see docs/text.md); segmentation: "
-                   "DATA_DIR/images/x.jpg + DATA_DIR/masks/x.png (a "
-                   "SegmentationModel, see docs/segmentation.md).")
+@click.option("--task", type=click.Choice(list(TASKS)), default="image",
+              show_default=True, help=task_help())
 @click.option("--text-column", default="text", show_default=True,
               help="--task text: the CSV column holding the text.")
 @click.option("--label-column", default="label", show_default=True,
@@ -91,6 +92,8 @@ def _parse_weights(value: str) -> str | None:
               show_default=True, help="--task audio: clip length in seconds.")
 @click.option("--augment", is_flag=True,
               help="--task audio: gain, shift, noise and masking augmentation.")
+@click.option("--format", type=click.Choice(["coco", "voc", "yolo"]), default="coco",
+              show_default=True, help="--task detection: the annotation format.")
 @click.option("--strict", is_flag=True,
               help="Fail on unreadable images instead of skipping them.")
 @click.option("--channels", type=click.IntRange(min=1), default=None,
@@ -99,11 +102,7 @@ def _parse_weights(value: str) -> str | None:
 @click.option("--window", default=None,
               help="Intensity window stored in the model: a preset (lung, brain, "
                    "bone, soft_tissue, ...) or CENTER,WIDTH (docs/medical.md).")
-def train(data_dir, backbone, weights, image_size, batch_size, epochs,
-          fine_tune_epochs, learning_rate, fine_tune_lr, unfreeze, train_bn,
-          lr_decay, dropout, validation_split, seed, out, plots, checkpoint_dir,
-          task, text_column, label_column, sequence_length, sample_rate, duration,
-          augment, strict, channels, window):
+def train(**options):
     """Train a model on a folder of class subfolders (DATA_DIR/<class>/*.jpg).
 
     Phase 1 trains the head on the frozen backbone for --epochs; phase 2
@@ -126,123 +125,82 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
           --label-column label --backbone kerashub:bert_tiny_en_uncased
       kerastransfer train clips/ --task audio --backbone spectrogram_cnn \\
           --weights none --duration 1.0 --epochs 10 --augment
+      kerastransfer train coco/annotations.json --task detection --format coco \\
+          --backbone mobilenet_v2 --image-size 320 --epochs 10
     """
     import_tensorflow_quietly()
-    from kerastransfer.errors import InputShapeError, UnknownBackboneError
+    options["out"] = check_out_path(options["out"], ".keras", "'--out'")
+    run_training(task_hooks(options["task"]), options)
 
-    out = check_out_path(out, ".keras", "'--out'")
-    if task == "text":  # kerastransfer/cli/text.py
-        from kerastransfer.cli.text import train_text
 
-        return train_text(
-            data_path=data_dir, backbone=backbone, weights=weights,
-            batch_size=batch_size, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
-            learning_rate=learning_rate, fine_tune_lr=fine_tune_lr,
-            unfreeze=unfreeze, lr_decay=lr_decay, dropout=dropout,
-            validation_split=validation_split, seed=seed, out=out, plots=plots,
-            checkpoint_dir=checkpoint_dir, text_column=text_column,
-            label_column=label_column, sequence_length=sequence_length)
-    if not os.path.isdir(data_dir):
-        raise click.BadParameter(
-            f"Expected a folder of class subfolders (a CSV file needs --task text). "
-            f"Received: {data_dir!r}", param_hint="'DATA_DIR'")
-    weights = _parse_weights(weights)
-    if task == "segmentation":  # kerastransfer/cli/segmentation.py
-        from kerastransfer.cli.segmentation import train_segmentation
-
-        return train_segmentation(
-            data_dir=data_dir, backbone=backbone, weights=weights,
-            image_size=image_size, batch_size=batch_size, epochs=epochs,
-            fine_tune_epochs=fine_tune_epochs, learning_rate=learning_rate,
-            fine_tune_lr=fine_tune_lr, unfreeze=unfreeze, train_bn=train_bn,
-            lr_decay=lr_decay, validation_split=validation_split, seed=seed,
-            out=out, plots=plots, checkpoint_dir=checkpoint_dir, strict=strict,
-            augment=augment)
-    if task == "audio":  # kerastransfer/cli/audio.py
-        from kerastransfer.cli.audio import train_audio
-
-        return train_audio(
-            data_dir=data_dir, backbone=backbone, weights=weights,
-            batch_size=batch_size, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
-            learning_rate=learning_rate, fine_tune_lr=fine_tune_lr,
-            unfreeze=unfreeze, train_bn=train_bn, lr_decay=lr_decay,
-            dropout=dropout, validation_split=validation_split, seed=seed, out=out,
-            plots=plots, checkpoint_dir=checkpoint_dir, sample_rate=sample_rate,
-            duration=duration, augment=augment)
-    # Check every option before reading any image or building any model.
-    from kerastransfer.backbones.registry import get_backbone
-
-    try:
-        spec = get_backbone(backbone)
-    except UnknownBackboneError as error:
-        raise click.BadParameter(one_line(error), param_hint="'--backbone'") from None
-    if image_size is None:
-        if spec.default_size is None:
-            raise click.BadParameter(
-                f"Backbone {spec.name!r} has no default size; pass one.",
-                param_hint="'--image-size'",
-            )
-        image_size = (spec.default_size, spec.default_size)
-    channels = channels or spec.channels
-    if window is not None:  # a preset name, or "center,width"
-        from kerastransfer.runtime.preprocess import resolve_window
-
-        try:
-            window = resolve_window(window if "," not in window else window.split(","))
-        except ValueError as error:
-            raise click.BadParameter(one_line(error), param_hint="'--window'") from None
-    try:
-        spec.resolve_input_shape((*image_size, spec.channels))
-    except InputShapeError as error:
-        raise click.BadParameter(one_line(error),
-                                 param_hint="'--image-size'") from None
-    from kerastransfer.training.phases import Unfreeze
-
-    try:
-        Unfreeze.parse(unfreeze)
-    except ValueError as error:
-        raise click.BadParameter(one_line(error), param_hint="'--unfreeze'") from None
-
+def run_training(hooks, options: dict) -> None:
+    """Trains, saves and describes a model of one task (see `cli/tasks.py` for
+    the hooks)."""
+    hooks.check(options)  # every option, before reading any file
     import keras
 
-    from kerastransfer.data import load_image_folder
-    from kerastransfer.tasks.classifier import TransferModel
+    keras.utils.set_random_seed(options["seed"])
+    data = hooks.load_data(options)
+    from kerastransfer.errors import WeightsError
 
-    keras.utils.set_random_seed(seed)
-    data = load_image_folder(
-        data_dir, image_size=image_size, batch_size=batch_size,
-        validation_split=validation_split, seed=seed, shuffle=True, strict=strict,
-        channels=channels,
-    )
-    model = _build_model(TransferModel, spec.name, weights,
-                         (*image_size, channels), data.class_names, dropout,
-                         window=window)
-    if checkpoint_dir is not None:
-        os.makedirs(checkpoint_dir, exist_ok=True)
+    try:
+        model = hooks.build_model(options, data)
+    except WeightsError as error:  # the offline error speaks in CLI options
+        raise WeightsError(cli_wording(str(error))) from error
+    if options["checkpoint_dir"] is not None:
+        os.makedirs(options["checkpoint_dir"], exist_ok=True)
+    x, extra = hooks.fit_arguments(options, data)
     history = model.fit(
-        data.train, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
-        learning_rate=learning_rate, fine_tune_lr=fine_tune_lr, unfreeze=unfreeze,
-        train_bn=train_bn, lr_decay=lr_decay, validation_data=data.validation,
-        checkpoint_dir=checkpoint_dir, report_dir=plots,
-        verbose=0 if is_quiet() else 2,
-    )
-    model.save(out)
+        x, epochs=options["epochs"], fine_tune_epochs=options["fine_tune_epochs"],
+        learning_rate=options["learning_rate"], fine_tune_lr=options["fine_tune_lr"],
+        unfreeze=options["unfreeze"], checkpoint_dir=options["checkpoint_dir"],
+        report_dir=options["plots"], verbose=0 if is_quiet() else 2, **extra)
+    model.save(options["out"])
     for phase in history.phases:
         logger.info("Phase %s: epochs %d-%d", phase["name"], phase["start_epoch"] + 1,
                     phase["end_epoch"])
-    metrics, source = _final_metrics(model, data, history)
+    hooks.describe(options, data, model, history)
+
+
+def check_folder_and_weights(options: dict) -> None:
+    """DATA_DIR is a folder and `--weights` is 'imagenet', 'none' or a file
+    (the folder tasks' `check`); sets `options["weights"]`."""
+    if not os.path.isdir(options["data_dir"]):
+        raise click.BadParameter(
+            f"Expected a folder of class subfolders (a CSV file needs --task text). "
+            f"Received: {options['data_dir']!r}", param_hint="'DATA_DIR'")
+    options["weights"] = _parse_weights(options["weights"])
+
+
+def report_classifier(options: dict, model, history, *, validation, num_validation,
+                      unit: str, record: dict, evaluate=None) -> None:
+    """Writes a classifier's training record and prints its summary.
+
+    The metrics are the saved model's on the validation split (`evaluate()`,
+    default `model.evaluate(validation)`), else the last epoch's training
+    metrics, and the record names the data `export` samples to validate on.
+
+    Args:
+        options: `train`'s options.
+        model: the saved model.
+        history: what `fit` returned.
+        validation: the validation data, or None.
+        num_validation: its size.
+        unit: what one example is called (`"images"`, `"clips"`, `"texts"`).
+        record: the task's record fields (before the shared ones).
+        evaluate: a function returning the validation metrics dict.
+    """
+    out = options["out"]
+    metrics, source = _final_metrics(model, validation, num_validation, history,
+                                     unit, evaluate)
     record = {
+        **record,
         "model": os.path.abspath(out),
-        "data_dir": os.path.abspath(data_dir),
-        "image_size": list(image_size),
-        "validation_split": validation_split,
-        "seed": seed,
-        "backbone": spec.name,
-        "weights": weights if weights in (None, "imagenet") else os.path.abspath(
-            weights),
-        "class_names": list(data.class_names),
-        "num_train": data.num_train,
-        "num_validation": data.num_validation,
+        "data_dir": os.path.abspath(options["data_dir"]),
+        "validation_split": options["validation_split"],
+        "seed": options["seed"],
+        "class_names": list(model.class_names),
+        "num_validation": num_validation,
         "metrics": metrics,
         "metrics_source": source,
     }
@@ -251,21 +209,9 @@ def train(data_dir, backbone, weights, image_size, batch_size, epochs,
     if metrics:
         click.echo(f"Final ({source}): " + ", ".join(
             f"{key}={_format_metric(key, value)}" for key, value in metrics.items()))
-    if plots is not None:
+    if options["plots"] is not None:
         click.echo(f"Wrote the report (learning curves, confusion matrix, "
-                   f"metrics.json) to {plots}")
-
-
-def _build_model(model_class, name, weights, input_shape, class_names, dropout,
-                 **options):
-    """The `TransferModel`; the offline ImageNet error speaks in CLI options."""
-    from kerastransfer.errors import WeightsError
-
-    try:
-        return model_class(name, weights=weights, input_shape=input_shape,
-                           class_names=class_names, dropout=dropout, **options)
-    except WeightsError as error:
-        raise WeightsError(cli_wording(str(error))) from error
+                   f"metrics.json) to {options['plots']}")
 
 
 def cli_wording(message: str) -> str:
@@ -276,7 +222,8 @@ def cli_wording(message: str) -> str:
     return re.sub(r"\bweights='([^']*)'", r"--weights \1", message)
 
 
-def _final_metrics(model, data, history) -> tuple[dict[str, float], str]:
+def _final_metrics(model, validation, num_validation, history, unit="images",
+                   evaluate=None) -> tuple[dict[str, float], str]:
     """The metrics that describe the saved model, and where they come from.
 
     The last epoch's `val_*` values are measured before the end of the phase
@@ -285,11 +232,12 @@ def _final_metrics(model, data, history) -> tuple[dict[str, float], str]:
     split, the last epoch's training metrics (averaged over that epoch) are all
     there is, and the label says so.
     """
-    if data.validation is not None and data.num_validation:
-        values = model.evaluate(data.validation, return_dict=True, verbose=0)
+    if validation is not None and num_validation:
+        values = (evaluate() if evaluate is not None else
+                  model.evaluate(validation, return_dict=True, verbose=0))
         metrics = {f"val_{key}": float(value) for key, value in values.items()}
         return metrics, (f"the saved model on the validation split, "
-                         f"{data.num_validation} images")
+                         f"{num_validation} {unit}")
     metrics = {key: float(values[-1]) for key, values in history.history.items()
                if values and values[-1] is not None and not key.startswith("val_")}
     return metrics, "no validation split: training metrics averaged over the last epoch"
