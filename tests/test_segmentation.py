@@ -19,6 +19,7 @@ from kerastransfer.data.masks import load_segmentation_folder, read_mask
 from kerastransfer.data.segmentation_augment import SegmentationAugmentation
 from kerastransfer.errors import DataError, InputShapeError
 from kerastransfer.tasks.segmentation_loss import SegmentationLoss
+from tests.training_helpers import StopAt
 
 
 def tiny_backbone(size=32):
@@ -116,16 +117,6 @@ def test_trains_in_phases_saves_and_reloads_exactly(tmp_path, decoder):
     assert loaded.phase_state == model.phase_state
 
 
-class _StopAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated crash")
-
-
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
     x, y = blob_data(8)
 
@@ -137,7 +128,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
     reference = build()
     reference.fit(x, y, checkpoint_dir=tmp_path / "a", **args)
     with pytest.raises(KeyboardInterrupt):
-        build().fit(x, y, checkpoint_dir=tmp_path / "b", callbacks=[_StopAt(1)],
+        build().fit(x, y, checkpoint_dir=tmp_path / "b", callbacks=[StopAt(1)],
                     **args)
     resumed = build()
     history = resumed.fit(x, y, checkpoint_dir=tmp_path / "b", **args)
