@@ -4,22 +4,24 @@ Memory: one pytest process that builds hundreds of Keras models grows without
 bound (Keras's global graph state, TensorFlow's function caches). Three things keep
 the whole suite's peak resident memory low:
 
-- `_fresh_keras_per_module`: `keras.backend.clear_session()` and `gc.collect()`
-  after every test module;
+- `_fresh_keras_per_module`: `keras.backend.clear_session()`, `gc.collect()` and
+  glibc's `malloc_trim` after every test module;
 - `ISOLATED`: the heaviest tests (every backbone family exported to ONNX, the
   TF-Hub SavedModels) run in child pytest processes, so their memory is returned
   to the system when they end (the demo, distribution and documentation tests
   start their own processes);
-- `KT_PEAK_RSS_FILE` / the terminal summary: the peak RSS of this process and of
-  its largest child are printed at the end of every run (and written to the file
-  named by `KT_PEAK_RSS_FILE` when set), so a change that brings memory back is
-  seen at once.
+- `KT_PEAK_RSS_FILE` / the terminal summary: the peak RSS of this process, of
+  its largest child, and of all processes together (sampled: with two xdist
+  workers the suite's peak is a sum) are printed at the end of every run (and
+  written to the file named by `KT_PEAK_RSS_FILE` when set), so a change that
+  brings memory back is seen at once.
 
 Time: pytest-timeout stops any test after `timeout` seconds (pyproject.toml); tests
 not marked `slow` get `FAST_TIMEOUT` instead, since they should take seconds.
 """
 
 import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -75,6 +77,22 @@ def _fresh_keras_per_module():
 
         keras.backend.clear_session(free_memory=True)
     gc.collect()
+    _LIBC_TRIM()
+
+
+def _malloc_trim():
+    """glibc keeps freed heap pages; `malloc_trim(0)` gives them back, so a
+    worker that ran many modules does not hold their peak for the rest of the
+    run. A no-op where glibc is not there."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
+_LIBC_TRIM = _malloc_trim()
 
 
 def _isolation(nodeid):
@@ -159,8 +177,25 @@ class IsolatedItem(pytest.Item):
 FAST_TIMEOUT = 240
 
 
+# The longest modules, longest first: with two xdist workers taking one module at
+# a time (`make test`), starting the long ones first keeps one long module from
+# running alone at the end. Rough order, from `--durations` runs.
+LONG_MODULES = (
+    "test_catalog.py", "test_docs.py", "test_demo.py", "test_export.py",
+    "test_detection_model.py", "test_audio_model.py", "test_segmentation_catalog.py",
+    "test_tfhub.py", "test_distribute.py", "test_audio_demo.py", "test_text_demo.py",
+    "test_cli.py", "test_resume.py", "test_segmentation.py", "test_text.py",
+)
+
+
+def _module_rank(item):
+    name = item.nodeid.split("::")[0].split("/")[-1]
+    return LONG_MODULES.index(name) if name in LONG_MODULES else len(LONG_MODULES)
+
+
 @pytest.hookimpl(trylast=True)  # after -m/-k deselection: group what will run
 def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=_module_rank)  # stable: a module's tests keep their order
     for item in items:
         if item.get_closest_marker("slow") is None and \
                 item.get_closest_marker("timeout") is None:
