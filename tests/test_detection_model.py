@@ -361,3 +361,29 @@ def test_export_parity_and_predictor_without_tensorflow(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"tf": False, "keras": False, "counts": [5, 5]}
+
+
+def test_detection_data_and_grayscale_inputs():
+    from kerastransfer.data.detection import DetectionData
+
+    x, targets = blob_data(8)
+    data = DetectionData(images=x[:6].astype("uint8"), targets=targets[:6],
+                         validation_images=x[6:].astype("uint8"),
+                         validation_targets=targets[6:],
+                         class_names=["square", "bar"])
+    model = build()
+    history = model.fit(data, epochs=1, batch_size=4, verbose=0)
+    assert "val_loss" in history.history
+    with pytest.raises(ValueError, match="class_names=data.class_names"):
+        kt.DetectionModel(tiny_backbone(), 3).fit(data, verbose=0)
+    # Grayscale on an RGB catalog backbone: the channel is repeated in the
+    # model; 2-D images of any size are taken.
+    gray = kt.DetectionModel("mobilenet_v3_small", 2, weights=None,
+                             input_shape=(64, 64, 1))
+    assert gray.input_shape == (None, 64, 64, 1)
+    assert gray.output_shape == (None, 84, 7)
+    found = gray.predict([np.full((48, 80), 128, "uint8")], score_threshold=0.0,
+                         max_detections=3)
+    assert len(found) == 1 and found[0]["boxes"].shape == (3, 4)
+    assert found[0]["boxes"][:, [0, 2]].max() <= 80
+    assert found[0]["boxes"][:, [1, 3]].max() <= 48
