@@ -8,11 +8,12 @@ must stay TensorFlow-free.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
@@ -186,6 +187,24 @@ def model_kind(path: str, param_hint: str, allowed: Sequence[str]) -> str:
             param_hint=param_hint,
         )
     return ext
+
+
+@contextlib.contextmanager
+def usage_errors(*types: type[BaseException]) -> Iterator[None]:
+    """Turns library errors about the user's data or options into one-line
+    `click.UsageError`s (exit 2): a task hook's `load_data` / `build_model`.
+
+    Args:
+        *types: the exception types. Defaults to `KerasTransferError`.
+    """
+    if not types:
+        from kerastransfer.errors import KerasTransferError
+
+        types = (KerasTransferError,)
+    try:
+        yield
+    except types as error:
+        raise click.UsageError(one_line(error)) from None
 
 
 def onnx_kind(path: str) -> str | None:

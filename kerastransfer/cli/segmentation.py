@@ -14,7 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
-from kerastransfer.cli._common import echo_json, one_line
+from kerastransfer.cli._common import echo_json, one_line, usage_errors
 
 __all__ = ["evaluate_segmentation", "predict_segmentation", "open_predictor",
            "open_segmentation_predictor"]
@@ -32,29 +32,23 @@ def check(options: dict) -> None:
 
 def load_data(options: dict):
     from kerastransfer.data.masks import load_segmentation_folder
-    from kerastransfer.errors import KerasTransferError
 
-    try:
+    with usage_errors():
         return load_segmentation_folder(
             options["data_dir"], image_size=options["image_size"],
             batch_size=options["batch_size"],
             validation_split=options["validation_split"], seed=options["seed"],
             strict=options["strict"])
-    except KerasTransferError as error:
-        raise click.UsageError(one_line(error)) from None
 
 
 def build_model(options: dict, data):
-    from kerastransfer.errors import KerasTransferError
     from kerastransfer.tasks.segmenter import SegmentationModel
 
-    try:
+    with usage_errors():
         return SegmentationModel(options["backbone"], data.num_classes,
                                  weights=options["weights"],
                                  input_shape=(*options["image_size"], 3),
                                  class_names=data.class_names)
-    except KerasTransferError as error:
-        raise click.UsageError(one_line(error)) from None
 
 
 def fit_arguments(options: dict, data):

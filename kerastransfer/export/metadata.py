@@ -32,6 +32,22 @@ def _version(module: str) -> str:
         return "unknown"
 
 
+def version_values() -> dict[str, str]:
+    """The versions every export records (kerastransfer, Keras, TensorFlow,
+    tf2onnx, onnx, onnxruntime, Python)."""
+    import kerastransfer
+
+    return {
+        "kerastransfer_version": kerastransfer.__version__,
+        "keras_version": _version("keras"),
+        "tensorflow_version": _version("tensorflow"),
+        "tf2onnx_version": _version("tf2onnx"),
+        "onnx_version": _version("onnx"),
+        "onnxruntime_version": _version("onnxruntime"),
+        "python_version": platform.python_version(),
+    }
+
+
 def build_metadata(
     model: Any,
     *,
@@ -54,7 +70,6 @@ def build_metadata(
     Returns:
         A dict of metadata keys (with the `kerastransfer.` prefix) to strings.
     """
-    import kerastransfer
 
     values: dict[str, Any] = {
         "format_version": "1",
@@ -74,13 +89,7 @@ def build_metadata(
         "quantization": quantization or "none",
         "opset": str(opset),
         "optimization": optimized or "none",
-        "kerastransfer_version": kerastransfer.__version__,
-        "keras_version": _version("keras"),
-        "tensorflow_version": _version("tensorflow"),
-        "tf2onnx_version": _version("tf2onnx"),
-        "onnx_version": _version("onnx"),
-        "onnxruntime_version": _version("onnxruntime"),
-        "python_version": platform.python_version(),
+        **version_values(),
     }
     # What the task's contract adds (e.g. "kind": "segmentation"); the keys
     # above keep their meaning.

@@ -197,10 +197,7 @@ def common_metadata(model: Any, *, quantization: str | None, opset: int,
                     optimized: str | None) -> dict[str, Any]:
     """The keys every non-image export writes besides its contract (versions,
     backbone, quantization), before encoding."""
-    import platform
-
-    import kerastransfer
-    from kerastransfer.export.metadata import _version
+    from kerastransfer.export.metadata import version_values
 
     return {
         "format_version": "1",
@@ -209,12 +206,5 @@ def common_metadata(model: Any, *, quantization: str | None, opset: int,
         "quantization": quantization or "none",
         "opset": str(opset),
         "optimization": optimized or "none",
-        "kerastransfer_version": kerastransfer.__version__,
-        "keras_version": _version("keras"),
-        "tensorflow_version": _version("tensorflow"),
-        "tf2onnx_version": _version("tf2onnx"),
-        "onnx_version": _version("onnx"),
-        "onnxruntime_version": _version("onnxruntime"),
-        "python_version": platform.python_version(),
+        **version_values(),
     }
-
