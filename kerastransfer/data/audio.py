@@ -54,14 +54,17 @@ class AudioData(ImageData):
     num_samples: int = 16000
 
 
-def _check_args(sample_rate, duration, batch_size, validation_split, augmentation):
-    """The loaders' argument checks, before any file is read: returns
-    `(num_samples, augmentation)`."""
+def _check_args(sample_rate, duration, batch_size, validation_split, seed,
+                augmentation) -> dict:
+    """The loaders' argument checks, before any file is read: returns `_build`'s
+    settings (`num_samples` among them)."""
     num_samples = max(2, clip_samples(sample_rate, duration))
     check_batch_size(batch_size)
     check_validation_split(validation_split)
     augmentation = AudioAugmentation() if augmentation is True else augmentation or None
-    return num_samples, augmentation
+    return {"sample_rate": sample_rate, "num_samples": num_samples,
+            "batch_size": batch_size, "validation_split": validation_split,
+            "seed": seed, "augmentation": augmentation}
 
 
 def decode_clips(
@@ -229,8 +232,9 @@ def load_audio_folder(
         DataError: no class folder, or no readable clip.
         ValueError: bad arguments (checked before any file is read).
     """
-    num_samples, augmentation = _check_args(
-        sample_rate, duration, batch_size, validation_split, augmentation)
+    settings = _check_args(sample_rate, duration, batch_size, validation_split, seed,
+                           augmentation)
+    num_samples = settings["num_samples"]
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise DataError(f"No folder at this path. Received: path={path!r}")
@@ -248,12 +252,7 @@ def load_audio_folder(
         [labels[i] for i in kept],
         class_names,
         skipped + bad,
-        sample_rate=sample_rate,
-        num_samples=num_samples,
-        batch_size=batch_size,
-        validation_split=validation_split,
-        seed=seed,
-        augmentation=augmentation,
+        **settings,
     )
 
 
@@ -277,8 +276,9 @@ def load_audio_list(
     `load_audio_folder`."""
     from kerastransfer.data.records import read_image_list
 
-    num_samples, augmentation = _check_args(
-        sample_rate, duration, batch_size, validation_split, augmentation)
+    settings = _check_args(sample_rate, duration, batch_size, validation_split, seed,
+                           augmentation)
+    num_samples = settings["num_samples"]
     paths, labels, names, _ = read_image_list(
         source,
         path_column=path_column,
@@ -294,12 +294,7 @@ def load_audio_list(
         [int(labels[i]) for i in kept],
         names,
         bad,
-        sample_rate=sample_rate,
-        num_samples=num_samples,
-        batch_size=batch_size,
-        validation_split=validation_split,
-        seed=seed,
-        augmentation=augmentation,
+        **settings,
     )
 
 
@@ -337,18 +332,13 @@ def audio_from_arrays(
             f"[{labels.min()}, {labels.max()}]"
         )
     seconds = array.shape[1] / sample_rate if duration is None else duration
-    num_samples, augmentation = _check_args(
-        sample_rate, seconds, batch_size, validation_split, augmentation)
+    settings = _check_args(sample_rate, seconds, batch_size, validation_split, seed,
+                           augmentation)
     clips = list(array.astype("float32"))
     return _build(
         clips,
         labels,
         list(class_names),
         [],
-        sample_rate=sample_rate,
-        num_samples=num_samples,
-        batch_size=batch_size,
-        validation_split=validation_split,
-        seed=seed,
-        augmentation=augmentation,
+        **settings,
     )
