@@ -18,27 +18,7 @@ def test_catalog_covers_every_keras_application():
     assert len(registered) == 40
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", kt.list_backbones("keras"))
-def test_catalog_builds_at_minimum_size_with_declared_features(name):
-    spec = kt.get_backbone(name)
-    size = spec.min_size
-    keras.backend.clear_session()
-    backbone = spec.build((size, size, 3), weights=None)
-    x = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype("float32")
-    features = np.asarray(backbone(x))
-    assert features.ndim == 4
-    assert features.shape[-1] == spec.feature_dim
-    assert np.all(np.isfinite(features))
-    # Blocks, where declared, partition the layers in input-to-output order.
-    if spec.blocks is not None:
-        layers = [layer.name for layer in backbone.layers[1:]]
-        blocks = spec.blocks.assign(layers)
-        distinct = list(dict.fromkeys(blocks))
-        assert len(distinct) >= 3, distinct
-        # each block is one contiguous run of layers
-        runs = [b for i, b in enumerate(blocks) if i == 0 or b != blocks[i - 1]]
-        assert len(runs) == len(distinct), runs
+# Every catalog model is built (at its minimum size) in tests/test_catalog.py.
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,9 @@ its minimum size with random weights and runs every per-backbone check on it:
   model's on the image repeated three times, normalization included (full
   features on three backbones), and the registry's Grad-CAM target layer works on
   the first backbone of every family;
-- issue 12: the recorded feature pyramid has the right strides and map sizes.
+- issue 12: the recorded feature pyramid has the right strides and map sizes;
+- the registry: every Keras Applications model builds at its minimum size with
+  the declared feature size, and its blocks partition its layers in order.
 
 Full features are not compared on every backbone: with random weights the deep
 ones are chaotic. Measured here on efficientnet_v2_l at 32 px (weights=None): a
@@ -80,6 +82,7 @@ def _check_backbone(name, full, gradcam=False):
         result["gradcam"] = _gradcam(spec, rgb, np.repeat(gray, 3, -1))
     if spec.source == "keras":
         result["pyramid"] = _pyramid(spec, rgb)
+        result["build"] = _build_facts(spec, rgb)
     keras.backend.clear_session(free_memory=True)
     result["cpu_s"] = round(time.process_time() - start, 2)
     return result
@@ -97,6 +100,22 @@ def _gradcam(spec, rgb, image):
             "map": list(found.output.shape[1:3]), "output": list(rgb.output.shape[1:3]),
             "heat_ok": bool(heat.shape == image.shape[:3] and np.isfinite(heat).all()
                             and heat.min() >= 0 and heat.max() <= 1)}
+
+
+def _build_facts(spec, rgb):
+    """What the registry declares about the built model: feature size, finite
+    features, and blocks that partition the layers in input-to-output order."""
+    size = int(rgb.input_shape[1])
+    x = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype("float32")
+    features = np.asarray(rgb(x))
+    facts = {"ndim": features.ndim, "channels": int(features.shape[-1]),
+             "feature_dim": spec.feature_dim,
+             "finite": bool(np.all(np.isfinite(features)))}
+    if spec.blocks is not None:
+        blocks = spec.blocks.assign([layer.name for layer in rgb.layers[1:]])
+        runs = [b for i, b in enumerate(blocks) if i == 0 or b != blocks[i - 1]]
+        facts["blocks"] = {"distinct": len(dict.fromkeys(blocks)), "runs": len(runs)}
+    return facts
 
 
 def _pyramid(spec, rgb):
@@ -177,6 +196,19 @@ def test_every_catalog_pyramid_has_the_recorded_strides(catalog):
                 assert height == math.ceil(size / stride), (name, stride, height)
         heights = [h for h, _ in shapes]
         assert heights == sorted(set(heights), reverse=True), (name, heights)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_catalog_builds_at_minimum_size_with_declared_features(catalog):
+    built = {n: r["build"] for n, r in catalog.items() if "build" in r}
+    assert len(built) == 40, sorted(built)
+    for name, facts in built.items():
+        assert facts["ndim"] == 4 and facts["finite"], (name, facts)
+        assert facts["channels"] == facts["feature_dim"], (name, facts)
+        if "blocks" in facts:  # each block one contiguous run of layers
+            assert facts["blocks"]["distinct"] >= 3, (name, facts)
+            assert facts["blocks"]["runs"] == facts["blocks"]["distinct"], (name, facts)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["catalog"]:
