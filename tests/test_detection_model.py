@@ -171,6 +171,7 @@ def test_nms_and_decoding_are_per_class_sorted_and_mapped_back():
 
 # --- The model ---------------------------------------------------------------
 
+@pytest.mark.slow
 def test_trains_better_than_chance_saves_and_reloads_exactly(tmp_path):
     x, targets = blob_data(48)
     model = build()
