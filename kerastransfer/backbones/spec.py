@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -342,12 +343,28 @@ def load_weights_file(model, path, backbone_name: str) -> None:
             "model.save_weights), a legacy Keras .h5 file or a .keras file. "
             f"Received: weights={path!r}"
         )
-    try:
-        model.load_weights(path)
-    except Exception as error:  # noqa: BLE001 -- any failure here means a bad file
+    # Keras warns once per layer it cannot find in the file ("Skipping ...: the
+    # layers keep their fresh weights") and may still succeed: a flood of warnings
+    # before our error, or a half-loaded backbone without one. Both become one
+    # WeightsError; other warnings pass through.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except Exception as error:  # noqa: BLE001 -- any failure means a bad file
+            raise WeightsError(
+                f"The weights file does not fit backbone {backbone_name!r} "
+                f"({type(error).__name__}: {str(error)[:300]}). Check that it was "
+                f"saved from the same architecture (include_top=False) and is not "
+                f"corrupt. Received: weights={path!r}"
+            ) from error
+    skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+    if skipped:
         raise WeightsError(
-            f"The weights file does not fit backbone {backbone_name!r} "
-            f"({type(error).__name__}: {str(error)[:300]}). Check that it was saved "
-            f"from the same architecture (include_top=False) and is not corrupt. "
-            f"Received: weights={path!r}"
-        ) from error
+            f"The weights file does not fit backbone {backbone_name!r}: "
+            f"{len(skipped)} parts of the model are not in it and would keep random "
+            f"weights (first: {skipped[0][:200]}). Check that it was saved from the "
+            f"same architecture (include_top=False). Received: weights={path!r}"
+        )
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
