@@ -39,6 +39,7 @@ _EXPORTS = {
     "load_text_csv": "kerastransfer.data.text",
     "TextData": "kerastransfer.data.text",
     "load_model": "kerastransfer.saving",
+    "export_onnx": "kerastransfer.export",
     "Phase": "kerastransfer.training.plan",
     "PhasePlan": "kerastransfer.training.plan",
     "Unfreeze": "kerastransfer.training.phases",
