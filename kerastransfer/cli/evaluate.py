@@ -33,9 +33,12 @@ from kerastransfer.cli.predict import open_predictor
               show_default=True,
               help="2-class and multilabel image models: resamples of the "
                    "confidence intervals.")
+@click.option("--format", "data_format", type=click.Choice(["coco", "voc", "yolo"]),
+              default="coco", show_default=True,
+              help="Detection models: the annotation format of DATA.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def evaluate(model_path, data_dir, batch_size, text_column, label_column, tta,
-             path_column, bootstrap, as_json):
+             path_column, bootstrap, data_format, as_json):
     """Evaluate MODEL (.keras or .onnx) on DATA_DIR/<class>/ images.
 
     Prints accuracy, per-class precision/recall/F1 and the confusion matrix
@@ -62,7 +65,10 @@ def evaluate(model_path, data_dir, batch_size, text_column, label_column, tta,
       kerastransfer evaluate chest.onnx findings.csv --label-column findings
       kerastransfer evaluate text.onnx test.csv --text-column review
 
-    A text model (docs/text.md) is evaluated on a labelled CSV file.
+    A text model (docs/text.md) is evaluated on a labelled CSV file. A
+    detection model (docs/detection.md) is evaluated on a COCO JSON file, a VOC
+    or a YOLO folder (--format): COCO mAP@[.5:.95], mAP@.5, mAP@.75 and each
+    class's AP (pycocotools).
     """
     from types import SimpleNamespace
 
@@ -77,6 +83,11 @@ def evaluate(model_path, data_dir, batch_size, text_column, label_column, tta,
             batch_size=batch_size)
         return _print_metrics(list(predictor.class_names), [y_true], [y_pred],
                               as_json, "Texts")
+    if getattr(predictor, "kind", "image") == "detection":  # COCO/VOC/YOLO boxes
+        from kerastransfer.cli.detection import evaluate_detections
+
+        evaluate_detections(predictor, data_dir, data_format, batch_size, as_json)
+        return None
     if getattr(predictor, "kind", "image") == "segmentation":  # images/ + masks/
         from kerastransfer.cli.segmentation import evaluate_segmentation
 
