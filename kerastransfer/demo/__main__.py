@@ -19,7 +19,7 @@ What it shows, on real handwritten digits with no download:
    against Keras on real images, prediction with the TensorFlow-free
    `OnnxPredictor`, and its speed next to Keras.
 
-Other tasks' demonstrations run with `--task segmentation|audio|text` (their
+Other tasks' demonstrations run with `--task segmentation|audio|text|detection` (their
 own modules, `kerastransfer.demo.<task>`; the other arguments go to them).
 
 `summary.json` holds `{"transfer": {"<k>": {"pretrained": ..., "scratch": ...,
@@ -124,7 +124,8 @@ def transfer_table(rows, budgets) -> tuple[dict, dict]:
 
 TASK_DEMOS = {"segmentation": "kerastransfer.demo.segmentation",
               "audio": "kerastransfer.demo.audio",
-              "text": "kerastransfer.demo.text"}
+              "text": "kerastransfer.demo.text",
+              "detection": "kerastransfer.demo.detection"}
 
 
 def main(argv=None) -> dict:
