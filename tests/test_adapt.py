@@ -105,3 +105,53 @@ def test_multichannel_trains_saves_reloads_exports(tmp_path, channels):
     export_onnx(loaded, onnx_path)
     onnx = OnnxPredictor(onnx_path).predict(x)
     np.testing.assert_allclose(onnx, before, atol=1e-4)
+
+
+def _small_gray_backbone():
+    """A user's 1-channel backbone (in-model rescaling with an offset)."""
+    inputs = keras.Input((32, 32, 1))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="stem_conv")(x)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="top")(x)
+    return keras.Model(inputs, x, name="gray")
+
+
+def test_grayscale_backbone_takes_rgb_images():
+    """C_native = 1 -> C = 3: the gray kernel divided by 3 on each channel, so
+    an RGB image gives the gray model's output on its channel mean (and gray
+    repeated gives the gray output)."""
+    from kerastransfer.tasks.backbone import resolve_backbone
+
+    gray_model = _small_gray_backbone()
+    # Random batch-norm statistics, so the check covers them too.
+    rng = np.random.default_rng(3)
+    bn = gray_model.get_layer("stem_bn")
+    bn.set_weights([rng.uniform(0.5, 2, 8), rng.normal(size=8),
+                    rng.normal(size=8), rng.uniform(0.5, 2, 8)])
+    parts = resolve_backbone(gray_model, weights="own", input_shape=(32, 32, 3))
+    assert parts.input_shape == (32, 32, 3)
+    kernel = parts.model.get_layer("stem_conv_c3").kernel.numpy()
+    gray_kernel = gray_model.get_layer("stem_conv").kernel.numpy()
+    for c in range(3):
+        np.testing.assert_allclose(kernel[:, :, c], gray_kernel[:, :, 0] / 127.5 / 3,
+                                   rtol=1e-5)
+    x = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    want = gray_model(x.mean(axis=-1, keepdims=True))
+    assert _rel(parts.model(x), want) < 1e-5
+    g = x[..., :1]
+    assert _rel(parts.model(np.repeat(g, 3, -1)), gray_model(g)) < 1e-5
+    # The same through a task: a classifier on the gray backbone, RGB images.
+    model = TransferModel(gray_model, 2, input_shape=(32, 32, 3))
+    assert model.image_shape == (32, 32, 3)
+    assert model.predict(x, verbose=0).shape == (2, 2)
+
+
+def test_per_channel_rgb_preprocessing_refused_for_a_gray_backbone():
+    from kerastransfer.errors import InputShapeError
+
+    with pytest.raises(InputShapeError, match="per-channel RGB constants"):
+        adapt_input_channels(_small_gray_backbone(), 3, preprocessing="caffe")
+    with pytest.raises(InputShapeError, match="one entry per kernel input channel"):
+        adapted_kernel(np.ones((3, 3, 1, 4)), 3, [0, 1, 2], [1.] * 3, [0.] * 3)

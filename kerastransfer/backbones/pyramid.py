@@ -297,10 +297,6 @@ def pyramid_layers(spec: Any) -> dict[int, str | int]:
     return {int(stride): layer for stride, layer in pyramid}
 
 
-def _layer(model: keras.Model, ref: str | int):
-    return model.layers[ref] if isinstance(ref, int) else model.get_layer(ref)
-
-
 def pyramid_model(
     backbone: Any,
     input_shape: Sequence[int | None] | None = None,
@@ -341,6 +337,7 @@ def pyramid_model(
     """
     import keras
 
+    from kerastransfer.backbones.adapt import layer_output
     from kerastransfer.backbones.registry import BackboneSpec, get_backbone
 
     if isinstance(backbone, str):
@@ -374,7 +371,9 @@ def pyramid_model(
                 f"{sorted(layers)} only. Choose among them. "
                 f"Received: strides={tuple(strides)}")
         layers = {s: layers[s] for s in sorted(int(s) for s in strides)}
-    outputs = [_layer(backbone, ref).output for ref in layers.values()]
+    # An adapted backbone (C != 3 channels) shares the RGB model's layers in a
+    # new graph: `layer_output` finds each level there.
+    outputs = [layer_output(backbone, ref) for ref in layers.values()]
     return keras.Model(backbone.input, outputs, name=f"{backbone.name}_pyramid")
 
 

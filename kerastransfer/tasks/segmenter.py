@@ -116,7 +116,8 @@ class SegmentationModel(TransferTask):
         num_classes, class_names = _check_args(
             num_classes, class_names, task, decoder, decoder_filters, class_weights)
         with build_scope(strategy, mixed_precision):
-            parts = resolve_backbone(backbone, weights=weights, input_shape=input_shape)
+            parts = resolve_backbone(backbone, weights=weights, input_shape=input_shape,
+                                     preprocessing=preprocessing)
             shape = tuple(parts.input_shape)
             if len(shape) != 3 or any(s is None for s in shape):
                 raise InputShapeError(
@@ -126,6 +127,8 @@ class SegmentationModel(TransferTask):
             encoder = pyramid_model(parts.model, strides=strides, spec=parts.spec)
             parts = dataclasses.replace(parts, model=encoder)
             mode = preprocessing or (parts.spec.preprocessing if parts.spec else "none")
+            if parts.folded_preprocessing is not None:
+                mode = "none"  # folded into the adapted first convolution (C != 3)
 
             # === Functional graph ===
             inputs = keras.Input(shape=shape, name="image")
