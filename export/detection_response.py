@@ -13,7 +13,7 @@ files, or JSON `{"instances": ...}`); the answer is
 
 one entry per image, boxes by descending score in THAT image's own pixels.
 Images are letterboxed to the model's input as `load_detection_data` does for
-training (`kerastransfer.data.detection.letterbox_array`: aspect ratio kept,
+training (`kerastransfer.runtime.letterbox.letterbox_array`: aspect ratio kept,
 gray 114 padding): an upload's size is read from its header, it is decoded
 straight to its letterboxed size (the service's bounded decoding), padded,
 and the boxes are mapped back (`unletterbox_boxes`) and clipped to the image.
@@ -53,7 +53,7 @@ class _Letterboxer:
         self.letterboxes: list[tuple[float, float, float]] = []
 
     def decode(self, data: bytes, size) -> np.ndarray:
-        from kerastransfer.data.detection import letterbox_array
+        from kerastransfer.runtime.letterbox import letterbox_array, letterbox_geometry
 
         own = _header_size(data)
         if own is None:  # e.g. DICOM: decoded at the input size, no letterbox
@@ -63,8 +63,8 @@ class _Letterboxer:
             self.letterboxes.append((1.0, 0.0, 0.0))
             return image
         h, w = own
-        scale = min(self.height / h, self.width / w)
-        inner = (max(1, round(h * scale)), max(1, round(w * scale)), self.channels)
+        scale, new_h, new_w, _, _ = letterbox_geometry(own, (self.height, self.width))
+        inner = (new_h, new_w, self.channels)
         image, letterbox = letterbox_array(self.decoder.decode(data, inner),
                                            (self.height, self.width), scale=scale)
         self.sizes.append(own)
@@ -121,7 +121,7 @@ def detection_response(req: Any, content_type: str, predictor: Any, limits: Any,
                                  default=0.5)
     count = req.get_param_as_int("max_detections", min_value=1,
                                  max_value=MAX_DETECTIONS, default=100)
-    from kerastransfer.data.detection import letterbox_array, unletterbox_boxes
+    from kerastransfer.runtime.letterbox import letterbox_array, unletterbox_boxes
 
     height, width, channels = (int(s) for s in predictor.input_shape)
     if content_type == "application/json":
@@ -141,8 +141,10 @@ def detection_response(req: Any, content_type: str, predictor: Any, limits: Any,
                                     iou_threshold=iou, max_detections=count)
     for prediction, (h, w), letterbox in zip(predictions, sizes, letterboxes,
                                              strict=True):
-        boxes = unletterbox_boxes(prediction["boxes"], letterbox)
-        prediction["boxes"] = np.clip(boxes, 0, [w, h, w, h]).astype("float32")
+        # The images above are at the model's size, so `predict` does not
+        # letterbox them again: the mapping back is done here, once.
+        prediction["boxes"] = unletterbox_boxes(prediction["boxes"], letterbox,
+                                                (h, w))
     return {"predictions": [
         _entry(prediction, name, size, predictor.class_names)
         for prediction, name, size in zip(predictions, names, sizes, strict=True)]}

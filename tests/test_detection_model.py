@@ -159,10 +159,21 @@ def test_nms_and_decoding_are_per_class_sorted_and_mapped_back():
     score = np.sqrt(1 / (1 + np.exp(-big)) * 1 / (1 + np.exp(-big)))
     np.testing.assert_allclose(result["scores"][0], score, rtol=1e-6)
     np.testing.assert_array_equal(result["boxes"][2], [0, 20, 9, 32])
-    # Mapped to an image of 64 rows x 16 columns; and max_detections.
+    # Mapped back to images letterboxed into the input: 64x64 (scale 1/2, no
+    # padding) and 40 rows x 32 columns (scale 0.8 -> 32x26 pixels, 3 columns
+    # of padding on the left: the box reaching into it is clipped to x=0);
+    # and max_detections.
     mapped = decode_detections(outputs, 2, (32, 32), score_threshold=0.2,
-                               image_sizes=[(64, 16)], max_detections=1)[0]
-    np.testing.assert_allclose(mapped["boxes"], [[0, 0, 5, 20]])
+                               image_sizes=[(64, 64)], max_detections=1)[0]
+    np.testing.assert_allclose(mapped["boxes"], [[0, 0, 20, 20]])
+    mapped = decode_detections(outputs, 2, (32, 32), score_threshold=0.2,
+                               image_sizes=[(40, 32)], max_detections=1)[0]
+    np.testing.assert_allclose(mapped["boxes"], [[0, 0, 7 / 0.8, 10 / 0.8]],
+                               rtol=1e-6)
+    # At the input's own size the boxes are the input's (no mapping at all).
+    same = decode_detections(outputs, 2, (32, 32), score_threshold=0.2,
+                             image_sizes=[(32, 32)])[0]
+    np.testing.assert_array_equal(same["boxes"], result["boxes"])
     with pytest.raises(ValueError, match="score_threshold"):
         decode_detections(outputs, 2, (32, 32), score_threshold=1.5)
     with pytest.raises(ValueError, match=r"\(n, locations, 7\)"):
@@ -315,7 +326,8 @@ def test_catalog_backbone_reads_strides_8_to_32():
 def test_export_parity_and_predictor_without_tensorflow(tmp_path):
     from kerastransfer.export import export_onnx
     from kerastransfer.runtime import OnnxPredictor
-    from kerastransfer.runtime.detection import DetectionPredictor, prepare_images
+    from kerastransfer.runtime.detection import DetectionPredictor
+    from kerastransfer.runtime.letterbox import letterbox_array
 
     x, targets = blob_data(16)
     model = build()
@@ -338,17 +350,20 @@ def test_export_parity_and_predictor_without_tensorflow(tmp_path):
         np.testing.assert_allclose(a["boxes"], b["boxes"], atol=1e-3)
         np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-4)
     assert sum(len(d["scores"]) for d in onnx_dets) > 0
-    # Another size in, boxes back in that image's pixels.
-    big = x[0].repeat(2, 0).repeat(3, 1)  # 64 x 96
-    mapped = predictor.predict([big], score_threshold=0.1)[0]
-    small, _ = prepare_images([big], model.image_shape)
-    direct = predictor.predict(small, score_threshold=0.1)[0]
-    np.testing.assert_allclose(mapped["boxes"], direct["boxes"] * [3, 2, 3, 2],
-                               rtol=1e-5)
+    # Another size in: letterboxed as in training, boxes back in that image's
+    # pixels (test_detection_letterbox.py checks the geometry in detail).
+    big = x[0].repeat(2, 0).repeat(2, 1)  # 64 x 64: scale 1/2, no padding
+    boxed, letterbox = letterbox_array(big, model.image_shape[:2])
+    assert letterbox == (0.5, 0.0, 0.0)
+    for detect in (model.predict, predictor.predict):
+        mapped = detect([big], score_threshold=0.1)[0]
+        direct = detect(boxed, score_threshold=0.1)[0]
+        np.testing.assert_allclose(mapped["boxes"], direct["boxes"] * 2, rtol=1e-5)
     # The runtime imports no TensorFlow or Keras.
     code = (
         "import sys, json, numpy as np\n"
         "from kerastransfer.runtime import DetectionPredictor\n"
+        "from kerastransfer.runtime.letterbox import letterbox_array\n"
         f"p = DetectionPredictor({str(path)!r})\n"
         f"out = p.predict(np.zeros((2, {SIZE}, {SIZE}, 3), 'uint8'),\n"
         "                score_threshold=0.0, iou_threshold=0.3, max_detections=5)\n"

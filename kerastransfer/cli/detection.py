@@ -137,8 +137,8 @@ def export_sample(model_path: str, model, validation_dir: str | None):
     """`(images, description)` `export` validates on: letterboxed images of
     `--validation-dir` (a folder of images), else of the recorded data set."""
     from kerastransfer.cli.record import read_record, record_path
-    from kerastransfer.data.detection import letterbox_array
     from kerastransfer.runtime.files import list_image_files
+    from kerastransfer.runtime.letterbox import letterbox_array
 
     size = tuple(model.image_shape[:2])
     if validation_dir is not None:
@@ -177,7 +177,7 @@ def detect_files(predictor, paths, *, score_threshold: float = 0.05,
         "boxes", "scores", "labels"}` per readable file, the images as read,
         and `[(path, reason)]` of the unreadable ones.
     """
-    from kerastransfer.data.detection import letterbox_array, unletterbox_boxes
+    from kerastransfer.runtime.letterbox import letterbox_array, unletterbox_boxes
 
     height, width, channels = (int(s) for s in predictor.input_shape)
     results, originals, skipped = [], [], []
@@ -200,10 +200,11 @@ def detect_files(predictor, paths, *, score_threshold: float = 0.05,
         for (path, image, letterbox), prediction in zip(chunk, predictions,
                                                          strict=True):
             h, w = image.shape[:2]
-            boxes = np.clip(unletterbox_boxes(prediction["boxes"], letterbox), 0,
-                            [w, h, w, h])
+            # `batch` is at the model's size, so `predict` did not letterbox
+            # again: the boxes are mapped back here, once.
+            boxes = unletterbox_boxes(prediction["boxes"], letterbox, (h, w))
             results.append({"path": path, "height": h, "width": w,
-                            "boxes": boxes.astype("float32"),
+                            "boxes": boxes,
                             "scores": prediction["scores"],
                             "labels": prediction["labels"]})
             originals.append(image)

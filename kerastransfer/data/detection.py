@@ -37,6 +37,15 @@ import numpy as np
 from kerastransfer.data.checks import check_image_size, check_validation_split
 from kerastransfer.errors import DataError
 
+# One letterboxing for training and prediction, in the TensorFlow-free runtime
+# (re-exported here: `from kerastransfer.data.detection import letterbox_array`).
+from kerastransfer.runtime.letterbox import (
+    LETTERBOX_FILL,
+    letterbox_array,
+    letterbox_geometry,
+    unletterbox_boxes,
+)
+
 __all__ = ["DetectionData", "load_detection_data", "check_detection_targets",
            "letterbox_image", "letterbox_array", "unletterbox_boxes",
            "DETECTION_FORMATS",
@@ -45,7 +54,6 @@ __all__ = ["DetectionData", "load_detection_data", "check_detection_targets",
 logger = logging.getLogger("kerastransfer")
 
 DETECTION_FORMATS = ("coco", "voc", "yolo")
-LETTERBOX_FILL = 114  # YOLO's gray: the padding is neither black nor white
 _MAX_LISTED = 20
 
 
@@ -251,70 +259,12 @@ def letterbox_image(image, image_size) -> tuple[np.ndarray, float, float, float]
         image = Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8))
     image = image.convert("RGB")
     w, h = image.size
-    scale = min(height / h, width / w)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
+    scale, new_h, new_w, pad_x, pad_y = letterbox_geometry((h, w), (height, width))
     canvas = np.full((height, width, 3), LETTERBOX_FILL, dtype=np.uint8)
     resized = image.resize((new_w, new_h), Image.BILINEAR) \
         if (new_w, new_h) != (w, h) else image
     canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = np.asarray(resized)
     return canvas, float(scale), float(pad_x), float(pad_y)
-
-
-def letterbox_array(image, image_size, *, scale: float | None = None
-                    ) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """`letterbox_image` for any number of channels and float values: what a
-    model trained on `load_detection_data` is shown at prediction time (the
-    CLI's `predict`/`evaluate` and the edge service).
-
-    Args:
-        image: `(h, w)` or `(h, w, c)` pixel values in [0, 255].
-        image_size: the model's `(height, width)`.
-        scale: the scale of an image already resized by the caller (the edge
-            service decodes uploads straight to the letterboxed size); the
-            image is then only padded. Defaults to `None` (computed, and the
-            image resized bilinearly as `letterbox_image` does).
-
-    Returns:
-        `(array, (scale, pad_x, pad_y))`: float32 `(H, W, c)` filled with
-        `LETTERBOX_FILL` outside the picture, and the mapping
-        `unletterbox_boxes` takes.
-    """
-    from PIL import Image
-
-    height, width = check_image_size(image_size)
-    array = np.asarray(image, dtype=np.float32)
-    if array.ndim == 2:
-        array = array[..., None]
-    h, w = array.shape[:2]
-    if scale is None:
-        scale = min(height / h, width / w)
-        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-        if (new_h, new_w) != (h, w):
-            array = np.stack([np.asarray(Image.fromarray(array[..., c], mode="F")
-                                         .resize((new_w, new_h), Image.BILINEAR))
-                              for c in range(array.shape[-1])], axis=-1)
-    new_h, new_w = array.shape[:2]
-    pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
-    canvas = np.full((height, width, array.shape[-1]), LETTERBOX_FILL, np.float32)
-    canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = array
-    return canvas, (float(scale), float(pad_x), float(pad_y))
-
-
-def unletterbox_boxes(boxes, letterbox) -> np.ndarray:
-    """Maps xyxy boxes from letterboxed pixels back to the original image's.
-
-    Args:
-        boxes: `(k, 4)` xyxy in letterboxed pixels.
-        letterbox: `(scale, pad_x, pad_y)` of that image (a row of
-            `DetectionData.letterbox`).
-
-    Returns:
-        float32 `(k, 4)` xyxy in the original image's pixels.
-    """
-    scale, pad_x, pad_y = (float(v) for v in letterbox)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return ((boxes - [pad_x, pad_y, pad_x, pad_y]) / scale).astype(np.float32)
 
 
 def _split(count: int, validation_split: float, seed: int):

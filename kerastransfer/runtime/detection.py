@@ -18,8 +18,14 @@ arguments of every call (no re-export to change them):
    (a box suppresses lower-scored boxes of its class with IoU >
    `iou_threshold`), ties broken by position (stable sort: deterministic);
 3. the best `max_detections`, by descending score, mapped from the model's
-   input size to each image's own size (images of another size are resized
-   to the input, bilinear, before the model).
+   input to each image's own pixels and clipped to it. Images of another size
+   are letterboxed before the model exactly as `load_detection_data`
+   letterboxes training images (`kerastransfer.runtime.letterbox`: aspect
+   ratio kept, bilinear, centred on gray 114), so a model predicts on an
+   image of any size as it was trained, and the boxes are mapped back by
+   `(box - pad) / scale`; the letterbox of an image follows from its size
+   alone, so `image_sizes` is all the decoding needs. Images already at the
+   input size are not touched (scale 1, no padding).
 
 Why the decoding is not inside the ONNX graph: the thresholds would be frozen
 into the file and ONNX `NonMaxSuppression` returns a variable number of boxes
@@ -37,6 +43,11 @@ from typing import Any
 import numpy as np
 
 from kerastransfer.runtime.images import OnnxPredictor
+from kerastransfer.runtime.letterbox import (
+    letterbox_array,
+    letterbox_geometry,
+    unletterbox_boxes,
+)
 
 __all__ = ["DetectionPredictor", "decode_detections", "nms", "prepare_images",
            "detections_to_json", "check_decoding_args"]
@@ -111,8 +122,10 @@ def decode_detections(outputs: np.ndarray, num_classes: int, input_size: Sequenc
         iou_threshold: the NMS overlap threshold. Defaults to `0.5`.
         max_detections: detections per image at most. Defaults to `100`.
         pre_nms_top_k: candidates per image entering NMS. Defaults to `1000`.
-        image_sizes: each image's own `(height, width)`: boxes are scaled to
-            it. Defaults to `None` (the input size).
+        image_sizes: each image's own `(height, width)`, letterboxed into
+            the input by `prepare_images`: boxes are mapped back to its pixels
+            (`unletterbox_boxes`) and clipped to it. Defaults to `None` (boxes
+            in the input's pixels).
 
     Returns:
         A list of `{"boxes": float32 (k, 4) xyxy, "scores": float32 (k,),
@@ -148,27 +161,23 @@ def decode_detections(outputs: np.ndarray, num_classes: int, input_size: Sequenc
         keep = np.asarray(keep, dtype="int64")
         keep = keep[np.lexsort((keep, -kept_scores[keep]))][:max_detections]
         boxes = boxes[keep]
-        if image_sizes is not None:
-            h, w = image_sizes[i][:2]
-            boxes = boxes * np.asarray([w / width, h / height] * 2)
+        if image_sizes is not None and tuple(image_sizes[i][:2]) != (height, width):
+            scale, _, _, pad_x, pad_y = letterbox_geometry(
+                image_sizes[i][:2], (int(height), int(width)))
+            boxes = unletterbox_boxes(boxes, (scale, pad_x, pad_y),
+                                      image_sizes[i][:2]).astype("float64")
         results.append({"boxes": boxes.astype("float32").reshape(-1, 4),
                         "scores": kept_scores[keep].astype("float32"),
                         "labels": labels[keep].astype("int32")})
     return results
 
 
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    from PIL import Image
-
-    planes = [np.asarray(Image.fromarray(image[..., c]).resize(
-        (width, height), Image.BILINEAR)) for c in range(image.shape[-1])]
-    return np.stack(planes, axis=-1)
-
-
 def prepare_images(images: Any, input_shape: Sequence[int]
                    ) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Images of any sizes -> a float32 batch at the model's size, and each
-    image's own `(height, width)`.
+    """Images of any sizes -> a float32 batch at the model's size
+    (letterboxed as in training, `letterbox_array`; images at the model's
+    size unchanged), and each image's own `(height, width)` (what
+    `decode_detections(image_sizes=...)` maps the boxes back with).
 
     Args:
         images: one image `(h, w, c)`, a batch `(n, h, w, c)` or a list of
@@ -203,9 +212,8 @@ def prepare_images(images: Any, input_shape: Sequence[int]
                 f"[0, 255]. Received: image {i} of shape {image.shape} and dtype "
                 f"{image.dtype}")
         sizes.append((int(image.shape[0]), int(image.shape[1])))
-        image = image.astype("float32", copy=False)
         if sizes[-1] != (height, width):
-            image = _resize(image, height, width)
+            image, _ = letterbox_array(image, (height, width))
         out[i] = image
     return out, sizes
 
@@ -246,14 +254,16 @@ class DetectionPredictor(OnnxPredictor):
 
     def predict_raw(self, images: Any, batch_size: int = 32) -> np.ndarray:
         """The raw head outputs `(n, locations, num_classes + 5)` (images of
-        any size are resized to the model's input)."""
+        any size are letterboxed to the model's input, `prepare_images`)."""
         batch, _ = prepare_images(images, self.input_shape)
         return OnnxPredictor.predict(self, batch, batch_size=batch_size)
 
     def predict(self, images: Any, batch_size: int = 32, *,
                 score_threshold: float = 0.05, iou_threshold: float = 0.5,
                 max_detections: int = 100) -> list[dict]:
-        """Detects objects; boxes in each input image's own pixels.
+        """Detects objects; boxes in each input image's own pixels (images
+        of another size are letterboxed as in training, see the module
+        docstring, and the boxes mapped back and clipped).
 
         Args:
             images: one image, a batch or a list of images of any sizes (RGB,

@@ -23,7 +23,10 @@ Targets follow KerasHub's convention: `fit(images, targets)` with one dict per
 image, `{"boxes": (k, 4) xyxy pixels of the image as given, "labels": (k,)
 ints}`; they are encoded in numpy (`kerastransfer/detection/targets.py`), in
 the input pipeline when augmenting (`kerastransfer.data.detection_augment`).
-`predict(images)` returns the same dicts plus `"scores"`.
+`predict(images)` returns the same dicts plus `"scores"`; images of another
+size than the input are letterboxed first exactly as `load_detection_data`
+letterboxes training images (`kerastransfer/runtime/letterbox.py`), and the
+boxes come back in each image's own pixels, clipped to it.
 """
 
 from __future__ import annotations
@@ -298,7 +301,7 @@ class DetectionModel(TransferTask):
     def predict_raw(self, images, batch_size: int = 32, verbose: Any = 0
                     ) -> np.ndarray:
         """The raw head outputs `(n, locations, num_classes + 5)` (what the
-        ONNX file outputs); images of another size are resized first."""
+        ONNX file outputs); images of another size are letterboxed first."""
         from kerastransfer.runtime.detection import prepare_images
 
         batch, _ = prepare_images(images, self.image_shape)
@@ -312,7 +315,9 @@ class DetectionModel(TransferTask):
 
         Args:
             x: one image, a batch `(n, h, w, c)` or a list of images of any
-                sizes, [0, 255]; other sizes are resized to the model's input.
+                sizes, [0, 255]; other sizes are letterboxed into the model's
+                input as in training (aspect ratio kept, gray padding) and the
+                boxes mapped back to each image's pixels (clipped to it).
             batch_size: images per step. Defaults to `32`.
             verbose: as for `keras.Model.predict`. Defaults to `0`.
             score_threshold: the lowest score kept. Defaults to `0.05`.
