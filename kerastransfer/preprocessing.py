@@ -14,10 +14,9 @@ from keras import ops
 
 # The one copy of the constants is TensorFlow-free, for the runtime too.
 from kerastransfer.runtime.preprocess import CAFFE_BGR_MEAN as _CAFFE_BGR_MEAN
-from kerastransfer.runtime.preprocess import PREPROCESSING_MODES
+from kerastransfer.runtime.preprocess import PREPROCESSING_MODES, resolve_window
 from kerastransfer.runtime.preprocess import TORCH_MEAN as _TORCH_MEAN
 from kerastransfer.runtime.preprocess import TORCH_STD as _TORCH_STD
-from kerastransfer.runtime.preprocess import resolve_window
 
 __all__ = ["ImagePreprocessing", "PREPROCESSING_MODES"]
 

@@ -53,7 +53,7 @@ def bn_stats(model):
 
 def assert_same(a, b):
     for key in a:
-        for x, y in zip(a[key], b[key]):
+        for x, y in zip(a[key], b[key], strict=True):
             np.testing.assert_array_equal(x, y, err_msg=key)
 
 
@@ -129,14 +129,14 @@ def test_bn_statistics_fixed_through_both_phases(tiny_spec):
     model.fit(x, y, epochs=2, fine_tune_epochs=0, batch_size=8, verbose=0)
     # Frozen phase: nothing in the backbone moved, BN statistics included.
     assert_same(before, bn_stats(model))
-    for a, b in zip(backbone_before, weights_of(model.backbone)):
+    for a, b in zip(backbone_before, weights_of(model.backbone), strict=True):
         np.testing.assert_array_equal(a, b)
     model.fit(x, y, epochs=0, fine_tune_epochs=2, unfreeze="all", batch_size=8,
               verbose=0)
     # Fine-tuning: conv kernels change, BN statistics still do not.
     assert_same(before, bn_stats(model))
     changed = [not np.array_equal(a, b) for a, b in
-               zip(backbone_before, weights_of(model.backbone))]
+               zip(backbone_before, weights_of(model.backbone), strict=True)]
     assert any(changed)
     # train_bn=True lets the statistics move.
     model.fit(x, y, epochs=0, fine_tune_epochs=1, train_bn=True, batch_size=8,

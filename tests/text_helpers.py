@@ -41,7 +41,8 @@ def sentiment_task(n, seed=0):
     texts, labels = [], []
     for i in range(n):
         label = i % 2
-        words = list(rng.choice(FILLER, 5)) + [rng.choice(POSITIVE if label else NEGATIVE)]
+        words = list(rng.choice(FILLER, 5))
+        words.append(rng.choice(POSITIVE if label else NEGATIVE))
         rng.shuffle(words)
         texts.append(" ".join(words))
         labels.append(label)

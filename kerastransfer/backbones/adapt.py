@@ -48,7 +48,8 @@ import numpy as np
 
 from kerastransfer.errors import InputShapeError
 
-__all__ = ["adapt_input_channels", "adapted_kernel", "layer_output", "AppendOnes"]
+__all__ = ["adapt_input_channels", "adapted_kernel", "layer_output",  # noqa: F822
+           "AppendOnes"]  # built lazily, see __getattr__
 
 _CONV_TYPES = ("Conv2D",)
 
@@ -186,7 +187,8 @@ def measure_stem(backbone, preprocessing: str = "none"):
     got = run(x)
     atol = 1e-4 * (np.abs(expected).max() + 1)
     if not np.allclose(got, expected, rtol=1e-4, atol=atol):
-        raise InputShapeError(_not_affine(backbone, "the map is not affine per channel"))
+        raise InputShapeError(
+            _not_affine(backbone, "the map is not affine per channel"))
     return conv, holder, perm, scale, offset, pad
 
 

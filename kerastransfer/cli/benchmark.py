@@ -36,9 +36,8 @@ def benchmark(model_path, batch_size, runs, warmup, seed, as_json):
     import numpy as np
 
     model_kind(model_path, "'MODEL'", (".onnx",))
-    from kerastransfer.runtime import OnnxPredictor
-
     from kerastransfer.cli.audio import open_audio_predictor
+    from kerastransfer.runtime import OnnxPredictor
 
     predictor = open_audio_predictor(model_path)
     if predictor is not None:  # waveforms in [-1, 1]

@@ -60,7 +60,7 @@ def group_split_indices(labels, groups: Sequence, validation_split: float, seed:
             f"validation_split=0. Received: groups={unique.tolist()}")
     if validation_split == 0:
         raise ValueError("groups need validation_split > 0 (there is nothing to "
-                         f"split otherwise). Received: validation_split=0")
+                         "split otherwise). Received: validation_split=0")
     index = np.arange(len(labels))
     if labels.ndim == 1:
         n_splits = int(min(max(2, round(1.0 / validation_split)), len(unique)))

@@ -113,7 +113,8 @@ def text_data_from_lists(texts: Sequence, labels: Sequence, *,
             skipped.append((i, f"not text ({type(text).__name__})"))
         elif not text.strip():
             skipped.append((i, "empty text"))
-        elif labels[i] is None or (isinstance(labels[i], str) and not labels[i].strip()):
+        elif labels[i] is None or (
+                isinstance(labels[i], str) and not labels[i].strip()):
             skipped.append((i, "no label"))
         else:
             keep.append(i)
@@ -134,7 +135,8 @@ def text_data_from_lists(texts: Sequence, labels: Sequence, *,
     else:  # split the groups, then take their rows
         keys = np.array([str(groups[i]) for i in keep])
         unique = np.unique(keys)
-        g_train, g_val = split_indices(np.zeros(len(unique), int), validation_split, seed)
+        g_train, g_val = split_indices(np.zeros(len(unique), int), validation_split,
+                                       seed)
         val_keys = set(unique[g_val])
         val = np.flatnonzero([k in val_keys for k in keys])
         train = np.flatnonzero([k not in val_keys for k in keys])
