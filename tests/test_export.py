@@ -274,6 +274,29 @@ def test_export_patches_are_restored(mnv3_onnx):
                                atol=1e-6)
 
 
+def test_tf2onnx_optimizer_copies_are_collected_and_the_table_restored(monkeypatch):
+    """The tf2onnx memory workaround (export/convert.py): every optimizer is
+    made after a garbage collection, and the table is tf2onnx's own again
+    after the conversion (fact 24: 6.7 -> 2.6 GiB for a ResNet50)."""
+    import gc
+
+    import tf2onnx.optimizer
+
+    from kerastransfer.export.convert import collected_optimizer_copies
+
+    table = tf2onnx.optimizer._optimizers
+    original = dict(table)
+    collections = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(1) or 0)
+    with collected_optimizer_copies():
+        assert set(table) == set(original)
+        assert all(table[name] is not original[name] for name in original)
+        made = table["fold_constants"]()
+        assert type(made) is type(original["fold_constants"]())
+        assert collections == [1]
+    assert dict(table) == original
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(opset=9), "opset"),
     (dict(atol=-1), "atol"),

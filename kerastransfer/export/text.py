@@ -76,7 +76,7 @@ def _convert(keras_model, opset):
     import tensorflow as tf
     import tf2onnx
 
-    from kerastransfer.export.convert import quiet_tf2onnx
+    from kerastransfer.export.convert import collected_optimizer_copies, quiet_tf2onnx
 
     spec = tuple(tf.TensorSpec((None, None), tf.int32, name=n)
                  for n in ("token_ids", "segment_ids", "padding_mask"))
@@ -88,7 +88,7 @@ def _convert(keras_model, opset):
                                             "padding_mask": padding_mask},
                                            training=False)}
 
-    with quiet_tf2onnx():
+    with quiet_tf2onnx(), collected_optimizer_copies():
         try:
             proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec,
                                                      opset=opset)
