@@ -29,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from kerastransfer.detection.targets import grid_locations
+from kerastransfer.tasks.resize import BilinearResize
 
 __all__ = ["FcosBoxes", "head_layers", "wire_head"]
 
@@ -114,7 +115,7 @@ def _upsample_to(x, shape):
         return keras.layers.UpSampling2D(2)(x)  # exact nearest neighbour
     if tuple(x.shape[1:3]) == (height, width):
         return x
-    return keras.layers.Resizing(height, width, interpolation="bilinear")(x)
+    return BilinearResize(height, width)(x)  # not Resizing: tasks/resize.py
 
 
 def _flatten(x):
