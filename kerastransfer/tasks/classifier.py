@@ -24,6 +24,7 @@ from kerastransfer.errors import DataError, InputShapeError
 from kerastransfer.preprocessing import ImagePreprocessing
 from kerastransfer.tasks.backbone import build_scope, resolve_backbone
 from kerastransfer.tasks.base import TransferTask
+from kerastransfer.tasks.classes import resolve_classes
 
 __all__ = ["TransferModel", "TASKS", "POOLINGS"]
 
@@ -259,43 +260,15 @@ def _check_head_args(num_classes, class_names, task, pooling, dropout, hidden_un
             "hidden_units must be positive integers. "
             f"Received: hidden_units={hidden_units!r}"
         )
-    if class_names is not None:
-        class_names = [str(c) for c in class_names]
-        if len(set(class_names)) != len(class_names):
-            raise ValueError(
-                f"class_names must be unique. Received: class_names={class_names}"
-            )
-    if num_classes is None:
-        if class_names is not None:
-            num_classes = len(class_names)
-        elif task == "regression":
-            num_classes = 1
-        else:
-            raise ValueError(
-                "Pass num_classes (or class_names) for a classification task. "
-                "Received: num_classes=None"
-            )
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool):
-        raise TypeError(
-            f"num_classes must be an int. Received: num_classes={num_classes!r}"
-        )
+    if num_classes is None and class_names is None and task == "regression":
+        num_classes = 1
     minimum = 2 if task == "multiclass" else 1
-    if num_classes < minimum:
-        fix = (" For a yes/no problem use num_classes=2, or task='multilabel' with "
-               "num_classes=1." if task == "multiclass" else "")
-        raise ValueError(
-            f"A {task} head needs num_classes >= {minimum}.{fix} "
-            f"Received: num_classes={num_classes}"
-        )
-    if class_names is None:
-        class_names = [str(i) for i in range(num_classes)]
-    elif len(class_names) != num_classes and task != "regression":
-        raise ValueError(
-            f"class_names has {len(class_names)} names but num_classes is "
-            f"{num_classes}. Pass one name per class. "
-            f"Received: class_names={class_names}"
-        )
-    return num_classes, class_names
+    return resolve_classes(
+        num_classes, class_names, minimum=minimum, head=f"{task} head",
+        missing="Pass num_classes (or class_names) for a classification task.",
+        below=(" For a yes/no problem use num_classes=2, or task='multilabel' with "
+               "num_classes=1." if task == "multiclass" else ""),
+        names_must_match=task != "regression")
 
 
 def _check_threshold(threshold, task, num_classes):

@@ -48,6 +48,7 @@ from kerastransfer.errors import InputShapeError
 from kerastransfer.preprocessing import ImagePreprocessing
 from kerastransfer.tasks.backbone import build_scope, resolve_backbone
 from kerastransfer.tasks.base import TransferTask
+from kerastransfer.tasks.classes import resolve_classes
 
 __all__ = ["DetectionModel", "HEADS", "DETECTION_STRIDES"]
 
@@ -411,25 +412,5 @@ def _check_args(num_classes, class_names, head, filters, head_convs):
                 or value < low:
             raise ValueError(f"{arg} must be an int >= {low}. "
                              f"Received: {arg}={value!r}")
-    if class_names is not None:
-        class_names = [str(c) for c in class_names]
-        if len(set(class_names)) != len(class_names):
-            raise ValueError(
-                f"class_names must be unique. Received: class_names={class_names}")
-    if num_classes is None:
-        if class_names is None:
-            raise ValueError("Pass num_classes (or class_names). "
-                             "Received: num_classes=None")
-        num_classes = len(class_names)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
-            or num_classes < 1:
-        raise ValueError("num_classes must be a positive int (object classes, no "
-                         f"background). Received: num_classes={num_classes!r}")
-    if class_names is None:
-        class_names = [str(i) for i in range(num_classes)]
-    elif len(class_names) != num_classes:
-        raise ValueError(
-            f"class_names has {len(class_names)} names but num_classes is "
-            f"{num_classes}. Pass one name per class. Received: "
-            f"class_names={class_names}")
-    return int(num_classes), class_names
+    return resolve_classes(num_classes, class_names, head="detection head",
+                           below=" (Object classes; no background class.)")

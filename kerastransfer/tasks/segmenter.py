@@ -35,6 +35,7 @@ from kerastransfer.errors import DataError, InputShapeError
 from kerastransfer.preprocessing import ImagePreprocessing
 from kerastransfer.tasks.backbone import build_scope, resolve_backbone
 from kerastransfer.tasks.base import TransferTask
+from kerastransfer.tasks.classes import resolve_classes
 from kerastransfer.tasks.segmentation_decoder import decode, decoder_layers, flat
 from kerastransfer.tasks.segmentation_loss import SegmentationLoss
 
@@ -292,31 +293,10 @@ def _check_args(num_classes, class_names, task, decoder, filters, class_weights)
         raise ValueError(
             "decoder_filters must be positive ints, deepest stage first. "
             f"Received: decoder_filters={filters!r}")
-    if class_names is not None:
-        class_names = [str(c) for c in class_names]
-        if len(set(class_names)) != len(class_names):
-            raise ValueError(
-                f"class_names must be unique. Received: class_names={class_names}")
-    if num_classes is None:
-        if class_names is None:
-            raise ValueError("Pass num_classes (or class_names), the background "
-                             "included. Received: num_classes=None")
-        num_classes = len(class_names)
-    if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool):
-        raise TypeError(
-            f"num_classes must be an int. Received: num_classes={num_classes!r}")
-    minimum = 2 if task == "multiclass" else 1
-    if num_classes < minimum:
-        raise ValueError(
-            f"A {task} segmentation needs num_classes >= {minimum} (the background "
-            f"is a class). Received: num_classes={num_classes}")
-    if class_names is None:
-        class_names = [str(i) for i in range(num_classes)]
-    elif len(class_names) != num_classes:
-        raise ValueError(
-            f"class_names has {len(class_names)} names but num_classes is "
-            f"{num_classes}. Pass one name per class. Received: "
-            f"class_names={class_names}")
+    num_classes, class_names = resolve_classes(
+        num_classes, class_names, minimum=2 if task == "multiclass" else 1,
+        head=f"{task} segmentation", below=" (The background is a class.)",
+        missing="Pass num_classes (or class_names), the background included.")
     if class_weights is not None and (
             len(class_weights) != num_classes
             or any(not np.isfinite(w) or w < 0 for w in class_weights)):
