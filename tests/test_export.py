@@ -281,11 +281,13 @@ def test_tf2onnx_optimizer_copies_are_collected_and_the_table_restored(monkeypat
     import gc
 
     import tf2onnx.optimizer
+    import tf2onnx.tf_loader
 
     from kerastransfer.export.convert import collected_optimizer_copies
 
     table = tf2onnx.optimizer._optimizers
     original = dict(table)
+    grappler = tf2onnx.tf_loader.tf_optimize_grappler
     collections = []
     monkeypatch.setattr(gc, "collect", lambda *a: collections.append(1) or 0)
     with collected_optimizer_copies():
@@ -294,7 +296,9 @@ def test_tf2onnx_optimizer_copies_are_collected_and_the_table_restored(monkeypat
         made = table["fold_constants"]()
         assert type(made) is type(original["fold_constants"]())
         assert collections == [1]
+        assert tf2onnx.tf_loader.tf_optimize_grappler is not grappler
     assert dict(table) == original
+    assert tf2onnx.tf_loader.tf_optimize_grappler is grappler
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -67,41 +67,48 @@ def quiet_tf2onnx() -> Iterator[None]:
 
 @contextlib.contextmanager
 def collected_optimizer_copies() -> Iterator[None]:
-    """Frees tf2onnx's graph copies between its ONNX optimizers.
+    """Frees tf2onnx's dropped graph copies while it converts.
 
     tf2onnx 1.17's `optimize_graph` deep-copies the whole graph (constants
     included) before each of its 12 optimizers, on every pass, and the copies
-    it drops hold reference cycles that only the cyclic garbage collector
-    frees, which rarely runs then (few new container objects). Converting a
-    ResNet50 at 64 px peaked at 6.7 GiB resident, and stayed there; with a
-    `gc.collect()` before each optimizer is made, 2.6 GiB (docs/design.md,
-    fact 24). tf2onnx has no public switch for this: the optimizer table
-    (`tf2onnx.optimizer._optimizers`, private) is wrapped for the conversion
-    only and restored after; without the table the conversion runs unchanged.
+    it drops, like the frozen graph it hands to grappler, hold reference cycles
+    that only the cyclic garbage collector frees, which rarely runs then (few
+    new container objects). Converting a ResNet50 at 64 px peaked at 6.7 GiB
+    resident and stayed there; with a `gc.collect()` before each optimizer is
+    made and before grappler runs, 2.6 GiB (InceptionResNetV2 at 75 px: 5.2 ->
+    4.6 GiB; docs/design.md, fact 24). tf2onnx has no public switch for this:
+    the optimizer table (`tf2onnx.optimizer._optimizers`) and
+    `tf2onnx.tf_loader.tf_optimize_grappler` (private) are wrapped for the
+    conversion only and restored after; without them it runs unchanged.
     """
     import gc
 
     import tf2onnx.optimizer
+    import tf2onnx.tf_loader
+
+    def collecting(function):
+        def call(*args, **kwargs):
+            gc.collect()
+            return function(*args, **kwargs)
+        return call
 
     table = getattr(tf2onnx.optimizer, "_optimizers", None)
-    if not isinstance(table, dict):
-        yield
-        return
-    original = dict(table)
-
-    def collecting(factory):
-        def make():
-            gc.collect()
-            return factory()
-        return make
-
+    grappler = getattr(tf2onnx.tf_loader, "tf_optimize_grappler", None)
     with _PATCH_LOCK:
-        table.update({name: collecting(f) for name, f in original.items()})
+        original = dict(table) if isinstance(table, dict) else None
+        if original is not None:
+            table.update({name: collecting(f) for name, f in original.items()})
+        if callable(grappler):
+            tf2onnx.tf_loader.tf_optimize_grappler = collecting(grappler)
         try:
             yield
         finally:
-            table.clear()
-            table.update(original)
+            if original is not None:
+                table.clear()
+                table.update(original)
+            if callable(grappler):
+                tf2onnx.tf_loader.tf_optimize_grappler = grappler
+            gc.collect()  # the last copies, before the caller validates the file
 
 
 def reference_model(model: Any, *, include_preprocessing: bool = True,
