@@ -25,7 +25,7 @@ XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
 
 ## Run the whole test suite (slow tests included). Ends with the peak RSS line.
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(XDIST) --durations=30 $(PYTEST_ARGS)
 
 ## Everything but the tests marked slow: for development.
 test-fast: $(STAMP)

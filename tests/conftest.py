@@ -181,7 +181,8 @@ FAST_TIMEOUT = 240
 # a time (`make test`), starting the long ones first keeps one long module from
 # running alone at the end. Rough order, from `--durations` runs.
 LONG_MODULES = (
-    "test_catalog.py", "test_docs.py", "test_demo.py", "test_export.py",
+    "test_catalog.py", "test_docs.py", "test_docs_tasks.py", "test_demo.py",
+    "test_export.py",
     "test_detection_model.py", "test_audio_model.py", "test_segmentation_catalog.py",
     "test_tfhub.py", "test_distribute.py", "test_audio_demo.py", "test_text_demo.py",
     "test_cli.py", "test_resume.py", "test_segmentation.py", "test_text.py",
