@@ -367,3 +367,22 @@ def test_cli_train_evaluate_export_predict(tmp_path):
         tmp_path / "pred")
     mask = np.asarray(Image.open(tmp_path / "pred" / "3.png"))
     assert mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 1, 2}
+
+
+def test_bilinear_resize_traced_without_static_sizes():
+    """An augmentation pipeline's batches have no static height/width: the
+    resize inside the decoder still uses the built sizes (the same values as
+    keras.ops.image.resize), and a model of any input size resizes dynamically."""
+    import tensorflow as tf
+
+    from kerastransfer.tasks.resize import BilinearResize
+
+    x = np.random.default_rng(0).normal(size=(2, 3, 3, 2)).astype("float32")
+    expected = np.asarray(keras.ops.image.resize(x, (8, 8)))
+    inputs = keras.Input((3, 3, 2))
+    fixed = keras.Model(inputs, BilinearResize(8, 8)(inputs))
+    traced = tf.function(fixed, input_signature=[tf.TensorSpec((None, None, None, 2))])
+    np.testing.assert_allclose(traced(x).numpy(), expected, atol=1e-6)
+    inputs = keras.Input((None, None, 2))
+    any_size = keras.Model(inputs, BilinearResize(8, 8)(inputs))
+    np.testing.assert_allclose(np.asarray(any_size(x)), expected, atol=1e-6)

@@ -68,10 +68,22 @@ class BilinearResize(keras.layers.Layer):
         super().__init__(**kwargs)
         self.height, self.width = int(height), int(width)
 
+    def build(self, input_shape):
+        # The sizes the model was built with: a dataset whose elements have no
+        # static height/width (augmentation pipelines) traces `call` with
+        # `None` there, and the gather indices need the real sizes.
+        self._built_hw = tuple(input_shape[1:3])
+        super().build(input_shape)
+
     def call(self, inputs):
         x = inputs
+        built = getattr(self, "_built_hw", (None, None))
+        sizes = [x.shape[1] or built[0], x.shape[2] or built[1]]
+        if None in sizes:  # a model of any input size: the same kernel, dynamic
+            return keras.ops.image.resize(x, (self.height, self.width),
+                                          interpolation="bilinear")
         for axis, out_size in ((2, self.width), (1, self.height)):
-            in_size = int(x.shape[axis])
+            in_size = int(sizes[axis - 1])
             if in_size == out_size:
                 continue
             lower, upper, weight = _bilinear_weights(in_size, out_size)
