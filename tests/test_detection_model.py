@@ -9,6 +9,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from training_helpers import StopAt
 
 import kerastransfer as kt
 from kerastransfer.detection.losses import DetectionLoss, giou_loss
@@ -222,16 +223,6 @@ def test_trains_better_than_chance_saves_and_reloads_exactly(tmp_path):
     assert isinstance(loaded.loss, DetectionLoss)
 
 
-class _StopAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated crash")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("augmentation", [None, True])
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, augmentation):
@@ -242,7 +233,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, augmentatio
     reference.fit(x, targets, checkpoint_dir=tmp_path / "a", **args)
     with pytest.raises(KeyboardInterrupt):
         build().fit(x, targets, checkpoint_dir=tmp_path / "b",
-                    callbacks=[_StopAt(1)], **args)
+                    callbacks=[StopAt(1)], **args)
     resumed = build()
     history = resumed.fit(x, targets, checkpoint_dir=tmp_path / "b", **args)
     assert history.epoch == [0, 1]
