@@ -304,14 +304,6 @@ def test_bad_input_gets_one_clear_error_each():
         kt.DetectionModel(single, 2)
 
 
-def test_catalog_backbone_reads_strides_8_to_32():
-    model = kt.DetectionModel("mobilenet_v3_small", 3, weights=None,
-                              input_shape=(64, 64, 3))
-    assert model.strides == [8, 16, 32]
-    assert model.level_shapes == [(8, 8), (4, 4), (2, 2)]
-    assert model.output_shape == (None, 84, 8)
-
-
 # --- Export and the TensorFlow-free runtime ----------------------------------
 
 def test_export_parity_and_predictor_without_tensorflow(tmp_path):
@@ -370,7 +362,7 @@ def test_export_parity_and_predictor_without_tensorflow(tmp_path):
     assert result == {"tf": False, "keras": False, "counts": [5, 5]}
 
 
-def test_detection_data_and_grayscale_inputs():
+def test_detection_data_catalog_strides_and_grayscale_inputs():
     from kerastransfer.data.detection import DetectionData
 
     x, targets = blob_data(8)
@@ -383,12 +375,30 @@ def test_detection_data_and_grayscale_inputs():
     assert "val_loss" in history.history
     with pytest.raises(ValueError, match="class_names=data.class_names"):
         kt.DetectionModel(tiny_backbone(), 3).fit(data, verbose=0)
-    # Grayscale on an RGB catalog backbone: the channel is repeated in the
-    # model; 2-D images of any size are taken.
-    gray = kt.DetectionModel("mobilenet_v3_small", 2, weights=None,
-                             input_shape=(64, 64, 1))
+    # Grayscale on an RGB catalog backbone whose pyramid is recorded by layer
+    # index: the first convolution is adapted (kernel slices summed, the
+    # in-model Rescaling folded in), so a gray image gives the RGB model's
+    # outputs on it repeated three times (same seed: same backbone weights).
+    def catalog(channels):
+        keras.utils.set_random_seed(5)
+        return kt.DetectionModel("mobilenet_v3_small", 2, weights=None,
+                                 input_shape=(64, 64, channels))
+
+    rgb, gray = catalog(3), catalog(1)
+    for model in (rgb, gray):  # a catalog backbone is read at strides 8-32
+        assert model.strides == [8, 16, 32]
+        assert model.level_shapes == [(8, 8), (4, 4), (2, 2)]
     assert gray.input_shape == (None, 64, 64, 1)
     assert gray.output_shape == (None, 84, 7)
+    assert gray.backbone.get_layer("conv_c1").kernel.shape[2] == 2  # gray + ones
+    assert gray.preprocessing_mode == "none"
+    for a, b in zip(rgb.head_layers, gray.head_layers, strict=True):
+        b.set_weights(a.get_weights())
+    image = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 1))
+    want = np.asarray(rgb(np.repeat(image, 3, -1).astype("float32")))
+    got = np.asarray(gray(image.astype("float32")))
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    # 2-D images of any size are taken.
     found = gray.predict([np.full((48, 80), 128, "uint8")], score_threshold=0.0,
                          max_detections=3)
     assert len(found) == 1 and found[0]["boxes"].shape == (3, 4)

@@ -70,7 +70,9 @@ class DetectionModel(TransferTask):
         weights: `"imagenet"`, `None` (random) or a weights file of the
             backbone. Defaults to `"imagenet"`.
         input_shape: `(height, width, channels)`, fixed. Defaults to the
-            backbone's default size.
+            backbone's default size. A channel count other than the
+            backbone's (1 for grayscale) adapts its first convolution, the
+            preprocessing folded in (`kerastransfer/backbones/adapt.py`).
         head: `"fcos"` (the only head; see the module docstring). Defaults to
             `"fcos"`.
         class_names: class names in index order. Defaults to `["0", "1", ...]`.
@@ -131,10 +133,8 @@ class DetectionModel(TransferTask):
         num_classes, class_names = _check_args(num_classes, class_names, head,
                                                filters, head_convs)
         with build_scope(strategy, mixed_precision):
-            gray = _gray_on_rgb(backbone, input_shape)
-            parts = resolve_backbone(
-                backbone, weights=weights, preprocessing=preprocessing,
-                input_shape=(*input_shape[:2], 3) if gray else input_shape)
+            parts = resolve_backbone(backbone, weights=weights, input_shape=input_shape,
+                                     preprocessing=preprocessing)
             shape = tuple(parts.input_shape)
             if len(shape) != 3 or any(s is None for s in shape):
                 raise InputShapeError(
@@ -148,16 +148,12 @@ class DetectionModel(TransferTask):
             parts = dataclasses.replace(parts, model=encoder)
             mode = preprocessing or (parts.spec.preprocessing if parts.spec else "none")
             if parts.folded_preprocessing is not None:
-                mode = "none"  # folded into the adapted first convolution (grayscale)
+                mode = "none"  # folded into the adapted first convolution (C != 3)
 
             # === Functional graph ===
-            if gray:  # the gray channel as RGB, as other tasks' images are
-                shape = (*shape[:2], 1)
             inputs = keras.Input(shape=shape, name="image")
-            rgb = (keras.layers.Concatenate(name="gray_to_rgb")([inputs] * 3)
-                   if gray else inputs)
             preprocessor = ImagePreprocessing(mode, name="preprocessing")
-            levels = list(encoder(preprocessor(rgb)))
+            levels = list(encoder(preprocessor(inputs)))
             layers = head_layers(len(levels), num_classes, int(filters),
                                  int(head_convs))
             outputs, level_shapes = wire_head(layers, levels, shape[:2])
@@ -385,21 +381,6 @@ class DetectionModel(TransferTask):
             **self.loss_settings,
             "preprocessing": self.preprocessing_mode,
         }
-
-
-def _gray_on_rgb(backbone, input_shape) -> bool:
-    """Whether 1-channel images meet an RGB backbone. Its pyramid is read from
-    the RGB graph, so the gray channel is repeated in the model (an adapted
-    first convolution would start a new graph the pyramid layers are not in)."""
-    from kerastransfer.backbones.registry import get_backbone
-
-    if input_shape is None or len(tuple(input_shape)) != 3 or input_shape[-1] != 1:
-        return False
-    if isinstance(backbone, str):
-        backbone = get_backbone(backbone)
-    if isinstance(backbone, BackboneSpec):
-        return backbone.channels == 3
-    return isinstance(backbone, keras.Model) and backbone.input_shape[-1] == 3
 
 
 def _check_args(num_classes, class_names, head, filters, head_convs):
