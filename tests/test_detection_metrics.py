@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from training_helpers import run_without_tensorflow
 
 from kerastransfer.errors import DataError, OutputPathError
 from kerastransfer.report.detection import (
@@ -177,18 +178,10 @@ def test_draw_detections_png(tmp_path):
 
 def test_detection_data_and_metrics_import_no_tensorflow():
     # Evaluating an ONNX detector (DetectionPredictor) must not pull TensorFlow in.
-    import subprocess
-    import sys
-
-    code = ("import sys\n"
-            "import kerastransfer.data.detection\n"
-            "import kerastransfer.data.detection_augment\n"
-            "import kerastransfer.data.synthetic_detection\n"
-            "import kerastransfer.report.detection as r\n"
-            "r.detection_metrics([{'boxes': [[0, 0, 4, 4]], 'labels': [0]}],\n"
-            "    [{'boxes': [[0, 0, 4, 4]], 'labels': [0], 'scores': [1.0]}])\n"
-            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "[]"
+    run_without_tensorflow(
+        "import kerastransfer.data.detection\n"
+        "import kerastransfer.data.detection_augment\n"
+        "import kerastransfer.data.synthetic_detection\n"
+        "import kerastransfer.report.detection as r\n"
+        "r.detection_metrics([{'boxes': [[0, 0, 4, 4]], 'labels': [0]}],\n"
+        "    [{'boxes': [[0, 0, 4, 4]], 'labels': [0], 'scores': [1.0]}])\n")

@@ -1,6 +1,12 @@
-"""Helpers shared by the resume tests of every task (`test_resume.py`,
-`test_segmentation.py`, ...): a simulated crash and the optimizer state a
-checkpoint holds."""
+"""Helpers shared by the tests of several tasks: a simulated crash and the
+optimizer state a checkpoint holds (the resume tests: `test_resume.py`,
+`test_segmentation.py`, ...), a tiny pyramid encoder (the detection tests), and
+the check that the runtime runs without TensorFlow (every runtime test)."""
+
+import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -27,3 +33,37 @@ def checkpoint_optimizer_values(checkpoint_dir):
     with np.load(checkpoint_dir / CHECKPOINT_FILE) as data:
         values = [data[f"o{i}"] for i in range(state["num_optimizer_variables"])]
     return state, values
+
+
+def tiny_pyramid(size=32, channels=3, widths=(8, 16, 16)):
+    """A 3-level encoder (strides 2, 4, 8) with BatchNorm: fast to trace."""
+    inputs = keras.Input((size, size, channels))
+    x, outputs = inputs, []
+    for i, filters in enumerate(widths):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same",
+                                name=f"enc{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"enc{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"enc{i}_relu")(x)
+        outputs.append(x)
+    return keras.Model(inputs, outputs, name="tiny_pyramid")
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_without_tensorflow(code):
+    """Runs `code` in a fresh interpreter and asserts it imported neither
+    TensorFlow nor Keras (the promise of `kerastransfer.runtime`).
+
+    `code` may set `result` to JSON values, which is returned (else `None`).
+    """
+    script = (code + "\nimport json as _json, sys as _sys\n"
+              "print(_json.dumps({'result': globals().get('result'), 'imported': "
+              "sorted(m for m in ('tensorflow', 'keras') if m in _sys.modules)}))\n")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["imported"] == [], f"the runtime imported {out['imported']}"
+    return out["result"]
