@@ -74,14 +74,24 @@ def test_geometry_is_training_letterbox_exactly():
     assert sizes == [(24, 48)]
     assert np.all(batch[0, :8] == LETTERBOX_FILL)
     assert np.all(batch[0, 24:] == LETTERBOX_FILL)
-    expected = np.stack([np.asarray(Image.fromarray(image[..., c].astype("float32"),
-                                                    mode="F").resize((32, 16),
-                                                                     Image.BILINEAR))
-                         for c in range(3)], axis=-1)
-    np.testing.assert_array_equal(batch[0, 8:24], expected)
+    # Byte pixels (uint8, or floats that are whole numbers, as decoded files
+    # are) are resized as training resizes them: the very same pixels.
     trained_view, *geometry = letterbox_image(image, (32, 32))
     assert geometry == [2 / 3, 0.0, 8.0]
-    assert np.max(np.abs(batch[0] - trained_view)) <= 1.0  # uint8 rounding only
+    np.testing.assert_array_equal(batch[0], trained_view)
+    whole, _ = prepare_images([image.astype("float32")], (32, 32, 3))
+    np.testing.assert_array_equal(whole, batch)
+    gray, _ = prepare_images([image[..., :1]], (32, 32, 1))
+    np.testing.assert_array_equal(gray[0, ..., 0], trained_view[..., 0])
+    # Fractional floats are resized per channel as float planes (no uint8
+    # rounding): within 1 of training plus their fraction.
+    fractional = image.astype("float32") + 0.25
+    batch, _ = prepare_images([fractional], (32, 32, 3))
+    expected = np.stack([np.asarray(Image.fromarray(fractional[..., c], mode="F")
+                                    .resize((32, 16), Image.BILINEAR))
+                         for c in range(3)], axis=-1)
+    np.testing.assert_array_equal(batch[0, 8:24], expected)
+    assert np.max(np.abs(batch[0] - trained_view)) <= 1.25
     # Images at the model's size are passed through untouched.
     same, _ = prepare_images([image[:, :32]], (24, 32, 3))
     np.testing.assert_array_equal(same[0], image[:, :32])

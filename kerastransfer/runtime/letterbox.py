@@ -75,7 +75,7 @@ def letterbox_array(image, image_size, *, scale: float | None = None
         scale: the scale of an image already resized by the caller (the edge
             service decodes uploads straight to the letterboxed size); the
             image is then only padded. Defaults to `None` (computed, and the
-            image resized bilinearly, each channel as a float plane).
+            image resized bilinearly as training resizes it, see `_resize`).
 
     Returns:
         `(array, (scale, pad_x, pad_y))`: float32 `(H, W, c)` filled with
@@ -91,24 +91,63 @@ def letterbox_array(image, image_size, *, scale: float | None = None
     >>> boxed.shape, letterbox
     ((40, 40, 3), (1.0, 0.0, 8.0))
     """
-    from PIL import Image
-
     height, width = _check_size(image_size)
-    array = np.asarray(image, dtype=np.float32)
+    array = np.asarray(image)
     if array.ndim == 2:
         array = array[..., None]
     if scale is None:
         scale, new_h, new_w, _, _ = letterbox_geometry(array.shape[:2],
                                                        (height, width))
         if (new_h, new_w) != array.shape[:2]:
-            array = np.stack([np.asarray(Image.fromarray(array[..., c], mode="F")
-                                         .resize((new_w, new_h), Image.BILINEAR))
-                              for c in range(array.shape[-1])], axis=-1)
+            array = _resize(array, new_h, new_w)
     new_h, new_w = array.shape[:2]
     pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
     canvas = np.full((height, width, array.shape[-1]), LETTERBOX_FILL, np.float32)
     canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = array
     return canvas, (float(scale), float(pad_x), float(pad_y))
+
+
+def _resize(array: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
+    """Bilinear resize as training's `letterbox_image` does it.
+
+    Pixel values that are bytes (uint8, or whole numbers in [0, 255], as
+    images read from files are) with 1 or 3 channels are resized in one PIL
+    call in mode "L" / "RGB": the same call on the same values as training,
+    so the result is identical to the training image. Other values (fractional
+    floats, other channel counts) are resized channel by channel as float
+    planes (mode "F"), keeping their precision (within 1 of the uint8 path on
+    whole numbers: PIL rounds its 8-bit result).
+    """
+    from PIL import Image
+
+    size = (new_w, new_h)
+    as_bytes = _as_bytes(array) if array.shape[-1] in (1, 3) else None
+    if as_bytes is not None:
+        mode = "L" if array.shape[-1] == 1 else "RGB"
+        planes = as_bytes[..., 0] if mode == "L" else as_bytes
+        resized = np.asarray(Image.fromarray(planes, mode=mode)
+                             .resize(size, Image.BILINEAR), dtype=np.float32)
+        return resized.reshape(new_h, new_w, array.shape[-1])
+    array = array.astype(np.float32, copy=False)
+    return np.stack([np.asarray(Image.fromarray(array[..., c], mode="F")
+                                .resize(size, Image.BILINEAR))
+                     for c in range(array.shape[-1])], axis=-1)
+
+
+def _as_bytes(array: np.ndarray) -> np.ndarray | None:
+    """The image as uint8 when that is exact (whole numbers in [0, 255]),
+    else `None`."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind not in "uif" or array.size == 0:
+        return None
+    first = array[0]  # fractional images are usually told by one row, cheaply
+    if np.any(first != np.round(first)):
+        return None
+    if not (array.min() >= 0 and array.max() <= 255):  # NaN fails too
+        return None
+    as_bytes = array.astype(np.uint8)
+    return as_bytes if np.array_equal(as_bytes, array) else None
 
 
 def unletterbox_boxes(boxes, letterbox, image_hw: Sequence[int] | None = None
