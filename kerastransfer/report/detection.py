@@ -216,11 +216,9 @@ def plot_pr_curves(targets: Sequence[dict], predictions: Sequence[dict], path: s
     if not np.any(np.isclose(_IOU_THRESHOLDS, iou_threshold)):
         raise ValueError("iou_threshold must be one of COCO's thresholds 0.5, 0.55, "
                          f"..., 0.95. Received: iou_threshold={iou_threshold!r}")
-    import matplotlib
+    from kerastransfer.report.plots import _pyplot, _save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     num_classes, names = _num_classes(targets, predictions, class_names)
     evaluator = coco_evaluation(targets, predictions, num_classes)
     t = int(np.argmin(np.abs(evaluator.params.iouThrs - iou_threshold)))
@@ -246,12 +244,7 @@ def plot_pr_curves(targets: Sequence[dict], predictions: Sequence[dict], path: s
         axis.set_xlabel("recall", fontsize=8)
         axis.set_ylabel("precision", fontsize=8)
     figure.tight_layout()
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            figure.savefig(tmp, format="png", dpi=80)
-    finally:
-        plt.close(figure)
-    return path
+    return _save(figure, path, dpi=80)
 
 
 def draw_detections(image, prediction: dict | None, target: dict | None, path: str,

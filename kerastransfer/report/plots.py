@@ -28,13 +28,15 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str) -> str:
+def _save(fig, path: str, dpi: int = 100) -> str:
+    """Writes a figure as a PNG atomically and closes it (every report
+    figure: here, `report/detection.py`, `demo/plots.py`)."""
     from kerastransfer.io import atomic_path
 
     plt = _pyplot()
     try:
         with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
+            fig.savefig(tmp, format="png", dpi=dpi)
     finally:
         plt.close(fig)
     return path
