@@ -132,6 +132,25 @@ def test_cli_errors_are_one_line(trained):
     assert folder_task.exit_code == 2 and "--task text" in folder_task.output
 
 
+def test_info_and_benchmark_on_text_models(trained):
+    root, _, _ = trained
+    onnx_info = json.loads(_invoke("info", root / "text.onnx", "--json").output)
+    assert onnx_info["class_names"] == ["neg", "pos"]
+    assert onnx_info["metadata"]["kind"] == "text"
+    assert [i["name"] for i in onnx_info["inputs"]] == ["token_ids", "segment_ids",
+                                                        "padding_mask"]
+    keras_info = json.loads(_invoke("info", root / "text.keras", "--json").output)
+    assert keras_info["input"]["dtype"] == "string"
+    assert "12 int32 token ids" in keras_info["input"]["range"]
+    result = _invoke("benchmark", root / "text.onnx", "--batch-size", "4", "--runs",
+                     "3", "--warmup", "1", "--json")
+    assert result.exit_code == 0, result.output
+    timing = json.loads(result.output)
+    assert timing["input_shape"] == [4, 12] and timing["p50_ms"] > 0
+    plain = _invoke("benchmark", root / "text.onnx", "--runs", "2", "--warmup", "0")
+    assert "1 texts of 12 random vocabulary words" in plain.output
+
+
 # --- the edge service ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def client(trained):

@@ -71,3 +71,30 @@ def test_tfidf_baseline_and_table():
     results = {"a": {"4": [0.5, 0.7]}, "b": {"4": [0.25, 0.25]}}
     assert table(results, [4], ["a", "b"]).splitlines()[-1] == \
         "| 4 | 0.600 ± 0.100 | 0.250 ± 0.000 |"
+
+
+def test_mlm_packing_and_masking_follow_berts_rule():
+    from kerastransfer.demo.text_pretrain import MASK_SLOTS, mask_tokens, pack_ids
+
+    packed = pack_ids([[10, 11, 12], list(range(5, 60))], 32)
+    assert packed[0, :6].tolist() == [2, 10, 11, 12, 3, 0]  # [CLS] ... [SEP] [PAD]
+    assert packed[1, 0] == 2 and packed[1, 31] == 3  # truncated to 30 word pieces
+    rng = np.random.default_rng(0)
+    tokens = pack_ids([list(rng.integers(5, 500, 30)) for _ in range(2000)], 32)
+    inputs, labels, weights = mask_tokens(tokens, np.random.default_rng(1), 500)
+    positions = inputs["mask_positions"]
+    assert weights.sum(1).tolist() == [4.0] * 2000  # round(0.15 * 30) = round(4.5)
+    assert labels.shape == (2000, MASK_SLOTS)
+    rows = np.arange(2000)[:, None]
+    chosen = weights > 0
+    np.testing.assert_array_equal(labels[chosen], tokens[rows, positions][chosen])
+    assert (positions[chosen] >= 1).all() and (positions[chosen] <= 30).all()
+    corrupted = inputs["token_ids"][rows, positions][chosen]
+    original = labels[chosen]
+    masked = float(np.mean(corrupted == 4))
+    kept = float(np.mean(corrupted == original))
+    assert abs(masked - 0.8) < 0.02 and abs(kept - 0.1) < 0.02  # 80/10/10
+    unchanged = np.ones(tokens.shape, bool)
+    unchanged[rows, positions] = ~chosen
+    np.testing.assert_array_equal(inputs["token_ids"][unchanged], tokens[unchanged])
+    np.testing.assert_array_equal(inputs["padding_mask"], tokens > 0)

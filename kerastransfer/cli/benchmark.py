@@ -37,12 +37,18 @@ def benchmark(model_path, batch_size, runs, warmup, seed, as_json):
 
     model_kind(model_path, "'MODEL'", (".onnx",))
     from kerastransfer.cli.audio import open_audio_predictor
+    from kerastransfer.cli.tasks import task_benchmark_inputs
     from kerastransfer.runtime import OnnxPredictor
 
     predictor = open_audio_predictor(model_path)
+    sample = None if predictor else task_benchmark_inputs(model_path, batch_size, seed)
+    described = None  # what the input is, when not a float32 array
     if predictor is not None:  # waveforms in [-1, 1]
         shape = [batch_size, predictor.num_samples]
         images = np.random.default_rng(seed).uniform(-1, 1, shape).astype("float32")
+    elif sample is not None:  # a task hook's inputs (texts: cli/text.py)
+        predictor, images, described = sample
+        shape = [batch_size, *predictor.input_shape]
     else:
         predictor = OnnxPredictor(model_path)
         shape = [batch_size, *(d if isinstance(d, int) and d > 0 else 224
@@ -73,7 +79,8 @@ def benchmark(model_path, batch_size, runs, warmup, seed, as_json):
         echo_json(result)
         return
     click.echo(f"Provider: {', '.join(result['providers'])}")
-    click.echo(f"Input: {shape} float32, {runs} runs after {warmup} warm-up")
+    click.echo(f"Input: {described or f'{shape} float32'}, {runs} runs after "
+               f"{warmup} warm-up")
     click.echo(f"Latency ms: p50 {result['p50_ms']:.2f}  p90 {result['p90_ms']:.2f}"
                f"  p99 {result['p99_ms']:.2f}  mean {result['mean_ms']:.2f}")
     click.echo(f"Throughput: {result['throughput_images_per_s']:.1f} images/s")

@@ -16,6 +16,9 @@ def keras_info(path: str) -> dict:
     from kerastransfer.saving import load_model
 
     model = load_model(path)
+    from kerastransfer.cli.tasks import task_hooks_of
+
+    hooks = task_hooks_of(model)
     return {
         "format": "keras",
         "path": path,
@@ -24,7 +27,8 @@ def keras_info(path: str) -> dict:
         "class_names": list(getattr(model, "class_names", []) or []),
         "input": {"name": "image", "shape": [None, *model.input_shape[1:]],
                   "dtype": getattr(model, "input_dtype_name", "float32"),
-                  "range": "RGB [0, 255]"},
+                  "range": "RGB [0, 255]"} if not hasattr(hooks, "info_input")
+        else hooks.info_input(model),
         "preprocessing": getattr(model, "preprocessing_mode", None),
         "pretrained": getattr(model, "pretrained", None),
         "phase_state": getattr(model, "phase_state", None),
@@ -34,9 +38,10 @@ def keras_info(path: str) -> dict:
 
 def onnx_info(path: str) -> dict:
     """What `info` shows about a `.onnx` file."""
+    from kerastransfer.cli.tasks import open_task_predictor
     from kerastransfer.runtime import OnnxPredictor
 
-    predictor = OnnxPredictor(path)
+    predictor = open_task_predictor(path) or OnnxPredictor(path)
     session = getattr(predictor, "_session", None)  # input/output names, shapes
     info = {
         "format": "onnx",

@@ -20,6 +20,11 @@ Adding a task to the command line is one `TASKS` entry plus a small module
 * optionally `export_sample(model_path, model, validation_dir)`:
   `(examples, description)` `export` validates the ONNX file on (default:
   images of `--validation-dir` or of the recorded training folder).
+* optionally `benchmark_inputs(predictor, batch_size, seed)`: `(inputs,
+  description)` `benchmark` times the task's ONNX predictor on (default:
+  random images);
+* optionally `info_input(model)`: `info`'s `input` entry for a loaded
+  `.keras` model of the task (default: an image input).
 
 Nothing here imports TensorFlow, and the task modules must not at module level:
 `predict x.onnx` imports them.
@@ -33,7 +38,7 @@ from types import ModuleType
 from typing import Any
 
 __all__ = ["TaskCli", "TASKS", "task_hooks", "task_hooks_of", "task_help",
-           "open_task_predictor"]
+           "open_task_predictor", "task_benchmark_inputs"]
 
 
 @dataclass(frozen=True)
@@ -93,4 +98,17 @@ def open_task_predictor(model_path: str, keras_model: Any = None) -> Any:
             predictor = hooks.open_predictor(model_path, keras_model)
             if predictor is not None:
                 return predictor
+    return None
+
+
+def task_benchmark_inputs(model_path: str, batch_size: int, seed: int):
+    """`(predictor, inputs, description)` for `benchmark`: the first task with a
+    `benchmark_inputs` hook whose predictor opens the ONNX file, or None."""
+    for name in TASKS:
+        hooks = task_hooks(name)
+        if hasattr(hooks, "benchmark_inputs") and hasattr(hooks, "open_predictor"):
+            predictor = hooks.open_predictor(model_path)
+            if predictor is not None:
+                return (predictor, *hooks.benchmark_inputs(predictor, batch_size,
+                                                           seed))
     return None

@@ -182,6 +182,27 @@ def export_sample(model_path: str, model: Any, validation_dir: str | None):
     return sample_texts(model_path)
 
 
+def benchmark_inputs(predictor: Any, batch_size: int, seed: int):
+    """`benchmark`'s input: `(texts, description)`, `batch_size` texts of
+    `sequence_length` random whole words of the tokenizer's vocabulary, so
+    every text fills the sequence (the slowest case)."""
+    vocabulary = predictor.tokenizer.get_vocab()
+    words = sorted((w for w in vocabulary if w.isalpha() and w.isascii()),
+                   key=vocabulary.get) or ["a"]
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(words, predictor.sequence_length))
+             for _ in range(batch_size)]
+    return texts, (f"{batch_size} texts of {predictor.sequence_length} random "
+                   "vocabulary words")
+
+
+def info_input(model: Any) -> dict:
+    """`info`'s input entry for a `.keras` text model."""
+    return {"name": "texts", "shape": [None], "dtype": "string",
+            "range": f"tokenized to {model.sequence_length} int32 token ids "
+                     "(token ids, segment ids, padding mask)"}
+
+
 # --- train --task text (hooks: cli/tasks.py) ---------------------------------
 def check(options: dict) -> None:
     """DATA_DIR is a CSV file, the backbone a KerasHub preset and --weights

@@ -58,77 +58,86 @@ def _encoder(vocabulary_size: int, seed: int):
 
 
 def pretrain_encoder(texts: list[str], out_dir: str, *, vocabulary_size: int = 3000,
-                     epochs: int = 6, batch_size: int = 64, max_texts: int = 16000,
+                     steps: int = 800, batch_size: int = 64,
+                     learning_rate: float = 2e-3, warmup_steps: int = 100,
+                     vocabulary_texts: int = 16000, held_out: int = 1000,
                      seed: int = 0) -> tuple[list[str], str, dict]:
     """Learns a vocabulary and pretrains the encoder by masked-language modelling
-    (or loads both from `out_dir` when a previous run with the same settings
-    left them there).
+    (`kerastransfer/demo/text_pretrain.py`), or loads both from `out_dir` when
+    a previous run with the same settings left them there.
 
     Args:
         texts: the unlabelled corpus.
         out_dir: where `vocab.txt`, `encoder.weights.h5` and `pretrain.json` go.
         vocabulary_size: WordPiece vocabulary size. Defaults to `3000`.
-        epochs: MLM epochs. Defaults to `6`.
+        steps: MLM steps. Defaults to `800`.
         batch_size: MLM batch size. Defaults to `64`.
-        max_texts: at most this many texts (a seeded sample). Defaults to `16000`.
-        seed: seed of the sample, initialization and masking. Defaults to `0`.
+        learning_rate: peak AdamW rate. Defaults to `2e-3`.
+        warmup_steps: linear warmup, then linear decay. Defaults to `100`.
+        vocabulary_texts: the vocabulary is learned on at most this many texts
+            (a seeded sample). Defaults to `16000`.
+        held_out: texts of the corpus kept out of the MLM training to measure
+            its masked-token accuracy. Defaults to `1000`.
+        seed: seed of the samples, initialization and masking. Defaults to `0`.
 
     Returns:
-        `(vocabulary, weights path, info)` (info: MLM loss/accuracy per epoch,
-        seconds, texts).
+        `(vocabulary, weights path, info)` (info: the held-out masked-token
+        accuracy curve and its unigram baseline, seconds).
     """
-    import keras
     import keras_hub
     import numpy as np
 
+    from kerastransfer.demo import text_pretrain
+    from kerastransfer.io import atomic_write_text
+
     os.makedirs(out_dir, exist_ok=True)
-    settings = {"vocabulary_size": vocabulary_size, "epochs": epochs,
-                "batch_size": batch_size, "max_texts": max_texts, "seed": seed,
-                "encoder": ENCODER, "corpus_texts": len(texts)}
+    vocab_settings = {"vocabulary_size": vocabulary_size, "max_texts": vocabulary_texts,
+                      "seed": seed, "corpus_texts": len(texts)}
+    settings = {**vocab_settings, "steps": steps, "batch_size": batch_size,
+                "learning_rate": learning_rate, "warmup_steps": warmup_steps,
+                "held_out": held_out, "encoder": ENCODER,
+                "sequence_length": SEQUENCE_LENGTH}
     vocab_file = os.path.join(out_dir, "vocab.txt")
     weights_file = os.path.join(out_dir, "encoder.weights.h5")
     info_file = os.path.join(out_dir, "pretrain.json")
-    if os.path.exists(info_file) and os.path.exists(weights_file):
-        with open(info_file, encoding="utf-8") as handle:
-            info = json.load(handle)
-        if info.get("settings") == settings:
-            with open(vocab_file, encoding="utf-8") as handle:
-                vocabulary = handle.read().split("\n")
-            logger.info("Reusing the pretrained encoder in %s", out_dir)
-            return vocabulary, weights_file, info
+    info = text_pretrain.cached(info_file, settings)
+    if info is not None and os.path.exists(weights_file):
+        with open(vocab_file, encoding="utf-8") as handle:
+            vocabulary = handle.read().split("\n")
+        logger.info("Reusing the pretrained encoder in %s", out_dir)
+        return vocabulary, weights_file, info
     rng = np.random.default_rng(seed)
-    if len(texts) > max_texts:
-        texts = [texts[i] for i in sorted(rng.choice(len(texts), max_texts,
-                                                     replace=False))]
-    started = time.perf_counter()
-    import tensorflow as tf
+    vocab_info = text_pretrain.cached(os.path.join(out_dir, "vocab.json"),
+                                      vocab_settings)
+    if vocab_info is not None and os.path.exists(vocab_file):
+        with open(vocab_file, encoding="utf-8") as handle:
+            vocabulary = handle.read().split("\n")
+    else:
+        sample = texts
+        if len(texts) > vocabulary_texts:
+            sample = [texts[i] for i in sorted(
+                rng.choice(len(texts), vocabulary_texts, replace=False))]
+        started = time.perf_counter()
+        import tensorflow as tf
 
-    vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
-        tf.data.Dataset.from_tensor_slices(texts).batch(256), vocabulary_size,
-        lowercase=True, reserved_tokens=RESERVED)
-    vocab_seconds = time.perf_counter() - started
-    tokenizer = _tokenizer(vocabulary)
-    preprocessor = keras_hub.models.BertMaskedLMPreprocessor(
-        tokenizer, sequence_length=SEQUENCE_LENGTH, mask_selection_length=8)
+        vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
+            tf.data.Dataset.from_tensor_slices(sample).batch(256), vocabulary_size,
+            lowercase=True, reserved_tokens=RESERVED)
+        vocab_info = {"settings": vocab_settings,
+                      "seconds": round(time.perf_counter() - started, 1)}
+        atomic_write_text(vocab_file, "\n".join(vocabulary))
+        text_pretrain.save_info(os.path.join(out_dir, "vocab.json"), vocab_info)
+    tokens = text_pretrain.tokenize_all(_tokenizer(vocabulary), texts, SEQUENCE_LENGTH)
+    order = np.random.default_rng(seed + 7).permutation(len(tokens))
     backbone = _encoder(len(vocabulary), seed)
-    masked_lm = keras_hub.models.BertMaskedLM(backbone, preprocessor)
-    masked_lm.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=0.01,
-                                                       clipnorm=1.0),
-                      loss=keras.losses.SparseCategoricalCrossentropy(
-                          from_logits=True),
-                      weighted_metrics=["sparse_categorical_accuracy"])
-    history = masked_lm.fit(x=texts, batch_size=batch_size, epochs=epochs, verbose=2)
-    seconds = time.perf_counter() - started
+    result = text_pretrain.train_masked_lm(
+        backbone, tokens[order[held_out:]], steps=steps, batch_size=batch_size,
+        learning_rate=learning_rate, warmup_steps=warmup_steps,
+        eval_tokens=tokens[order[:held_out]], seed=seed)
     backbone.save_weights(weights_file)
-    from kerastransfer.io import atomic_write_text
-
-    atomic_write_text(vocab_file, "\n".join(vocabulary))
-    info = {"settings": settings, "texts": len(texts), "seconds": round(seconds, 1),
-            "vocabulary_seconds": round(vocab_seconds, 1),
-            "mlm_loss": [round(float(v), 4) for v in history.history["loss"]],
-            "mlm_accuracy": [round(float(v), 4) for v in
-                             history.history["sparse_categorical_accuracy"]]}
-    atomic_write_text(info_file, json.dumps(info, indent=2))
+    info = {"settings": settings, "texts": len(texts) - held_out,
+            "vocabulary_seconds": vocab_info.get("seconds"), **result}
+    text_pretrain.save_info(info_file, info)
     return vocabulary, weights_file, info
 
 
@@ -189,6 +198,13 @@ def run_arms(corpus, vocabulary, weights_file, *, budgets=(4, 16, 64),
                         sequence_length=sequence_length, preprocessor=preprocessor,
                         weights="pretrained" if pretrained else None,
                         class_names=corpus.class_names)
+                    if pretrained:  # the MLM weights are the classifier's encoder
+                        loaded = keras_hub.models.BertBackbone.from_config(
+                            encoder.get_config())
+                        loaded.load_weights(weights_file)
+                        for a, b in zip(loaded.get_weights(),
+                                        model.backbone.get_weights(), strict=True):
+                            np.testing.assert_array_equal(a, b)
                     model.compile(optimizer=TransformerAdamW(1e-3))
                     if pretrained:  # no frozen phase: every layer, as scratch
                         model.fit(x, y, epochs=0, fine_tune_epochs=epochs,
@@ -240,8 +256,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=STEPS,
                         help=f"fine-tuning steps per arm (default {STEPS})")
-    parser.add_argument("--pretrain-epochs", type=int, default=6)
-    parser.add_argument("--pretrain-texts", type=int, default=16000)
+    parser.add_argument("--pretrain-steps", type=int, default=800)
     parser.add_argument("--vocabulary-size", type=int, default=3000)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -251,8 +266,7 @@ def main(argv=None) -> dict:
     corpus = build_corpus(chunk_words=24)
     vocabulary, weights, info = pretrain_encoder(
         corpus.pretraining, os.path.join(args.out, "pretrained"),
-        vocabulary_size=args.vocabulary_size, epochs=args.pretrain_epochs,
-        max_texts=args.pretrain_texts)
+        vocabulary_size=args.vocabulary_size, steps=args.pretrain_steps)
     arms = ("pretrained", "scratch", "tfidf_logreg")
     results = run_arms(corpus, vocabulary, weights, budgets=args.budgets,
                        seeds=args.seeds, steps=args.steps, arms=arms)

@@ -118,7 +118,11 @@ class TextClassifier(TransferTask):
 
     Args:
         backbone: `"kerashub:<preset>"` (e.g. `"kerashub:bert_tiny_en_uncased"`,
-            downloaded and cached by KerasHub) or a `keras_hub.models.Backbone`.
+            downloaded and cached by KerasHub), a `keras_hub.models.Backbone`,
+            or `"tfhub:<handle>"`, a TF-Hub model that takes strings (then the
+            result is a `HubTextClassifier` from `tasks/text_hub.py`, which
+            tokenizes inside its SavedModel: no `preprocessor`, no
+            `sequence_length`, no ONNX export).
         num_classes: number of classes. Defaults to `len(class_names)`.
         sequence_length: tokens per text; longer texts are truncated. At most
             the encoder's `max_sequence_length`. Defaults to `128`.
@@ -151,6 +155,17 @@ class TextClassifier(TransferTask):
     >>> model.predict(["good", "bad"], verbose=0).shape
     (2, 2)
     """
+
+    def __new__(cls, backbone: Any = None, *args, **kwargs):
+        # A TF-Hub string-input model takes the existing TF-Hub path: a
+        # `HubTextClassifier` (`tasks/text_hub.py`), built here and returned
+        # whole (Python then skips `__init__`, as the result is no
+        # `TextClassifier`).
+        from kerastransfer.tasks import text_hub
+
+        if text_hub.is_hub_text_backbone(backbone):
+            return text_hub.hub_text_classifier(backbone, *args, **kwargs)
+        return super().__new__(cls, backbone, *args, **kwargs)
 
     def __init__(
         self,
