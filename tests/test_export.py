@@ -311,32 +311,3 @@ def test_tf2onnx_optimizer_copies_are_collected_and_the_table_restored(monkeypat
 def test_bad_arguments(mnv3, tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         export_onnx(mnv3, str(tmp_path / "m.onnx"), **kwargs)
-
-
-# One backbone per family at a small size (ConvNeXt included: grouped
-# convolutions and exact GELU need the export patches).
-FAMILIES = [
-    ("mobilenet", 32), ("mobilenet_v2", 32), ("efficientnet_b0", 32),
-    ("efficientnet_v2_b0", 32), ("resnet50", 32), ("resnet50_v2", 32),
-    ("densenet121", 32), ("vgg16", 32), ("inception_v3", 75),
-    ("inception_resnet_v2", 75), ("xception", 71), ("nasnet_mobile", 32),
-    ("convnext_tiny", 32),
-]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("backbone, size", FAMILIES, ids=[f[0] for f in FAMILIES])
-def test_every_family_exports_with_parity(backbone, size, tmp_path):
-    spec = kt.get_backbone(backbone)
-    size = max(size, spec.min_size)
-    model = _model(backbone, size)
-    path = str(tmp_path / f"{backbone}.onnx")
-    report = export_onnx(model, path)
-    assert report.max_abs_diff <= 1e-4
-    ops = count_ops(onnx.load(path))
-    assert "StatefulPartitionedCall" not in ops and "Erfc" not in ops
-    x = _images(2, size, seed=21)
-    np.testing.assert_allclose(_ort(path).run(None, {"image": x})[0],
-                               np.asarray(model(x)), atol=1e-4)
-    if backbone == "convnext_tiny":
-        assert ops.get("Erf", 0) > 0  # exact GELU kept, written with erf

@@ -1,6 +1,12 @@
-"""Segmentation across the catalog (slow; one child process, see conftest.ISOLATED):
-segmentation models export to ONNX with max |diff| <= 1e-4. Every backbone's
-recorded pyramid is checked in tests/test_catalog.py (each backbone built once)."""
+"""Every backbone family exported to ONNX (slow; one child process, see
+conftest.ISOLATED), with max |diff| <= 1e-4 on segmentation models.
+
+This is also the catalog's classification export test: a segmentation model's
+pyramid ends with the backbone's last feature map (stride 32, the map a
+`TransferModel` pools), so one conversion per family proves the whole backbone
+graph converts; the classification head (pooling, dropout, dense) is exported
+and checked in tests/test_export.py. Every backbone's recorded pyramid is
+checked in tests/test_catalog.py (each backbone built once)."""
 
 import keras
 import numpy as np
@@ -11,7 +17,8 @@ import kerastransfer as kt
 # 14 families built, converted and run: minutes on a loaded 2-core machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-# One backbone per family (as tests/test_export.py's classification parity).
+# One backbone per family (ConvNeXt included: its grouped convolutions and exact
+# GELU need the export patches).
 # Sizes: 64 px; Inception 107 px (its valid padding leaves 1x1 maps at stride 32
 # below 107 px, which the conditioning below avoids); Xception its minimum, 71.
 FAMILIES = [
@@ -62,25 +69,36 @@ def ulp_sensitivity(model, images):
 
 
 def family_parity(name, size, directory):
-    """Exports one family's conditioned model; `(ONNX max |diff|, 1-ulp change)`."""
+    """Exports one family's conditioned model.
+
+    Returns:
+        `(ONNX max |diff|, 1-ulp change, {op type: count} of the file)`.
+    """
+    import onnx
+
     from kerastransfer.export import export_onnx
+    from kerastransfer.export.optimize import count_ops
 
     model, _, test = conditioned_model(name, size)
-    report = export_onnx(model, directory / f"{name}.onnx", atol=1e-4,
-                         validation_data=test, optimize=False)
+    path = directory / f"{name}.onnx"
+    report = export_onnx(model, path, atol=1e-4, validation_data=test, optimize=False)
     sensitivity = ulp_sensitivity(model, test)
     del model
     keras.backend.clear_session()
-    return report.max_abs_diff, sensitivity
+    return report.max_abs_diff, sensitivity, count_ops(onnx.load(str(path)))
 
 
 @pytest.mark.parametrize("name, size", FAMILIES, ids=[f[0] for f in FAMILIES])
 def test_segmentation_models_export_with_parity(tmp_path, name, size):
-    diff, sensitivity = family_parity(name, size, tmp_path)
+    diff, sensitivity, ops = family_parity(name, size, tmp_path)
     print(f"{name} {size} px: ONNX max |diff| {diff:.2g}, "
           f"1-ulp change {sensitivity:.2g}")
     assert sensitivity <= 1e-4, (name, sensitivity)  # the test model is well defined
     assert diff <= 1e-4, (name, diff)
+    # everything converted: no TensorFlow call left, GELU not approximated
+    assert "StatefulPartitionedCall" not in ops and "Erfc" not in ops, ops
+    if name == "convnext_tiny":
+        assert ops.get("Erf", 0) > 0  # exact GELU kept, written with erf
 
 
 def test_direct_call_runs_in_inference_mode():
