@@ -203,3 +203,32 @@ def test_probe_loaded_into_a_transfer_model_head_predicts_the_same():
     model.get_layer("logits").set_weights([probe.kernel, probe.bias])
     np.testing.assert_allclose(model.predict(x, verbose=0),
                                probe.predict_proba(features), atol=1e-5)
+
+
+def test_auto_standardization_follows_cross_validation():
+    """`standardize="auto"` keeps whichever of standardized / raw features
+    has the higher cross-validated log-likelihood, and equals that fit."""
+    x, y = _blobs(n_per_class=10, num_classes=3, dim=3, seed=3, spread=2.0)
+    rng = np.random.default_rng(1)
+    # Near-constant noise features, like a digit image's border pixels:
+    # standardizing blows them up to the informative features' scale.
+    nuisance = np.concatenate([x, 1e-3 * rng.normal(size=(len(y), 20))], axis=1)
+    # Informative features at a tiny scale: unstandardized, they need weights
+    # the L2 penalty forbids.
+    tiny = 1e-3 * x
+    for features, expected in ((nuisance, False), (tiny, True)):
+        probe = fit_linear_probe(features, y, num_classes=3, standardize="auto")
+        scores = probe.standardize_scores
+        assert set(scores) == {True, False}
+        assert probe.standardized is expected
+        assert scores[expected] > scores[not expected]
+        same = fit_linear_probe(features, y, num_classes=3, standardize=expected)
+        assert same.C == probe.C and same.cv_scores == probe.cv_scores
+        np.testing.assert_allclose(probe.predict_proba(features),
+                                   same.predict_proba(features), atol=1e-12)
+    # Without cross-validation (one example per class) the raw features stay.
+    one, labels = _blobs(n_per_class=1, num_classes=4)
+    probe = fit_linear_probe(one, labels, num_classes=4, standardize="auto")
+    assert probe.standardized is False and probe.standardize_scores is None
+    with pytest.raises(ValueError, match="standardize"):
+        fit_linear_probe(x, y, num_classes=3, standardize="yes")

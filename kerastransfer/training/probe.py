@@ -67,6 +67,11 @@ class LinearProbe:
             was impossible.
         seconds: wall-clock time of the fit, cross-validation included.
         task: `"multiclass"` or `"multilabel"`.
+        standardized: whether the solver worked on standardized features (a
+            bool; per output column for multilabel).
+        standardize_scores: with `standardize="auto"` and cross-validation,
+            the best mean cross-validated log-likelihood of each choice,
+            `{True: ..., False: ...}` (per column for multilabel), else `None`.
     """
 
     kernel: np.ndarray
@@ -75,6 +80,8 @@ class LinearProbe:
     cv_scores: dict | None
     seconds: float
     task: str = "multiclass"
+    standardized: bool | tuple = True
+    standardize_scores: dict | tuple | None = None
 
     def logits(self, features) -> np.ndarray:
         """The head's pre-activation outputs `features @ kernel + bias`."""
@@ -102,7 +109,7 @@ def fit_linear_probe(
     cv: int = 3,
     seed: int = 0,
     Cs=DEFAULT_CS,
-    standardize: bool = True,
+    standardize: bool | str = True,
     tol: float = 1e-6,
     max_iter: int = 2000,
 ) -> LinearProbe:
@@ -135,7 +142,15 @@ def fit_linear_probe(
         standardize: solve on features standardized with the training
             mean and standard deviation (the regularization then treats all
             features alike), folded back into the kernel and bias, which
-            apply to the raw features. Defaults to `True`.
+            apply to the raw features. `"auto"` chooses between standardized
+            and raw features by the same cross-validation that chooses `C`
+            (the higher mean held-out log-likelihood; a tie standardizes);
+            when cross-validation is impossible (`C` given, or a class with
+            one example) it does not standardize, because a mean and standard
+            deviation estimated from one example per class are noise (on the
+            demo's target, raw pixels with one label per class: 0.524
+            standardized vs 0.627 not, `docs/design.md` fact 25). Defaults
+            to `True`.
         tol: solver tolerance. Defaults to `1e-6`.
         max_iter: solver iteration limit. Defaults to `2000`.
 
@@ -157,7 +172,7 @@ def fit_linear_probe(
     """
     start = time.perf_counter()
     x, y, weights = _check_inputs(features, labels, num_classes, task,
-                                  sample_weight, C, cv)
+                                  sample_weight, C, cv, standardize)
     import sklearn.linear_model  # noqa: F401  (load its BLAS before limiting it)
     from threadpoolctl import threadpool_limits
 
@@ -168,35 +183,51 @@ def fit_linear_probe(
 
 def _fit_probe(x, y, weights, num_classes, task, C, cv, seed, Cs, standardize,
                tol, max_iter, start):
-    if standardize:
-        mean = x.mean(axis=0)
-        std = x.std(axis=0)
-        std[std < 1e-12] = 1.0
-        z = (x - mean) / std
-    else:
-        mean, std, z = np.zeros(x.shape[1]), np.ones(x.shape[1]), x
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std < 1e-12] = 1.0
+    standardized = {True: (x - mean) / std, False: x}
+    options = (True, False) if standardize == "auto" else (bool(standardize),)
+
+    def fit(labels, classes):
+        """One logistic regression per option, folded to raw features."""
+        fits = {}
+        for option in options:
+            kernel, bias, chosen, scores = _fit_multiclass(
+                standardized[option], labels, weights, classes, C, cv, seed, Cs,
+                tol, max_iter)
+            if option:  # ((x - m) / s) @ W + b = x @ (W / s) + (b - m @ (W / s))
+                kernel = kernel / std[:, None]
+                bias = bias - mean @ kernel
+            fits[option] = (kernel, bias, chosen, scores)
+        if len(options) == 1:
+            return (*fits[options[0]], options[0], None)
+        if fits[True][3] is None:  # no cross-validation: see `standardize`
+            return (*fits[False], False, None)
+        best = {option: max(fits[option][3].values()) for option in options}
+        option = best[True] >= best[False] - 1e-12
+        return (*fits[option], option, best)
+
     if task == "multiclass":
-        kernel, bias, chosen, scores = _fit_multiclass(
-            z, y, weights, num_classes, C, cv, seed, Cs, tol, max_iter)
+        kernel, bias, chosen, scores, used, compared = fit(y, num_classes)
     else:
-        columns = [_fit_multiclass(z, y[:, j], weights, 2, C, cv, seed, Cs, tol,
-                                   max_iter) for j in range(num_classes)]
+        columns = [fit(y[:, j], 2) for j in range(num_classes)]
         # Each column's two-class softmax (-s/2, s/2) is sigmoid(s).
         kernel = np.stack([2 * c[0][:, 1] for c in columns], axis=1)
         bias = np.array([2 * c[1][1] for c in columns])
         chosen = tuple(c[2] for c in columns)
         scores = None
-    # Fold the standardization in: ((x - m) / s) @ W + b = x @ (W / s) + b'.
-    kernel = kernel / std[:, None]
-    bias = bias - mean @ kernel
+        used = tuple(c[4] for c in columns)
+        compared = None if standardize != "auto" else tuple(c[5] for c in columns)
     seconds = time.perf_counter() - start
-    logger.info("linear probe: %d examples x %d features, C=%s, %.2f s",
-                len(x), x.shape[1], chosen, seconds)
-    return LinearProbe(kernel=kernel, bias=bias, C=chosen,
-                       cv_scores=scores, seconds=seconds, task=task)
+    logger.info("linear probe: %d examples x %d features, C=%s, standardized=%s, "
+                "%.2f s", len(x), x.shape[1], chosen, used, seconds)
+    return LinearProbe(kernel=kernel, bias=bias, C=chosen, cv_scores=scores,
+                       seconds=seconds, task=task, standardized=used,
+                       standardize_scores=compared)
 
 
-def _check_inputs(features, labels, num_classes, task, sample_weight, C, cv):
+def _check_inputs(features, labels, num_classes, task, sample_weight, C, cv,
+                  standardize):
     if task not in _TASKS:
         raise ValueError(
             f"The linear probe supports the tasks {_TASKS}. Use an epoch-based "
@@ -237,6 +268,10 @@ def _check_inputs(features, labels, num_classes, task, sample_weight, C, cv):
             f"labelled examples. Received: classes={np.unique(y).tolist()}")
     if C is not None and not C > 0:
         raise ValueError(f"`C` must be positive or None. Received: C={C!r}")
+    if standardize not in (True, False, "auto"):
+        raise ValueError(
+            "`standardize` must be True, False or 'auto'. "
+            f"Received: standardize={standardize!r}")
     if not isinstance(cv, (int, np.integer)) or cv < 2:
         raise ValueError(f"`cv` must be an integer >= 2. Received: cv={cv!r}")
     weights = None
@@ -289,7 +324,7 @@ def _choose_C(z, y, weights, cv, seed, Cs, tol, max_iter):
 
 
 def _fit_multiclass(z, y, weights, num_classes, C, cv, seed, Cs, tol, max_iter):
-    """One logistic regression on standardized z; returns (W, b, C, scores)."""
+    """One logistic regression on z; returns (W, b, C, scores)."""
     present = np.unique(y)
     scores = None
     if len(present) < 2:  # a multilabel column with one value: a constant
