@@ -275,30 +275,47 @@ def test_export_patches_are_restored(mnv3_onnx):
 
 
 def test_tf2onnx_optimizer_copies_are_collected_and_the_table_restored(monkeypatch):
-    """The tf2onnx memory workaround (export/convert.py): every optimizer is
-    made after a garbage collection, and the table is tf2onnx's own again
-    after the conversion (fact 24: 6.7 -> 2.6 GiB for a ResNet50)."""
+    """The tf2onnx memory workaround (export/convert.py): for a large model every
+    optimizer is made after a garbage collection that skips the objects alive
+    before (frozen), and the table is tf2onnx's own again after the conversion
+    (fact 24: 6.7 -> 2.6 GiB for a ResNet50); a small model converts unchanged."""
     import gc
 
     import tf2onnx.optimizer
     import tf2onnx.tf_loader
 
-    from kerastransfer.export.convert import collected_optimizer_copies
+    from kerastransfer.export.convert import (
+        COLLECT_ABOVE_BYTES,
+        collected_optimizer_copies,
+    )
+
+    class Sized:
+        def __init__(self, params):
+            self.params = params
+
+        def count_params(self):
+            return self.params
 
     table = tf2onnx.optimizer._optimizers
     original = dict(table)
     grappler = tf2onnx.tf_loader.tf_optimize_grappler
     collections = []
     monkeypatch.setattr(gc, "collect", lambda *a: collections.append(1) or 0)
-    with collected_optimizer_copies():
+    with collected_optimizer_copies(Sized(COLLECT_ABOVE_BYTES // 4)):
+        assert gc.get_freeze_count() > 0  # what lived before is not scanned
         assert set(table) == set(original)
         assert all(table[name] is not original[name] for name in original)
         made = table["fold_constants"]()
         assert type(made) is type(original["fold_constants"]())
-        assert collections == [1]
+        assert collections == [1, 1]  # on entry, then before the optimizer
         assert tf2onnx.tf_loader.tf_optimize_grappler is not grappler
+    assert gc.get_freeze_count() == 0
     assert dict(table) == original
     assert tf2onnx.tf_loader.tf_optimize_grappler is grappler
+    collections.clear()
+    with collected_optimizer_copies(Sized(COLLECT_ABOVE_BYTES // 4 - 1)):
+        assert dict(table) == original and gc.get_freeze_count() == 0
+    assert collections == []
 
 
 @pytest.mark.parametrize("kwargs, match", [

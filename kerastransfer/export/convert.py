@@ -18,8 +18,8 @@ from typing import Any
 from kerastransfer.errors import ExportError
 from kerastransfer.export.patches import export_patches
 
-__all__ = ["BATCH_AXIS", "collected_optimizer_copies", "convert_to_onnx",
-           "name_batch_axis", "quiet_tf2onnx", "reference_model"]
+__all__ = ["BATCH_AXIS", "COLLECT_ABOVE_BYTES", "collected_optimizer_copies",
+           "convert_to_onnx", "name_batch_axis", "quiet_tf2onnx", "reference_model"]
 
 logger = logging.getLogger("kerastransfer.export.onnx")
 _PATCH_LOCK = threading.Lock()
@@ -65,9 +65,15 @@ def quiet_tf2onnx() -> Iterator[None]:
             handler.removeFilter(log_filter)
 
 
+# Below this many bytes of weights a conversion runs without the collections:
+# its dropped copies add < 0.5 GiB (MobileNetV3Small: 0.77 -> 1.05 GiB peak), and
+# the collections cost more time than they save memory (docs/design.md, fact 24).
+COLLECT_ABOVE_BYTES = 16 * 2**20
+
+
 @contextlib.contextmanager
-def collected_optimizer_copies() -> Iterator[None]:
-    """Frees tf2onnx's dropped graph copies while it converts.
+def collected_optimizer_copies(model: Any = None) -> Iterator[None]:
+    """Frees tf2onnx's dropped graph copies while it converts `model`.
 
     tf2onnx 1.17's `optimize_graph` deep-copies the whole graph (constants
     included) before each of its 12 optimizers, on every pass, and the copies
@@ -76,12 +82,24 @@ def collected_optimizer_copies() -> Iterator[None]:
     new container objects). Converting a ResNet50 at 64 px peaked at 6.7 GiB
     resident and stayed there; with a `gc.collect()` before each optimizer is
     made and before grappler runs, 2.6 GiB (InceptionResNetV2 at 75 px: 5.2 ->
-    4.6 GiB; docs/design.md, fact 24). tf2onnx has no public switch for this:
-    the optimizer table (`tf2onnx.optimizer._optimizers`) and
-    `tf2onnx.tf_loader.tf_optimize_grappler` (private) are wrapped for the
-    conversion only and restored after; without them it runs unchanged.
+    4.6 GiB; docs/design.md, fact 24). The objects alive before the conversion
+    (TensorFlow's and Keras's: a 0.2 s scan each time) are frozen out of those
+    collections with `gc.freeze()`, so each one scans only the conversion's own
+    objects. tf2onnx has no public switch for this: the optimizer table
+    (`tf2onnx.optimizer._optimizers`) and `tf2onnx.tf_loader.tf_optimize_grappler`
+    (private) are wrapped for the conversion only and restored after; without
+    them it runs unchanged.
+
+    Args:
+        model: the Keras model being converted. A model with fewer than
+            `COLLECT_ABOVE_BYTES` of float32 weights converts unchanged. Defaults
+            to `None` (always collect).
     """
     import gc
+
+    if model is not None and model.count_params() * 4 < COLLECT_ABOVE_BYTES:
+        yield
+        return
 
     import tf2onnx.optimizer
     import tf2onnx.tf_loader
@@ -100,9 +118,12 @@ def collected_optimizer_copies() -> Iterator[None]:
             table.update({name: collecting(f) for name, f in original.items()})
         if callable(grappler):
             tf2onnx.tf_loader.tf_optimize_grappler = collecting(grappler)
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             if original is not None:
                 table.clear()
                 table.update(original)
@@ -174,7 +195,7 @@ def convert_to_onnx(keras_model: Any, image_shape: tuple, *, opset: int = 17,
     import tf2onnx
 
     spec = (tf.TensorSpec((None, *image_shape), tf.float32, name=input_name),)
-    with export_patches(), quiet_tf2onnx(), collected_optimizer_copies():
+    with export_patches(), quiet_tf2onnx(), collected_optimizer_copies(keras_model):
         try:
             proto, _ = tf2onnx.convert.from_keras(
                 keras_model, input_signature=spec, opset=opset

@@ -88,7 +88,7 @@ def _convert(keras_model, opset):
                                             "padding_mask": padding_mask},
                                            training=False)}
 
-    with quiet_tf2onnx(), collected_optimizer_copies():
+    with quiet_tf2onnx(), collected_optimizer_copies(keras_model):
         try:
             proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec,
                                                      opset=opset)
