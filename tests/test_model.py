@@ -124,7 +124,7 @@ def test_user_keras_model_as_backbone():
 
 def test_save_load_round_trip_keeps_everything(tmp_path, tiny_data):
     x, y = tiny_data
-    model = small("resnet50", num_classes=2, class_names=["red", "green"],
+    model = small(num_classes=2, class_names=["red", "green"],
                   hidden_units=(8,), dropout=0.1)
     model.pretrained = True
     model.fit(x, y, epochs=1, fine_tune_epochs=1, unfreeze="blocks:1",
@@ -136,7 +136,7 @@ def test_save_load_round_trip_keeps_everything(tmp_path, tiny_data):
     assert loaded.class_names == ["red", "green"]
     assert loaded.hidden_units == (8,) and loaded.dropout == 0.1
     assert loaded.phase_state == {"unfreeze": "blocks:1", "train_bn": False}
-    assert loaded.backbone_name == "resnet50" and loaded.pretrained
+    assert loaded.backbone_name == "mobilenet_v2" and loaded.pretrained
     np.testing.assert_array_equal(loaded.predict(x, verbose=0),
                                   model.predict(x, verbose=0))
     # the trainable set is restored too: same trainable variables
