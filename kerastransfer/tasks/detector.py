@@ -1,7 +1,7 @@
 """`DetectionModel`: an anchor-free (FCOS) object detector on a pretrained backbone.
 
-A `DetectionModel` is a `TransferTask` (`kerastransfer/tasks/base.py`) built like
-`SegmentationModel`: the backbone is cut into a feature pyramid
+A `DetectionModel` is a `DenseTask` (`kerastransfer/tasks/dense.py`), as
+`SegmentationModel` is: the backbone is cut into a feature pyramid
 (`kerastransfer.backbones.pyramid.pyramid_model`; strides 8, 16 and 32 for
 catalog backbones, or the levels `strides=` names, so a small encoder read at
 strides 2-4 works on tiny images), then an FPN neck and an FCOS head
@@ -31,7 +31,6 @@ boxes come back in each image's own pixels, clipped to it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -39,16 +38,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerastransfer.backbones.pyramid import pyramid_model, pyramid_strides
 from kerastransfer.backbones.registry import BackboneSpec
 from kerastransfer.detection.head import head_layers, wire_head
 from kerastransfer.detection.losses import DetectionLoss
 from kerastransfer.detection.targets import encode_targets
-from kerastransfer.errors import InputShapeError
-from kerastransfer.preprocessing import ImagePreprocessing
-from kerastransfer.tasks.backbone import build_scope, resolve_backbone
-from kerastransfer.tasks.base import TransferTask
+from kerastransfer.tasks.backbone import build_scope
 from kerastransfer.tasks.classes import resolve_classes
+from kerastransfer.tasks.dense import DenseTask, dense_graph
 
 __all__ = ["DetectionModel", "HEADS", "DETECTION_STRIDES"]
 
@@ -57,7 +53,7 @@ DETECTION_STRIDES = (8, 16, 32)
 
 
 @keras.saving.register_keras_serializable(package="kerastransfer")
-class DetectionModel(TransferTask):
+class DetectionModel(DenseTask):
     """A pretrained backbone with an FPN neck and an FCOS head, fine-tuned in phases.
 
     Args:
@@ -106,6 +102,9 @@ class DetectionModel(TransferTask):
     (None, 84, 8)
     """
 
+    KIND = "detection"
+    EXPORTS = "its raw head outputs"  # decoded with NMS in numpy (runtime/detection.py)
+
     def __init__(
         self,
         backbone: str | BackboneSpec | keras.Model = "mobilenet_v2",
@@ -133,51 +132,26 @@ class DetectionModel(TransferTask):
         num_classes, class_names = _check_args(num_classes, class_names, head,
                                                filters, head_convs)
         with build_scope(strategy, mixed_precision):
-            parts = resolve_backbone(backbone, weights=weights, input_shape=input_shape,
-                                     preprocessing=preprocessing)
-            shape = tuple(parts.input_shape)
-            if len(shape) != 3 or any(s is None for s in shape):
-                raise InputShapeError(
-                    "A detection model needs a fixed image size. Pass "
-                    "input_shape=(height, width, channels). "
-                    f"Received: input_shape={shape}")
-            if strides is None and parts.spec is not None and isinstance(
-                    backbone, (str, BackboneSpec)):
-                strides = DETECTION_STRIDES
-            encoder = pyramid_model(parts.model, strides=strides, spec=parts.spec)
-            parts = dataclasses.replace(parts, model=encoder)
-            mode = preprocessing or (parts.spec.preprocessing if parts.spec else "none")
-            if parts.folded_preprocessing is not None:
-                mode = "none"  # folded into the adapted first convolution (C != 3)
-
-            # === Functional graph ===
-            inputs = keras.Input(shape=shape, name="image")
-            preprocessor = ImagePreprocessing(mode, name="preprocessing")
-            levels = list(encoder(preprocessor(inputs)))
-            layers = head_layers(len(levels), num_classes, int(filters),
+            graph = dense_graph(backbone, weights=weights, input_shape=input_shape,
+                                preprocessing=preprocessing, strides=strides,
+                                default_strides=DETECTION_STRIDES, what="detection")
+            layers = head_layers(len(graph.levels), num_classes, int(filters),
                                  int(head_convs))
-            outputs, level_shapes = wire_head(layers, levels, shape[:2])
-            super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+            outputs, level_shapes = wire_head(layers, graph.levels, graph.shape[:2])
+            super().__init__(inputs=graph.inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
-        self._init_task(parts, head_layers=[x for g in layers.values() for x in g],
-                        feature_tensor=levels, strategy=strategy,
-                        mixed_precision=mixed_precision)
+        self._init_dense(graph, head_layers=[x for g in layers.values() for x in g],
+                         num_classes=num_classes, class_names=class_names,
+                         task="detection", strategy=strategy,
+                         mixed_precision=mixed_precision)
         self._head_layers = layers
-        self.preprocessor = preprocessor
-        self.num_classes = num_classes
-        self.class_names = class_names
-        self.task = "detection"
         self.head = head
         self.filters, self.head_convs = int(filters), int(head_convs)
-        self.image_shape = shape
-        self.preprocessing_mode = mode
         self.level_shapes = level_shapes
-        self.strides = (list(strides) if strides is not None
-                        else pyramid_strides(encoder))
-        if size_ranges is not None and len(size_ranges) != len(levels):
+        if size_ranges is not None and len(size_ranges) != len(graph.levels):
             raise ValueError(
-                f"size_ranges needs one (low, high) per level ({len(levels)}). "
+                f"size_ranges needs one (low, high) per level ({len(graph.levels)}). "
                 f"Received: size_ranges={size_ranges!r}")
         self.size_ranges = (None if size_ranges is None
                             else [[float(lo), float(hi)] for lo, hi in size_ranges])
@@ -201,24 +175,12 @@ class DetectionModel(TransferTask):
         """The output is `(n, locations, num_classes + 5)`: class logits, xyxy
         boxes in input pixels, centerness logit; `DetectionPredictor` decodes
         it with the same numpy code as `predict` (`runtime/detection.py`)."""
-        return {"kind": "detection", "task": "detection",
-                "class_names": list(self.class_names),
-                "num_classes": self.num_classes, "input_shape": list(self.image_shape),
-                "preprocessing_mode": self.preprocessing_mode,
-                "head": self.head,
+        return {**super().export_contract(), "head": self.head,
                 "output_layout": "N,locations,[class logits|x1 y1 x2 y2|centerness]",
                 "level_shapes": json.dumps(self.level_shapes)}
 
-    def example_inputs(self, data: Any) -> np.ndarray:
-        """The images of `(images, targets)` validation data (or images as is)."""
-        if isinstance(data, (tuple, list)) and len(data) == 2 and np.ndim(
-                data[0]) == 4:
-            return np.asarray(data[0])
-        return data
-
     def _checkpoint_identity(self) -> dict:
-        return {**super()._checkpoint_identity(), "num_classes": int(self.num_classes),
-                "image_shape": list(self.image_shape), "task": "detection",
+        return {**super()._checkpoint_identity(),
                 "level_shapes": [list(s) for s in self.level_shapes]}
 
     # --- Targets, training and prediction ----------------------------------
@@ -343,43 +305,19 @@ class DetectionModel(TransferTask):
                                  iou_threshold=iou_threshold,
                                  max_detections=max_detections, image_sizes=sizes)
 
-    # --- Feature caching and export ----------------------------------------
-    def head_model(self) -> keras.Model:
-        """Neck and head on cached pyramid levels (shares their layers)."""
-        inputs = [keras.Input(shape=tuple(t.shape[1:]), name=f"level_{i}")
-                  for i, t in enumerate(self._feature_tensor)]
-        outputs, _ = wire_head(self._head_layers, inputs, self.image_shape[:2])
-        return keras.Model(inputs, outputs, name=f"{self.name}_head")
-
-    def export_graph(self, *, include_preprocessing: bool = True,
-                     output: str = "predictions") -> keras.Model:
-        """The Keras model an ONNX export reproduces: raw head outputs (the
-        decoding and NMS run in numpy, `runtime/detection.py`)."""
-        if output != "predictions":
-            raise ValueError(
-                "A detection model exports its raw head outputs only. Pass "
-                f"output='predictions'. Received: output={output!r}")
-        if include_preprocessing:
-            return self
-        inputs = keras.Input(shape=self.image_shape, name="image")
-        outputs, _ = wire_head(self._head_layers, list(self.backbone(inputs)),
-                               self.image_shape[:2])
-        return keras.Model(inputs, outputs, name=f"{self.name}_nopre")
+    # --- Feature caching and export: neck and head on pyramid levels ------
+    def _head_outputs(self, levels: list):
+        return wire_head(self._head_layers, levels, self.image_shape[:2])[0]
 
     def get_config(self) -> dict:
         return {
             **super().get_config(),
-            "num_classes": self.num_classes,
-            "input_shape": list(self.image_shape),
             "head": self.head,
-            "class_names": list(self.class_names),
-            "strides": list(self.strides),
             "filters": self.filters,
             "head_convs": self.head_convs,
             "size_ranges": self.size_ranges,
             "center_radius": self.center_radius,
             **self.loss_settings,
-            "preprocessing": self.preprocessing_mode,
         }
 
 

@@ -1,6 +1,6 @@
 """`SegmentationModel`: per-pixel classification — pyramid encoder -> decoder.
 
-A `SegmentationModel` is a `TransferTask` (`kerastransfer/tasks/base.py`): the
+A `SegmentationModel` is a `DenseTask` (`kerastransfer/tasks/dense.py`): the
 backbone is the encoder, cut into a feature pyramid
 (`kerastransfer.backbones.pyramid.pyramid_model`: strides 2/4/8/16/32 where they
 exist); the "head" is a decoder that merges the levels and predicts one class
@@ -21,7 +21,6 @@ metrics are Keras's `MeanIoU` and pixel accuracy (`BinaryIoU` for multilabel).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -29,13 +28,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerastransfer.backbones.pyramid import pyramid_model, pyramid_strides
 from kerastransfer.backbones.registry import BackboneSpec
-from kerastransfer.errors import DataError, InputShapeError
-from kerastransfer.preprocessing import ImagePreprocessing
-from kerastransfer.tasks.backbone import build_scope, resolve_backbone
-from kerastransfer.tasks.base import TransferTask
+from kerastransfer.errors import DataError
+from kerastransfer.tasks.backbone import build_scope
 from kerastransfer.tasks.classes import resolve_classes
+from kerastransfer.tasks.dense import DenseTask, dense_graph
 from kerastransfer.tasks.segmentation_decoder import decode, decoder_layers, flat
 from kerastransfer.tasks.segmentation_loss import SegmentationLoss
 
@@ -48,7 +45,7 @@ SEGMENTATION_TASKS = ("multiclass", "multilabel")
 
 
 @keras.saving.register_keras_serializable(package="kerastransfer")
-class SegmentationModel(TransferTask):
+class SegmentationModel(DenseTask):
     """A pretrained encoder with a segmentation decoder, fine-tuned in phases.
 
     Args:
@@ -93,6 +90,10 @@ class SegmentationModel(TransferTask):
     (1, 32, 32, 3)
     """
 
+    KIND = "segmentation"
+    HEAD_MODEL_SUFFIX = "decoder"
+    EXPORTS = "its per-pixel predictions"
+
     def __init__(
         self,
         backbone: str | BackboneSpec | keras.Model = "mobilenet_v2",
@@ -117,47 +118,25 @@ class SegmentationModel(TransferTask):
         num_classes, class_names = _check_args(
             num_classes, class_names, task, decoder, decoder_filters, class_weights)
         with build_scope(strategy, mixed_precision):
-            parts = resolve_backbone(backbone, weights=weights, input_shape=input_shape,
-                                     preprocessing=preprocessing)
-            shape = tuple(parts.input_shape)
-            if len(shape) != 3 or any(s is None for s in shape):
-                raise InputShapeError(
-                    "A segmentation model needs a fixed image size. Pass "
-                    "input_shape=(height, width, channels). "
-                    f"Received: input_shape={shape}")
-            encoder = pyramid_model(parts.model, strides=strides, spec=parts.spec)
-            parts = dataclasses.replace(parts, model=encoder)
-            mode = preprocessing or (parts.spec.preprocessing if parts.spec else "none")
-            if parts.folded_preprocessing is not None:
-                mode = "none"  # folded into the adapted first convolution (C != 3)
-
-            # === Functional graph ===
-            inputs = keras.Input(shape=shape, name="image")
-            preprocessor = ImagePreprocessing(mode, name="preprocessing")
-            levels = list(encoder(preprocessor(inputs)))
-            layers = decoder_layers(decoder, len(levels), tuple(decoder_filters),
-                                     num_classes, task)
-            outputs = decode(decoder, layers, levels, shape[:2])
-            super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+            graph = dense_graph(backbone, weights=weights, input_shape=input_shape,
+                                preprocessing=preprocessing, strides=strides,
+                                default_strides=None, what="segmentation")
+            layers = decoder_layers(decoder, len(graph.levels), tuple(decoder_filters),
+                                    num_classes, task)
+            outputs = decode(decoder, layers, graph.levels, graph.shape[:2])
+            super().__init__(inputs=graph.inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
-        self._init_task(parts, head_layers=flat(layers), feature_tensor=levels,
-                        strategy=strategy, mixed_precision=mixed_precision)
+        self._init_dense(graph, head_layers=flat(layers), num_classes=num_classes,
+                         class_names=class_names, task=task, strategy=strategy,
+                         mixed_precision=mixed_precision)
         self._decoder_layers = layers
-        self.preprocessor = preprocessor
-        self.num_classes = num_classes
-        self.class_names = class_names
-        self.task = task
         self.decoder = decoder
         self.decoder_filters = tuple(int(f) for f in decoder_filters)
         self.dice_weight = float(dice_weight)
         self.ce_weight = float(ce_weight)
         self.class_weights = (None if class_weights is None
                               else [float(w) for w in class_weights])
-        self.image_shape = shape
-        self.preprocessing_mode = mode
-        self.strides = (list(strides) if strides is not None
-                        else _recorded_strides(parts.spec, encoder))
 
     # --- The task contract -------------------------------------------------
     def default_loss(self):
@@ -181,23 +160,11 @@ class SegmentationModel(TransferTask):
         """The output is `(n, height, width, classes)`: per-pixel softmax
         (multiclass) or sigmoid (multilabel) probabilities at the input size;
         the runtime's `SegmentationPredictor` turns it into masks."""
-        return {"kind": "segmentation", "task": self.task,
-                "class_names": list(self.class_names),
-                "num_classes": self.num_classes, "input_shape": list(self.image_shape),
-                "preprocessing_mode": self.preprocessing_mode,
-                "output_layout": "NHWC", "decoder": self.decoder}
-
-    def example_inputs(self, data: Any) -> np.ndarray:
-        """The images of `(images, masks)` validation data (or images as is)."""
-        if isinstance(data, (tuple, list)) and len(data) == 2 and np.ndim(
-                data[0]) == 4:
-            return np.asarray(data[0])
-        return data
+        return {**super().export_contract(), "output_layout": "NHWC",
+                "decoder": self.decoder}
 
     def _checkpoint_identity(self) -> dict:
-        return {**super()._checkpoint_identity(), "num_classes": int(self.num_classes),
-                "image_shape": list(self.image_shape), "task": self.task,
-                "decoder": self.decoder}
+        return {**super()._checkpoint_identity(), "decoder": self.decoder}
 
     def _check_labels(self, y) -> None:
         check_masks(y, self.num_classes, self.task, self.image_shape[:2])
@@ -228,28 +195,9 @@ class SegmentationModel(TransferTask):
                 f"Received: class_weight={kwargs['class_weight']!r}")
         return super().fit(x, y, augmentation=augmentation, **kwargs)
 
-    # --- Feature caching: the whole pyramid --------------------------------
-    def head_model(self) -> keras.Model:
-        """The decoder on cached pyramid levels (shares the decoder's layers)."""
-        inputs = [keras.Input(shape=tuple(t.shape[1:]), name=f"level_{i}")
-                  for i, t in enumerate(self._feature_tensor)]
-        outputs = decode(self.decoder, self._decoder_layers, inputs,
-                          self.image_shape[:2])
-        return keras.Model(inputs, outputs, name=f"{self.name}_decoder")
-
-    def export_graph(self, *, include_preprocessing: bool = True,
-                     output: str = "predictions") -> keras.Model:
-        """The Keras model an ONNX export reproduces (see `export/convert.py`)."""
-        if output != "predictions":
-            raise ValueError(
-                "A segmentation model exports its per-pixel predictions only. "
-                f"Pass output='predictions'. Received: output={output!r}")
-        if include_preprocessing:
-            return self
-        inputs = keras.Input(shape=self.image_shape, name="image")
-        outputs = decode(self.decoder, self._decoder_layers,
-                          list(self.backbone(inputs)), self.image_shape[:2])
-        return keras.Model(inputs, outputs, name=f"{self.name}_nopre")
+    # --- Feature caching and export: the decoder on pyramid levels --------
+    def _head_outputs(self, levels: list):
+        return decode(self.decoder, self._decoder_layers, levels, self.image_shape[:2])
 
     def report_validation(self, validation_data, report_dir: str,
                           summary: dict) -> dict[str, str]:
@@ -261,24 +209,13 @@ class SegmentationModel(TransferTask):
     def get_config(self) -> dict:
         return {
             **super().get_config(),
-            "num_classes": self.num_classes,
-            "input_shape": list(self.image_shape),
             "decoder": self.decoder,
-            "class_names": list(self.class_names),
             "task": self.task,
             "decoder_filters": list(self.decoder_filters),
             "dice_weight": self.dice_weight,
             "ce_weight": self.ce_weight,
             "class_weights": self.class_weights,
-            "strides": list(self.strides),
-            "preprocessing": self.preprocessing_mode,
         }
-
-
-def _recorded_strides(spec, encoder) -> list[int]:
-    if spec is not None and getattr(spec, "pyramid", None):
-        return [int(s) for s, _ in spec.pyramid]
-    return pyramid_strides(encoder)
 
 
 def _check_args(num_classes, class_names, task, decoder, filters, class_weights):
