@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 ## Run the main job offline on the embedded default.
 demo: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m kerastransfer.demo $(ARGS)
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m kerastransfer.demo $(ARGS)
 
 # Two pytest-xdist workers, one test module each at a time (a module's tests share
 # its fixtures and its isolated child process; see tests/conftest.py). Two, not

@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from kerastransfer import startup
+
 logger = logging.getLogger("kerastransfer")
 
 PROGRESS_MIN_FILES = 16  # show a progress bar from this many files on
@@ -115,39 +117,14 @@ def configure_logging(ctx: click.Context, quiet: bool, verbose: int) -> None:
 
 
 def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow (once) with its native start-up lines silenced.
-
-    While TensorFlow's shared libraries load, its C++ side writes straight to
-    file descriptor 2, some of it before `TF_CPP_MIN_LOG_LEVEL` is read: absl's
-    "WARNING: All log messages before absl::InitializeLog() is called are
-    written to STDERR", cudart_stub's "Could not find cuda drivers" and
-    cpu_feature_guard's CPU-instructions notice. Python's `sys.stderr` cannot
-    catch them, so descriptor 2 points at /dev/null for the duration of the
-    import only and is restored afterwards (an import error is raised after the
-    restore, so it is still shown). This is the one place the CLI does this.
-
-    Does nothing when TensorFlow is already imported; imports plainly with
-    `-vv` (the user asked for everything).
-    """
-    if "tensorflow" in sys.modules:
-        return
+    """Imports TensorFlow (once) without its native start-up lines
+    (`kerastransfer/startup.py`), or plainly with `-vv` (the user asked for
+    everything)."""
     ctx = click.get_current_context(silent=True)
     if ctx is not None and ctx.find_root().meta.get("kerastransfer.verbose", 0) > 1:
         import tensorflow  # noqa: F401 -- -vv: TensorFlow's own lines too
         return
-    try:
-        sys.stderr.flush()
-        saved_fd = os.dup(2)
-    except (OSError, ValueError):  # no usable descriptor 2: import plainly
-        import tensorflow  # noqa: F401
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved_fd, 2)
-        os.close(saved_fd)
+    startup.import_tensorflow_quietly()
 
 
 # --- Parameter types and checks ---------------------------------------------

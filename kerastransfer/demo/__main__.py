@@ -37,7 +37,10 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from kerastransfer import startup
+
+# TensorFlow's C++ log: 3 hides its start-up errors too (cuInit), as the CLI does
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _echo(text: str = "") -> None:
@@ -135,6 +138,7 @@ def main(argv=None) -> dict:
                          choices=("classification", *TASK_DEMOS))
     chosen, rest = chooser.parse_known_args(argv)
     if chosen.task != "classification":
+        startup.import_tensorflow_quietly()
         return importlib.import_module(TASK_DEMOS[chosen.task]).main(rest)
     argv = rest
     parser = argparse.ArgumentParser(prog="python -m kerastransfer.demo",
@@ -148,6 +152,7 @@ def main(argv=None) -> dict:
                         help="labelled images per class")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args(argv)
+    startup.import_tensorflow_quietly()  # a demo shows results, not start-up lines
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     # Each arm builds a new model, so TensorFlow warns about retracing: expected.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
