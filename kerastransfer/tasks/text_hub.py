@@ -57,9 +57,10 @@ class HubTextClassifier(TransferModel):
             if validation_data is None and x.validation is not None:
                 validation_data = x.validation
             x, y = x.train
-        if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
-            validation_data = (_as_texts(validation_data[0], "validation_data"),
-                               *[np.asarray(d) for d in validation_data[1:]])
+        pair = validation_data
+        if isinstance(pair, (tuple, list)) and len(pair) in {2, 3}:
+            validation_data = (_as_texts(pair[0], "validation_data"),
+                               *[np.asarray(d) for d in pair[1:]])
         return super().fit(_as_texts(x), y, validation_data=validation_data, **kwargs)
 
     def predict(self, x, batch_size=None, verbose="auto", **kwargs):
@@ -103,7 +104,8 @@ def hub_text_classifier(backbone: str, num_classes: int | None = None, *,
             "TextClassifier needs a TF-Hub model that takes strings; this one "
             f"takes {spec.input_dtype} images. Use kt.TransferModel for image "
             f"models. Received: backbone={backbone!r}")
+    own = "imagenet"  # TransferModel's name for "the backbone's own weights"
     return HubTextClassifier(
-        backbone, num_classes, weights="imagenet" if weights == "pretrained" else weights,
+        backbone, num_classes, weights=own if weights == "pretrained" else weights,
         class_names=class_names, task=task, dropout=dropout,
         mixed_precision=mixed_precision, strategy=strategy, name=name, **kwargs)
