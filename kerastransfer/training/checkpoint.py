@@ -19,8 +19,8 @@ with `initial_epoch` at the next epoch. After the last phase the checkpoint is
 marked finished: a rerun restores the final weights and returns the stored history
 without training.
 
-NumPy training data is fed in an order drawn from `(seed, epoch)` (a
-`keras.utils.PyDataset`), so a resumed run sees the same batches as an
+NumPy training data is fed in an order drawn from `(seed, epoch)`
+(`data_order.SeededArrayDataset`), so a resumed run sees the same batches as an
 uninterrupted one. A `tf.data.Dataset` is used as given: make its order
 deterministic yourself.
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 import io as _io
 import json
 import logging
-import math
 import os
 
 import keras
@@ -41,6 +40,7 @@ import numpy as np
 
 from kerastransfer.errors import CheckpointError
 from kerastransfer.io import atomic_write_bytes
+from kerastransfer.training.data_order import EpochSetter, SeededArrayDataset
 from kerastransfer.training.guard import DivergenceGuard, finite
 
 __all__ = ["CheckpointRun", "DivergenceGuard", "SeededArrayDataset",
@@ -89,62 +89,6 @@ def read_checkpoint_state(checkpoint_dir: str | os.PathLike) -> dict | None:
             f": {error}). Delete it to start over, or pass another checkpoint_dir. "
             f"Received: path={path!r}"
         ) from error
-
-
-class SeededArrayDataset(keras.utils.PyDataset):
-    """NumPy arrays in batches, in an order drawn from `(seed, epoch)`.
-
-    A resumed run that starts at epoch `e` sees exactly the batches an
-    uninterrupted run sees at epoch `e`, whatever happened before.
-
-    Args:
-        x: images.
-        y: labels (or None).
-        batch_size: samples per batch. Defaults to `32`.
-        seed: the base seed. Defaults to `0`.
-        shuffle: reorder every epoch. Defaults to `True`.
-        sample_weight: per-sample weights. Defaults to `None`.
-    """
-
-    def __init__(self, x, y=None, batch_size: int = 32, seed: int = 0,
-                 shuffle: bool = True, sample_weight=None):
-        super().__init__()
-        self.x, self.y, self.sample_weight = x, y, sample_weight
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.shuffle = bool(shuffle)
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Fixes the order of the batches of `epoch`."""
-        self.epoch = int(epoch)
-        n = len(self.x)
-        if self.shuffle:
-            self.order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
-        else:
-            self.order = np.arange(n)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def __getitem__(self, index):
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        rows = np.sort(rows) if not self.shuffle else rows
-        batch = (self.x[rows],)
-        if self.y is not None:
-            batch += (self.y[rows],)
-            if self.sample_weight is not None:
-                batch += (self.sample_weight[rows],)
-        return batch
-
-
-class _EpochSetter(keras.callbacks.Callback):
-    def __init__(self, dataset: SeededArrayDataset):
-        super().__init__()
-        self.dataset = dataset
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.dataset.set_epoch(epoch)
 
 
 class _CheckpointSaver(keras.callbacks.Callback):
@@ -319,7 +263,7 @@ class CheckpointRun:
             sample_weight=None if sample_weight is None else np.asarray(sample_weight),
         )
         kwargs["shuffle"] = False  # Keras would reorder the batches at random
-        self._data_callbacks = [_EpochSetter(dataset)]
+        self._data_callbacks = [EpochSetter(dataset)]
         return dataset, None, kwargs
 
     # --- saving and restoring ---------------------------------------------------
