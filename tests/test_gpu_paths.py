@@ -11,14 +11,18 @@ import pytest
 
 import kerastransfer as kt
 from tests.conftest import separable_images
+from tests.test_phases import tiny_spec  # noqa: F401 - fixture: a tiny registered net
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# The mixed-precision tests build a tiny registered backbone (three conv blocks
+# with BatchNorm, tests/test_phases.py): the policy applies to it as to any
+# catalog backbone, and two phases train in seconds.
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_trains_with_float32_output(policy):
+def test_mixed_precision_trains_with_float32_output(policy, tiny_spec):  # noqa: F811
     x, y = separable_images(n_per_class=8)
-    model = kt.TransferModel("mobilenet_v2", num_classes=2, weights=None,
+    model = kt.TransferModel("tiny_test_net", num_classes=2, weights=None,
                              input_shape=(32, 32, 3), mixed_precision=policy)
     model.pretrained = True
     assert model.backbone.layers[1].compute_dtype == policy.split("_")[1]
@@ -32,9 +36,10 @@ def test_mixed_precision_trains_with_float32_output(policy):
     assert probs.dtype == np.float32
 
 
-def test_mixed_precision_with_discriminative_rates_and_reload(tmp_path):
+def test_mixed_precision_with_discriminative_rates_and_reload(tmp_path,
+                                                             tiny_spec):  # noqa: F811
     x, y = separable_images(n_per_class=8)
-    model = kt.TransferModel("mobilenet_v2", num_classes=2, weights=None,
+    model = kt.TransferModel("tiny_test_net", num_classes=2, weights=None,
                              input_shape=(32, 32, 3), mixed_precision="mixed_float16")
     model.pretrained = True
     model.fit(x, y, epochs=1, fine_tune_epochs=1, lr_decay=0.5, batch_size=8,
@@ -77,6 +82,7 @@ def test_mirrored_strategy_over_two_logical_cpus():
         import keras, numpy as np
         import kerastransfer as kt
         from tests.conftest import separable_images
+from tests.test_phases import tiny_spec  # noqa: F401 - fixture: a tiny registered net
         keras.utils.set_random_seed(0)
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         x, y = separable_images(n_per_class=16)
