@@ -19,6 +19,7 @@ WORKER = os.path.join(HERE, "resume_worker.py")
 sys.path.insert(0, HERE)
 import resume_worker  # noqa: E402
 
+from tests.test_phases import tiny_spec  # noqa: E402, F401 - fixture
 from tests.training_helpers import StopAt, checkpoint_optimizer_values  # noqa: E402
 
 
@@ -124,14 +125,15 @@ def test_corrupt_checkpoint_is_reported(tmp_path, tiny_data):
         _model().fit(x[:, :24, :24], y, epochs=1, verbose=0, checkpoint_dir=tmp_path)
 
 
-def test_grouped_optimizer_state_is_restored(tmp_path):
+def test_grouped_optimizer_state_is_restored(tmp_path, tiny_spec):  # noqa: F811
     """lr_decay (GroupedOptimizer): every sub-optimizer's slots and iterations
-    are restored when resuming inside the fine-tuning phase."""
+    are restored when resuming inside the fine-tuning phase (a tiny registered
+    backbone of three blocks: three learning-rate groups and the head's)."""
     x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
     y = np.array([0, 1] * 8)
 
     def build():
-        model = kt.TransferModel("mobilenet_v3_small", 2, weights=None,
+        model = kt.TransferModel("tiny_test_net", 2, weights=None,
                                  input_shape=(32, 32, 3))
         model.pretrained = True
         return model
