@@ -14,6 +14,18 @@ fine-tuning, half the epochs each) or from random weights (one phase); every
 model gets about `--steps` batches of 8 whatever the training-set size. Mean IoU over
 the 11 classes is measured on 200 held-out canvases, for 3 training-set sizes
 and several seeds; the table goes to stdout and `segmentation_summary.json`.
+
+Measured 2026-12-03 with `--steps 75`, one process per seed side by side on a
+2-core machine saturated by other jobs (about 5% of a core each): the
+16-canvas row took about 40 minutes (about 1 CPU-minute per arm); the 48- and
+144-canvas rows did not finish before the session's deadline. Held-out mean
+IoU, mean +- std over seeds 0-2:
+
+    canvases   pretrained       scratch
+          16   0.127 +- 0.022   0.180 +- 0.035
+
+The pretrained encoder does not beat scratch at 16 canvases (lower on 2 of 3
+seeds); nothing in the recipe was tuned. See docs/segmentation.md.
 """
 
 from __future__ import annotations
