@@ -48,7 +48,7 @@ def main(argv=None) -> dict:
     from kerastransfer.data import load_image_folder
 
     if args.smoke:
-        folder, weights, size = common.smoke_folder(size=80), None, 72
+        folder, weights, size = common.smoke_folder(args.out, size=80), None, 72
         epochs, fine_tune_epochs, batch_size = 1, 1, 8
     else:
         import keras

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 
 import numpy as np
 
 logger = logging.getLogger("examples")
 
 
-def smoke_folder(classes=("cat", "dog"), per_class=12, size=80) -> str:
-    """A tiny synthetic image folder standing in for the real data set."""
+def smoke_folder(out_dir: str, classes=("cat", "dog"), per_class=12,
+                 size=80) -> str:
+    """A tiny synthetic image folder standing in for the real data set, made
+    in `out_dir/smoke_data` (next to the run's outputs, not left in /tmp)."""
     from kerastransfer.data.synthetic import write_image_folder
 
-    return write_image_folder(tempfile.mkdtemp(prefix="kt_smoke_"), classes,
+    return write_image_folder(os.path.join(out_dir, "smoke_data"), classes,
                               per_class=per_class, size=size)
 
 

@@ -46,7 +46,7 @@ def main(argv=None) -> dict:
     from kerastransfer.data import load_image_folder
 
     if args.smoke:
-        folder = common.smoke_folder(("daisy", "rose", "tulip"), size=48)
+        folder = common.smoke_folder(args.out, ("daisy", "rose", "tulip"), size=48)
         weights, size, epochs, fine_tune_epochs, batch_size = None, 48, 1, 1, 8
     else:
         import keras
