@@ -145,7 +145,7 @@ def test_info_and_benchmark_on_text_models(trained):
     result = _invoke("benchmark", root / "text.onnx", "--batch-size", "4", "--runs",
                      "3", "--warmup", "1", "--json")
     assert result.exit_code == 0, result.output
-    timing = json.loads(result.output)
+    timing = json.loads(result.stdout)  # progress goes to stderr
     assert timing["input_shape"] == [4, 12] and timing["p50_ms"] > 0
     plain = _invoke("benchmark", root / "text.onnx", "--runs", "2", "--warmup", "0")
     assert "1 texts of 12 random vocabulary words" in plain.output
