@@ -31,12 +31,15 @@ def test_demo_runs_offline_and_writes_its_outputs(tmp_path):
     for k in ("1", "10"):
         assert set(summary["transfer"][k]) == ARMS
     one, ten = summary["transfer"]["1"], summary["transfer"]["10"]
-    # Measured (seed 0): k=1 pretrained 0.734, scratch 0.406, raw pixels 0.540,
-    # random frozen 0.356; k=10 0.956 / 0.915 / 0.841 / 0.905.
-    assert one["pretrained"] > 0.65, one
+    # Measured (seed 0, every probe with standardize="auto"): k=1 pretrained
+    # 0.754, scratch 0.407, raw pixels 0.624, random frozen 0.296; k=10
+    # pretrained 0.956, raw pixels 0.878, random frozen 0.906 (scratch 0.915 in
+    # the previous run; its code did not change).
+    assert one["pretrained"] > 0.70, one
     assert one["pretrained"] - one["raw_pixels"] > 0.05, one
     assert one["pretrained"] - one["scratch"] > 0.10, one
-    assert ten["pretrained"] > 0.9 and ten["scratch"] > 0.6, ten
+    assert ten["pretrained"] > 0.93 and ten["scratch"] > 0.6, ten
+    assert ten["pretrained"] - ten["raw_pixels"] > 0.04, ten
     assert one["random_frozen"] < one["pretrained"]
     rows = [r for r in summary["rows"] if r["k"] == 10 and r["arm"] == "pretrained"]
     curve = rows[0]["curve"]
