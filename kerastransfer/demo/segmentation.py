@@ -16,16 +16,17 @@ the 11 classes is measured on 200 held-out canvases, for 3 training-set sizes
 and several seeds; the table goes to stdout and `segmentation_summary.json`.
 
 Measured 2026-12-03 with `--steps 75`, one process per seed side by side on a
-2-core machine saturated by other jobs (about 5% of a core each): the
-16-canvas row took about 40 minutes (about 1 CPU-minute per arm); the 48- and
-144-canvas rows did not finish before the session's deadline. Held-out mean
+2-core machine saturated by other jobs (about 5% of a core each): the 16- and
+48-canvas rows took about 78 minutes (about 1 CPU-minute per arm); the
+144-canvas row did not finish before the session's deadline. Held-out mean
 IoU, mean +- std over seeds 0-2:
 
     canvases   pretrained       scratch
           16   0.127 +- 0.022   0.180 +- 0.035
+          48   0.131 +- 0.029   0.151 +- 0.006
 
-The pretrained encoder does not beat scratch at 16 canvases (lower on 2 of 3
-seeds); nothing in the recipe was tuned. See docs/segmentation.md.
+The pretrained encoder does not beat scratch (lower on 2 of 3 seeds at each
+size); nothing in the recipe was tuned. See docs/segmentation.md.
 """
 
 from __future__ import annotations
