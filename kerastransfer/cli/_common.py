@@ -187,12 +187,17 @@ def usage_errors(*types: type[BaseException]) -> Iterator[None]:
 def onnx_kind(path: str) -> str | None:
     """The `kind` an ONNX file's metadata (or its sidecar) names (`"audio"`,
     `"text"`, ...; None for image classifiers and foreign files), read with
-    the `onnx` package only: no onnxruntime, no TensorFlow."""
+    the `onnx` package only: no onnxruntime, no TensorFlow. An unreadable file
+    has no kind: the image predictor that opens it next reports why."""
     import onnx
+    from google.protobuf.message import DecodeError
 
     from kerastransfer.runtime.base import decode_metadata, read_sidecar
 
-    proto = onnx.load(path, load_external_data=False)
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except (OSError, ValueError, DecodeError):
+        return None
     meta = decode_metadata({p.key: p.value for p in proto.metadata_props})
     if not meta:
         meta = read_sidecar(path) or {}
