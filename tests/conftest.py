@@ -70,6 +70,12 @@ def _seed():
 def _fresh_keras_per_module():
     """Frees Keras's global state and the module's models after each test module."""
     yield
+    release_memory()
+
+
+def release_memory():
+    """Clears Keras's global state, collects garbage and gives freed heap pages
+    back to the system (after a module, or between the models of one test)."""
     if "keras" in sys.modules:
         import keras
 
