@@ -18,34 +18,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _median_seconds(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _images(n, size, seed):
-    """Smooth random images (blurred noise + colour blobs), not white noise."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    small = rng.uniform(0, 255, (n, 8, 8, 3))
-    x = np.repeat(np.repeat(small, size // 8 + 1, axis=1), size // 8 + 1, axis=2)
-    x = x[:, :size, :size] + rng.normal(0, 10, (n, size, size, 3))
-    return np.clip(x, 0, 255).astype("float32")
+# benchmarks/timing.py (the script's folder), after the log level is set
+from timing import median_seconds, smooth_images  # noqa: E402
 
 
 def bench(name: str, size: int, repeats: int, folder: str) -> None:
@@ -60,9 +40,9 @@ def bench(name: str, size: int, repeats: int, folder: str) -> None:
     keras.utils.set_random_seed(0)
     model = kt.TransferModel(name, num_classes=10, weights=None,
                              input_shape=(size, size, 3))
-    recalibrate_batchnorm(model, _images(16, size, seed=1), layers="backbone")
-    calibration = _images(32, size, seed=2)
-    evaluation = _images(64, size, seed=3)
+    recalibrate_batchnorm(model, smooth_images(16, size, seed=1), layers="backbone")
+    calibration = smooth_images(32, size, seed=2)
+    evaluation = smooth_images(64, size, seed=3)
     paths = {k: os.path.join(folder, f"{name}_{k}.onnx")
              for k in ("fp32", "int8", "fp16")}
     export_onnx(model, paths["fp32"])
@@ -74,16 +54,16 @@ def bench(name: str, size: int, repeats: int, folder: str) -> None:
     predictors = {k: OnnxPredictor(p) for k, p in paths.items()}
     results = {}
     for batch in (1, 32):
-        x = _images(batch, size, seed=10 + batch)
+        x = smooth_images(batch, size, seed=10 + batch)
         tx = tf.constant(x)
         reps = repeats if batch == 1 else max(3, repeats // 5)
-        results[("tf.function", batch)] = _median_seconds(
+        results[("tf.function", batch)] = median_seconds(
             lambda tx=tx: call(tx), reps)
-        results[("predict", batch)] = _median_seconds(
+        results[("predict", batch)] = median_seconds(
             lambda x=x, b=batch: model.predict(x, batch_size=b, verbose=0),
             max(3, reps // 4))
         for k, predictor in predictors.items():
-            results[(k, batch)] = _median_seconds(
+            results[(k, batch)] = median_seconds(
                 lambda p=predictor, x=x, b=batch: p.predict(x, batch_size=b), reps)
 
     print(f"\n== {name} at {size}px ==")
@@ -106,7 +86,7 @@ def bench(name: str, size: int, repeats: int, folder: str) -> None:
 
     # session options at batch 1 (ratio to the default predictor: spinning off,
     # all cores, ORT_ENABLE_ALL)
-    x = _images(1, size, seed=99)
+    x = smooth_images(1, size, seed=99)
     base = results[("fp32", 1)]
     variants = {
         "spinning on": dict(allow_spinning=True),
@@ -115,7 +95,7 @@ def bench(name: str, size: int, repeats: int, folder: str) -> None:
     parts = []
     for label, kwargs in variants.items():
         predictor = OnnxPredictor(paths["fp32"], **kwargs)
-        t = _median_seconds(lambda p=predictor: p.predict(x), repeats)
+        t = median_seconds(lambda p=predictor: p.predict(x), repeats)
         parts.append(f"{label} {t / base:.2f}x")
     print("session options vs default (batch 1): " + ", ".join(parts), flush=True)
 

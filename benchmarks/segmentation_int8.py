@@ -20,34 +20,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _median_seconds(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _images(n, size, seed):
-    """Smooth random images (blocks of colour + noise), not white noise."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    small = rng.uniform(0, 255, (n, 8, 8, 3))
-    x = np.repeat(np.repeat(small, size // 8 + 1, axis=1), size // 8 + 1, axis=2)
-    x = x[:, :size, :size] + rng.normal(0, 10, (n, size, size, 3))
-    return np.clip(x, 0, 255).astype("float32")
+# benchmarks/timing.py (the script's folder), after the log level is set
+from timing import median_seconds, smooth_images  # noqa: E402
 
 
 def conditioned_model(backbone: str, decoder: str, size: int):
@@ -62,7 +42,7 @@ def conditioned_model(backbone: str, decoder: str, size: int):
     keras.utils.set_random_seed(0)
     model = kt.SegmentationModel(backbone, 3, weights=None,
                                  input_shape=(size, size, 3), decoder=decoder)
-    images = _images(16, size, seed=1)
+    images = smooth_images(16, size, seed=1)
     recalibrate_batchnorm(model, images, layers="all")
     classifier = model.get_layer("decoder_logits")
     logits = keras.Model(model.input, classifier.output)(images, training=False)
@@ -77,8 +57,8 @@ def bench(backbone: str, decoder: str, size: int, repeats: int, folder: str) -> 
     from kerastransfer.runtime import OnnxPredictor
 
     model = conditioned_model(backbone, decoder, size)
-    calibration = _images(32, size, seed=2)
-    evaluation = _images(32, size, seed=3)
+    calibration = smooth_images(32, size, seed=2)
+    evaluation = smooth_images(32, size, seed=3)
     paths = {k: os.path.join(folder, f"{backbone}_{k}.onnx") for k in ("fp32", "int8")}
     export_onnx(model, paths["fp32"])
     q = export_onnx(model, paths["int8"], quantize="static",
@@ -89,12 +69,12 @@ def bench(backbone: str, decoder: str, size: int, repeats: int, folder: str) -> 
 
     results = {}
     for batch in (1, 8):
-        x = _images(batch, size, seed=10 + batch)
+        x = smooth_images(batch, size, seed=10 + batch)
         reps = repeats if batch == 1 else max(3, repeats // 4)
         # Alternate the two files so both see the same machine load.
         for _ in range(2):
             for k, predictor in predictors.items():
-                t = _median_seconds(
+                t = median_seconds(
                     lambda p=predictor, x=x, b=batch: p.predict(x, batch_size=b),
                     reps)
                 results.setdefault((k, batch), []).append(t)

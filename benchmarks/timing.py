@@ -1,10 +1,37 @@
-"""Timing helpers shared by the benchmark scripts."""
+"""Timing helpers and test images shared by the benchmark scripts.
+
+Import it after setting `TF_CPP_MIN_LOG_LEVEL`: it imports Keras.
+"""
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import keras
+import numpy as np
+
+
+def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
+    """The median wall-clock seconds of `repeats` calls of `fn`, after `warmup`."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def smooth_images(n: int, size: int, seed: int) -> np.ndarray:
+    """`(n, size, size, 3)` float32 images in [0, 255]: 8x8 blocks of colour plus
+    noise, not white noise (which saturates BatchNorm and softmax)."""
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 255, (n, 8, 8, 3))
+    x = np.repeat(np.repeat(small, size // 8 + 1, axis=1), size // 8 + 1, axis=2)
+    x = x[:, :size, :size] + rng.normal(0, 10, (n, size, size, 3))
+    return np.clip(x, 0, 255).astype("float32")
 
 
 class EpochTimer(keras.callbacks.Callback):
