@@ -8,8 +8,12 @@ from __future__ import annotations
 import statistics
 import time
 
-import keras
 import numpy as np
+
+from kerastransfer.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # a benchmark prints its numbers, not start-up lines
+import keras  # noqa: E402
 
 
 def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
