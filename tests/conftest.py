@@ -321,6 +321,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                     f"tree_mib={_TREE_RSS.peak_mib:.0f}\n")
 
 
+@pytest.fixture
+def tiny_spec():
+    """`tests/training_helpers.tiny_backbone` registered as "tiny_test_net" (three
+    blocks, so phases and per-block learning rates apply) for one test."""
+    import kerastransfer as kt
+    from tests.training_helpers import tiny_backbone
+
+    spec = kt.register_backbone(
+        "tiny_test_net", tiny_backbone, preprocessing="unit", default_size=32,
+        feature_dim=16, blocks=kt.BlockRule((r"^(block[A-C])_",)), overwrite=True,
+    )
+    yield spec
+    kt.unregister_backbone("tiny_test_net")
+
+
 def separable_images(n_per_class=24, size=32, num_classes=2, seed=0):
     """Images whose class is visible in colour and brightness: learnable quickly."""
     rng = np.random.default_rng(seed)

@@ -11,16 +11,15 @@ import pytest
 
 import kerastransfer as kt
 from tests.conftest import separable_images
-from tests.test_phases import tiny_spec  # noqa: F401 - fixture: a tiny registered net
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # The mixed-precision tests build a tiny registered backbone (three conv blocks
-# with BatchNorm, tests/test_phases.py): the policy applies to it as to any
-# catalog backbone, and two phases train in seconds.
+# with BatchNorm: the `tiny_spec` fixture of tests/conftest.py): the policy
+# applies to it as to any catalog backbone, and two phases train in seconds.
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_trains_with_float32_output(policy, tiny_spec):  # noqa: F811
+def test_mixed_precision_trains_with_float32_output(policy, tiny_spec):
     x, y = separable_images(n_per_class=8)
     model = kt.TransferModel("tiny_test_net", num_classes=2, weights=None,
                              input_shape=(32, 32, 3), mixed_precision=policy)
@@ -36,8 +35,7 @@ def test_mixed_precision_trains_with_float32_output(policy, tiny_spec):  # noqa:
     assert probs.dtype == np.float32
 
 
-def test_mixed_precision_with_discriminative_rates_and_reload(tmp_path,
-                                                             tiny_spec):  # noqa: F811
+def test_mixed_precision_with_discriminative_rates_and_reload(tmp_path, tiny_spec):
     x, y = separable_images(n_per_class=8)
     model = kt.TransferModel("tiny_test_net", num_classes=2, weights=None,
                              input_shape=(32, 32, 3), mixed_precision="mixed_float16")
@@ -57,7 +55,7 @@ def test_mixed_precision_with_discriminative_rates_and_reload(tmp_path,
 def test_xla_jit_compile_on_cpu():
     # A tiny backbone: XLA compiles each phase's train step, and compile time
     # grows with the graph (MobileNetV2: ~45 s of this test, for the same check).
-    from test_phases import tiny_backbone
+    from tests.training_helpers import tiny_backbone
 
     x, y = separable_images(n_per_class=8)
     model = kt.TransferModel(tiny_backbone(), num_classes=2)
@@ -82,7 +80,6 @@ def test_mirrored_strategy_over_two_logical_cpus():
         import keras, numpy as np
         import kerastransfer as kt
         from tests.conftest import separable_images
-from tests.test_phases import tiny_spec  # noqa: F401 - fixture: a tiny registered net
         keras.utils.set_random_seed(0)
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         x, y = separable_images(n_per_class=16)

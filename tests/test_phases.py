@@ -10,30 +10,6 @@ from kerastransfer.training.plan import Phase, PhasePlan
 from tests.conftest import separable_images
 
 
-def tiny_backbone(input_shape=(32, 32, 3), weights=None):
-    """Three conv blocks with BatchNorm: small enough for two CPU cores."""
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for i, (name, filters) in enumerate([("blockA", 8), ("blockB", 16),
-                                         ("blockC", 16)]):
-        x = keras.layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
-        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-        x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
-        if i < 2:
-            x = keras.layers.MaxPooling2D(name=f"{name}_pool")(x)
-    return keras.Model(inputs, x, name="tiny")
-
-
-@pytest.fixture
-def tiny_spec():
-    spec = kt.register_backbone(
-        "tiny_test_net", tiny_backbone, preprocessing="unit", default_size=32,
-        feature_dim=16, blocks=kt.BlockRule((r"^(block[A-C])_",)), overwrite=True,
-    )
-    yield spec
-    kt.unregister_backbone("tiny_test_net")
-
-
 def make(tiny_spec, **kwargs):
     model = kt.TransferModel("tiny_test_net", num_classes=2, weights=None,
                              dropout=0.0, **kwargs)

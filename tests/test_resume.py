@@ -19,7 +19,6 @@ WORKER = os.path.join(HERE, "resume_worker.py")
 sys.path.insert(0, HERE)
 import resume_worker  # noqa: E402
 
-from tests.test_phases import tiny_spec  # noqa: E402, F401 - fixture
 from tests.training_helpers import StopAt, checkpoint_optimizer_values  # noqa: E402
 
 
@@ -125,7 +124,7 @@ def test_corrupt_checkpoint_is_reported(tmp_path, tiny_data):
         _model().fit(x[:, :24, :24], y, epochs=1, verbose=0, checkpoint_dir=tmp_path)
 
 
-def test_grouped_optimizer_state_is_restored(tmp_path, tiny_spec):  # noqa: F811
+def test_grouped_optimizer_state_is_restored(tmp_path, tiny_spec):
     """lr_decay (GroupedOptimizer): every sub-optimizer's slots and iterations
     are restored when resuming inside the fine-tuning phase (a tiny registered
     backbone of three blocks: three learning-rate groups and the head's)."""

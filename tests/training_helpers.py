@@ -1,6 +1,7 @@
 """Helpers shared by the tests of several tasks: a simulated crash and the
 optimizer state a checkpoint holds (the resume tests: `test_resume.py`,
-`test_segmentation.py`, ...), a tiny pyramid encoder (the detection tests), and
+`test_segmentation.py`, ...), a tiny backbone with three blocks (the phase,
+resume and GPU-path tests), a tiny pyramid encoder (the detection tests), and
 the check that the runtime runs without TensorFlow (every runtime test)."""
 
 import json
@@ -33,6 +34,21 @@ def checkpoint_optimizer_values(checkpoint_dir):
     with np.load(checkpoint_dir / CHECKPOINT_FILE) as data:
         values = [data[f"o{i}"] for i in range(state["num_optimizer_variables"])]
     return state, values
+
+
+def tiny_backbone(input_shape=(32, 32, 3), weights=None):
+    """Three conv blocks with BatchNorm (`blockA`-`blockC`): small enough for two
+    CPU cores. Registered as "tiny_test_net" by the `tiny_spec` fixture."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for i, (name, filters) in enumerate([("blockA", 8), ("blockB", 16),
+                                         ("blockC", 16)]):
+        x = keras.layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
+        if i < 2:
+            x = keras.layers.MaxPooling2D(name=f"{name}_pool")(x)
+    return keras.Model(inputs, x, name="tiny")
 
 
 def tiny_pyramid(size=32, channels=3, widths=(8, 16, 16)):
