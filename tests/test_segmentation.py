@@ -19,20 +19,12 @@ from kerastransfer.data.masks import load_segmentation_folder, read_mask
 from kerastransfer.data.segmentation_augment import SegmentationAugmentation
 from kerastransfer.errors import DataError, InputShapeError
 from kerastransfer.tasks.segmentation_loss import SegmentationLoss
-from tests.training_helpers import StopAt
+from tests.training_helpers import StopAt, tiny_pyramid
 
 
 def tiny_backbone(size=32):
     """A 3-level encoder (strides 2, 4, 8) with BatchNorm: fast to trace."""
-    inputs = keras.Input((size, size, 3))
-    x, outputs = inputs, []
-    for i, filters in enumerate((8, 12, 16)):
-        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same",
-                                name=f"enc{i}_conv")(x)
-        x = keras.layers.BatchNormalization(name=f"enc{i}_bn")(x)
-        x = keras.layers.ReLU(name=f"enc{i}_relu")(x)
-        outputs.append(x)
-    return keras.Model(inputs, outputs, name="tiny_pyramid")
+    return tiny_pyramid(size, widths=(8, 12, 16))
 
 
 def blob_data(n=16, size=32, seed=0):
