@@ -21,6 +21,7 @@ __all__ = [
     "onnx_is_audio",
     "open_audio_predictor",
     "open_predictor",
+    "benchmark_inputs",
     "folder_clips",
     "sample_clips",
 ]
@@ -82,7 +83,15 @@ def open_predictor(model_path: str, keras_model: Any = None):
     return KerasAudioPredictor(keras_model)
 
 
-open_audio_predictor = open_predictor  # the name predict/export/benchmark use
+open_audio_predictor = open_predictor  # the name predict/export use
+
+
+def benchmark_inputs(predictor: Any, batch_size: int, seed: int):
+    """`benchmark`'s input: `(waveforms, description)`, `batch_size` clips of
+    uniform noise in [-1, 1] at the model's length."""
+    shape = [batch_size, predictor.num_samples]
+    waveforms = np.random.default_rng(seed).uniform(-1, 1, shape).astype("float32")
+    return waveforms, f"{shape} float32"
 
 
 def folder_clips(

@@ -36,17 +36,12 @@ def benchmark(model_path, batch_size, runs, warmup, seed, as_json):
     import numpy as np
 
     model_kind(model_path, "'MODEL'", (".onnx",))
-    from kerastransfer.cli.audio import open_audio_predictor
     from kerastransfer.cli.tasks import task_benchmark_inputs
     from kerastransfer.runtime import OnnxPredictor
 
-    predictor = open_audio_predictor(model_path)
-    sample = None if predictor else task_benchmark_inputs(model_path, batch_size, seed)
-    described = None  # what the input is, when not a float32 array
-    if predictor is not None:  # waveforms in [-1, 1]
-        shape = [batch_size, predictor.num_samples]
-        images = np.random.default_rng(seed).uniform(-1, 1, shape).astype("float32")
-    elif sample is not None:  # a task hook's inputs (texts: cli/text.py)
+    sample = task_benchmark_inputs(model_path, batch_size, seed)
+    described = None  # what the input is, when not a float32 image batch
+    if sample is not None:  # a task hook's inputs (waveforms, texts: cli/<task>.py)
         predictor, images, described = sample
         shape = [batch_size, *predictor.input_shape]
     else:
