@@ -17,7 +17,7 @@ import numpy as np
 from kerastransfer.data.split import split_indices
 from kerastransfer.errors import DataError
 
-__all__ = ["TextData", "load_text_csv", "text_data_from_lists"]
+__all__ = ["TextData", "fit_inputs", "load_text_csv", "text_data_from_lists"]
 
 logger = logging.getLogger("kerastransfer.data")
 
@@ -44,6 +44,17 @@ class TextData:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+def fit_inputs(x, y, validation_data) -> tuple:
+    """`(x, y, validation_data)` of a text task's `fit`: a `TextData` given as
+    `x` becomes its training texts and labels, and its validation split unless
+    `validation_data` is given; anything else passes through."""
+    if isinstance(x, TextData):
+        if validation_data is None and x.validation is not None:
+            validation_data = x.validation
+        x, y = x.train
+    return x, y, validation_data
 
 
 def _labels_to_array(labels: list, class_names, multilabel: bool, separator: str

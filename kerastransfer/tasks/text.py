@@ -337,12 +337,9 @@ class TextClassifier(TransferTask):
         `TextData` from `kerastransfer.data.load_text_csv`); see there for the
         arguments. `unfreeze="top_layers:N"` fine-tunes the top N transformer
         layers; `lr_decay` decays the rate per transformer layer downwards."""
-        from kerastransfer.data.text import TextData
+        from kerastransfer.data.text import fit_inputs
 
-        if isinstance(x, TextData):
-            if validation_data is None and x.validation is not None:
-                validation_data = x.validation
-            x, y = x.train
+        x, y, validation_data = fit_inputs(x, y, validation_data)
         validation_data = self._encode_xy(validation_data, "validation_data")
         if y is not None and self.task == "multilabel":
             y = np.asarray(y, dtype="float32")

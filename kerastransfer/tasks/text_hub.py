@@ -51,12 +51,9 @@ class HubTextClassifier(TransferModel):
 
     def fit(self, x=None, y=None, *, validation_data=None, **kwargs):
         """`TransferModel.fit` on texts or a `TextData`."""
-        from kerastransfer.data.text import TextData
+        from kerastransfer.data.text import fit_inputs
 
-        if isinstance(x, TextData):
-            if validation_data is None and x.validation is not None:
-                validation_data = x.validation
-            x, y = x.train
+        x, y, validation_data = fit_inputs(x, y, validation_data)
         pair = validation_data
         if isinstance(pair, (tuple, list)) and len(pair) in {2, 3}:
             validation_data = (_as_texts(pair[0], "validation_data"),
