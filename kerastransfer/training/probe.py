@@ -185,13 +185,18 @@ def _fit_probe(x, y, weights, num_classes, task, C, cv, seed, Cs, standardize,
                tol, max_iter, start):
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std < 1e-12] = 1.0
-    standardized = {True: (x - mean) / std, False: x}
     options = (True, False) if standardize == "auto" else (bool(standardize),)
+    standardized = {False: x}
+    if True in options:
+        standardized[True] = (x - mean) / std
 
     def fit(labels, classes):
         """One logistic regression per option, folded to raw features."""
+        tried = options
+        if standardize == "auto" and not _cross_validates(labels, C):
+            tried = (False,)  # nothing to choose by: see `standardize`
         fits = {}
-        for option in options:
+        for option in tried:
             kernel, bias, chosen, scores = _fit_multiclass(
                 standardized[option], labels, weights, classes, C, cv, seed, Cs,
                 tol, max_iter)
@@ -199,11 +204,9 @@ def _fit_probe(x, y, weights, num_classes, task, C, cv, seed, Cs, standardize,
                 kernel = kernel / std[:, None]
                 bias = bias - mean @ kernel
             fits[option] = (kernel, bias, chosen, scores)
-        if len(options) == 1:
-            return (*fits[options[0]], options[0], None)
-        if fits[True][3] is None:  # no cross-validation: see `standardize`
-            return (*fits[False], False, None)
-        best = {option: max(fits[option][3].values()) for option in options}
+        if len(tried) == 1:
+            return (*fits[tried[0]], tried[0], None)
+        best = {option: max(fits[option][3].values()) for option in tried}
         option = best[True] >= best[False] - 1e-12
         return (*fits[option], option, best)
 
@@ -321,6 +324,13 @@ def _choose_C(z, y, weights, cv, seed, Cs, tol, max_iter):
         scores[C] = total / max(count, 1e-12)
     best = max(scores.values())
     return next(C for C, s in scores.items() if s >= best - 1e-12), scores
+
+
+def _cross_validates(y, C) -> bool:
+    """Whether `_fit_multiclass` chooses `C` by cross-validation on labels `y`
+    (no `C` given, two classes or more, and two examples of each at least)."""
+    present, counts = np.unique(y, return_counts=True)
+    return C is None and len(present) >= 2 and counts.min() >= 2
 
 
 def _fit_multiclass(z, y, weights, num_classes, C, cv, seed, Cs, tol, max_iter):
