@@ -687,3 +687,33 @@ def test_log_levels_and_restored_loggers(tiny_onnx):
     after = (package_logger.level, package_logger.propagate,
              list(package_logger.handlers), logging.getLogger().level)
     assert after == before
+
+
+def test_onnx_kind_parses_each_file_version_once(tmp_path, monkeypatch):
+    """Every task hook asks for the kind; the file is parsed once per version."""
+    import onnx
+
+    from kerastransfer.cli._common import onnx_kind
+    from kerastransfer.runtime.base import encode_metadata
+
+    def write(kind):
+        model = onnx.load(build_tiny_onnx(tmp_path / "tiny.onnx"))
+        del model.metadata_props[:]
+        for key, value in encode_metadata({"kind": kind}).items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(path))
+        os.utime(path, ns=(time.time_ns(), time.time_ns()))
+
+    path = tmp_path / "m.onnx"
+    write("text")
+    loads = []
+    real_load = onnx.load
+    monkeypatch.setattr(onnx, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    assert [onnx_kind(str(path)) for _ in range(3)] == ["text"] * 3
+    assert len(loads) == 1
+    monkeypatch.setattr(onnx, "load", real_load)
+    write("audio!")  # a new version: another size and time
+    assert onnx_kind(str(path)) == "audio!"
+    path.write_bytes(b"not onnx")
+    assert onnx_kind(str(path)) is None
+    assert onnx_kind(str(tmp_path / "missing.onnx")) is None

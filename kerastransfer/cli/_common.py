@@ -9,6 +9,7 @@ must stay TensorFlow-free.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -188,7 +189,20 @@ def onnx_kind(path: str) -> str | None:
     """The `kind` an ONNX file's metadata (or its sidecar) names (`"audio"`,
     `"text"`, ...; None for image classifiers and foreign files), read with
     the `onnx` package only: no onnxruntime, no TensorFlow. An unreadable file
-    has no kind: the image predictor that opens it next reports why."""
+    has no kind: the image predictor that opens it next reports why.
+
+    Every task's hook asks in turn, and `onnx.load` parses the whole file
+    (weights included), so the answer is kept per file version."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return _onnx_kind(os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _onnx_kind(path: str, mtime_ns: int, size: int) -> str | None:
+    """`onnx_kind` for one version of a file (the key's `mtime_ns` and `size`)."""
     import onnx
     from google.protobuf.message import DecodeError
 
