@@ -708,7 +708,8 @@ def test_onnx_kind_parses_each_file_version_once(tmp_path, monkeypatch):
     write("text")
     loads = []
     real_load = onnx.load
-    monkeypatch.setattr(onnx, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    monkeypatch.setattr(onnx, "load",
+                        lambda *a, **k: loads.append(a) or real_load(*a, **k))
     assert [onnx_kind(str(path)) for _ in range(3)] == ["text"] * 3
     assert len(loads) == 1
     monkeypatch.setattr(onnx, "load", real_load)
