@@ -22,13 +22,13 @@ def plot_time_to_accuracy(curves: dict, path: str | os.PathLike,
     Raises:
         ValueError: if `curves` is empty or a curve has no point.
     """
-    from kerastransfer.report.plots import _pyplot, _save
+    from kerastransfer.report.plots import pyplot, save_figure
 
     if not curves or any(not points for points in curves.values()):
         raise ValueError(
             "plot_time_to_accuracy needs at least one point per curve. Record "
             f"held-out accuracy while training. Received: curves={list(curves)}")
-    plt = _pyplot()
+    plt = pyplot()
     fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for label, points in curves.items():
         epochs, seconds, accuracy = zip(*points, strict=True)
@@ -44,4 +44,4 @@ def plot_time_to_accuracy(curves: dict, path: str | os.PathLike,
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, os.fspath(path))
+    return save_figure(fig, os.fspath(path))

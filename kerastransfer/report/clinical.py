@@ -353,14 +353,12 @@ def plot_clinical_curves(y_true, scores, out_dir: str,
     Returns:
         `{"roc": path, "pr": path, "calibration": path}`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.calibration import CalibrationDisplay
     from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
 
-    from kerastransfer.io import atomic_path
+    from kerastransfer.report.plots import pyplot, save_figure
+
+    plt = pyplot()
 
     if np.ndim(scores) == 2:
         y_all, s_all = np.asarray(y_true).astype(int), np.asarray(scores)
@@ -376,9 +374,5 @@ def plot_clinical_curves(y_true, scores, out_dir: str,
         fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
         for y, s, label in curves:
             display.from_predictions(y, s, ax=ax, name=label)
-        path = os.path.join(out_dir, f"{key}.png")
-        with atomic_path(path, ".png") as tmp:
-            fig.savefig(tmp, format="png")
-        plt.close(fig)
-        paths[key] = path
+        paths[key] = save_figure(fig, os.path.join(out_dir, f"{key}.png"))
     return paths

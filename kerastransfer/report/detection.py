@@ -216,9 +216,9 @@ def plot_pr_curves(targets: Sequence[dict], predictions: Sequence[dict], path: s
     if not np.any(np.isclose(_IOU_THRESHOLDS, iou_threshold)):
         raise ValueError("iou_threshold must be one of COCO's thresholds 0.5, 0.55, "
                          f"..., 0.95. Received: iou_threshold={iou_threshold!r}")
-    from kerastransfer.report.plots import _pyplot, _save
+    from kerastransfer.report.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     num_classes, names = _num_classes(targets, predictions, class_names)
     evaluator = coco_evaluation(targets, predictions, num_classes)
     t = int(np.argmin(np.abs(evaluator.params.iouThrs - iou_threshold)))
@@ -244,7 +244,7 @@ def plot_pr_curves(targets: Sequence[dict], predictions: Sequence[dict], path: s
         axis.set_xlabel("recall", fontsize=8)
         axis.set_ylabel("precision", fontsize=8)
     figure.tight_layout()
-    return _save(figure, path, dpi=80)
+    return save_figure(figure, path, dpi=80)
 
 
 def draw_detections(image, prediction: dict | None, target: dict | None, path: str,

@@ -221,13 +221,9 @@ def plot_class_overlays(model, validation_data, path: str, *, per_class: int = 2
     except ValueError as error:
         logger.info("No Grad-CAM overlays in the report: %s", error)
         return None
-    import matplotlib
+    from kerastransfer.report.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from kerastransfer.io import atomic_path
-
+    plt = pyplot()
     names = [str(n) for n in getattr(model, "class_names", [])]
     classes = min(len(names), max_classes)
     examples = _class_examples(validation_data, getattr(model, "task", "multiclass"),
@@ -247,7 +243,4 @@ def plot_class_overlays(model, validation_data, path: str, *, per_class: int = 2
             ax.axis("off")
     fig.suptitle(f"{method}: where the model looked for each class", fontsize=9)
     fig.tight_layout()
-    with atomic_path(os.fspath(path), ".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return os.fspath(path)
+    return save_figure(fig, os.fspath(path))

@@ -13,13 +13,15 @@ import numpy as np
 
 from kerastransfer.errors import DataError
 
-__all__ = ["plot_learning_curves", "plot_confusion_matrix"]
+__all__ = ["plot_learning_curves", "plot_confusion_matrix", "pyplot", "save_figure"]
 
 # Above this many classes the counts are not written in the cells (unreadable).
 MAX_ANNOTATED_CLASSES = 30
 
 
-def _pyplot():
+def pyplot():
+    """`matplotlib.pyplot` on the Agg backend (no display needed): every
+    report figure is drawn through it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,12 +30,12 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str, dpi: int = 100) -> str:
-    """Writes a figure as a PNG atomically and closes it (every report
-    figure: here, `report/detection.py`, `demo/plots.py`)."""
+def save_figure(fig, path: str, dpi: int = 100) -> str:
+    """Writes a figure as a PNG atomically and closes it, even when writing
+    fails: every report and demo figure is saved through here."""
     from kerastransfer.io import atomic_path
 
-    plt = _pyplot()
+    plt = pyplot()
     try:
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, format="png", dpi=dpi)
@@ -55,7 +57,7 @@ def plot_learning_curves(history, path: str) -> str:
     Raises:
         DataError: the history has no epochs.
     """
-    plt = _pyplot()
+    plt = pyplot()
     import matplotlib
     import matplotlib.ticker  # noqa: F401  (integer epoch ticks)
 
@@ -90,7 +92,7 @@ def plot_learning_curves(history, path: str) -> str:
         ax.set_title(name)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(matrix, class_names: Sequence, path: str) -> str:
@@ -117,7 +119,7 @@ def plot_confusion_matrix(matrix, class_names: Sequence, path: str) -> str:
             f"matrix of these classes. Received: shape={matrix.shape}, "
             f"{n} class names"
         )
-    plt = _pyplot()
+    plt = pyplot()
     size = max(4.0, 0.5 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ConfusionMatrixDisplay(matrix, display_labels=[str(c) for c in class_names]).plot(
@@ -126,4 +128,4 @@ def plot_confusion_matrix(matrix, class_names: Sequence, path: str) -> str:
     )
     ax.set_title("Confusion matrix")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

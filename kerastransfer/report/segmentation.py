@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from kerastransfer.errors import DataError
-from kerastransfer.io import atomic_path, atomic_write_text
+from kerastransfer.io import atomic_write_text
 
 __all__ = ["segmentation_metrics", "format_segmentation_report",
            "write_segmentation_report", "plot_overlays"]
@@ -95,11 +95,9 @@ def format_segmentation_report(metrics: dict) -> str:
 def plot_overlays(images, masks, predictions, path: str, num_classes: int,
                   count: int = 4) -> str:
     """Image | ground truth | prediction, one row per image, as a PNG."""
-    import matplotlib
+    from kerastransfer.report.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     count = min(count, len(images))
     figure, axes = plt.subplots(count, 3, figsize=(6, 2 * count), squeeze=False)
     for row in range(count):
@@ -117,10 +115,7 @@ def plot_overlays(images, masks, predictions, path: str, num_classes: int,
             if row == 0:
                 axis.set_title(title)
     figure.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, format="png", dpi=80)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=80)
 
 
 def write_segmentation_report(model: Any, validation_data: Any, report_dir: str,
