@@ -5,13 +5,13 @@ TensorFlow-free runtime."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 soundfile = pytest.importorskip("soundfile")
+
+from training_helpers import run_without_tensorflow  # noqa: E402
 
 from kerastransfer.audio import io as audio_io  # noqa: E402
 from kerastransfer.data.audio_augment import AudioAugmentation  # noqa: E402
@@ -278,17 +278,10 @@ def test_audio_classifier_argument_errors():
 
 
 def test_runtime_audio_never_imports_tensorflow():
-    code = (
-        "import sys, kerastransfer.runtime as r; r.AudioPredictor; "
-        "from kerastransfer.runtime.audio import predict_audio_files; "
-        "import kerastransfer.audio.io; "
-        "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
-        "print(bad); sys.exit(1 if bad else 0)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_without_tensorflow(
+        "import kerastransfer.runtime as r; r.AudioPredictor\n"
+        "from kerastransfer.runtime.audio import predict_audio_files\n"
+        "import kerastransfer.audio.io\n")
 
 
 def test_catalog_image_backbone_gets_a_one_channel_first_conv(tmp_path):

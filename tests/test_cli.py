@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from training_helpers import run_without_tensorflow
 
 from export.tiny_model import build_tiny_onnx
 from kerastransfer.cli import cli
@@ -651,19 +652,12 @@ def test_deployment_commands_do_not_import_tensorflow(tiny_onnx, tmp_path, comma
     image = tmp_path / "x.png"
     Image.new("RGB", (20, 20), (200, 10, 10)).save(image)
     args = [a.format(model=tiny_onnx, image=image) for a in command]
-    code = (
-        "import sys\n"
+    run_without_tensorflow(
         "from kerastransfer.cli import cli\n"
         "try:\n"
         f"    cli.main(args={args!r}, prog_name='kerastransfer')\n"
         "except SystemExit as exit:\n"
-        "    assert not exit.code, exit.code\n"
-        "print('TF', 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "TF False False"
+        "    assert not exit.code, exit.code\n")
 
 
 def test_console_script_entry_point():

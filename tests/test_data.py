@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_features import tiny_backbone
+from training_helpers import run_without_tensorflow
 
 import kerastransfer as kt
 from kerastransfer import data as kd
@@ -366,11 +367,4 @@ def test_one_image_extension_list_matches_the_decoders(tmp_path):
 
 
 def test_import_data_does_not_import_tensorflow():
-    import subprocess
-    import sys
-
-    code = ("import sys, kerastransfer.data, kerastransfer.data.inputs; "
-            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=120)
-    assert out.stdout.strip() == "[]"
+    run_without_tensorflow("import kerastransfer.data, kerastransfer.data.inputs")

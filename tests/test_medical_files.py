@@ -11,6 +11,7 @@ pytest.importorskip("pydicom")
 nib = pytest.importorskip("nibabel")
 
 from PIL import Image  # noqa: E402
+from training_helpers import run_without_tensorflow  # noqa: E402
 
 from kerastransfer.data import load_image_folder, load_image_list  # noqa: E402
 from kerastransfer.runtime import decode_images, list_image_files  # noqa: E402
@@ -125,15 +126,9 @@ def test_runtime_decodes_medical_files_without_cutting_to_8_bits(tmp_path):
 
 
 def test_runtime_import_needs_no_medical_packages():
-    import subprocess
-    import sys
-
-    code = ("import sys, kerastransfer.runtime; "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'pydicom', 'nibabel') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.strip() == "[]"
+    assert run_without_tensorflow(
+        "import sys, kerastransfer.runtime\n"
+        "result = sorted(m for m in ('pydicom', 'nibabel') if m in sys.modules)") == []
 
 
 def test_uploaded_bytes_decode_as_the_files(tmp_path):

@@ -13,6 +13,7 @@ import urllib.parse
 import numpy as np
 import pytest
 from PIL import Image
+from training_helpers import run_without_tensorflow
 
 from export.tiny_model import build_tiny_onnx
 from kerastransfer.runtime import OnnxPredictor
@@ -285,13 +286,8 @@ def test_load_refuses_non_loopback_targets():
 
 
 def test_service_imports_no_tensorflow(model_path):
-    code = ("import sys; import export.service as s; "
-            f"app = s.create_app(s.OnnxPredictor({model_path!r})); "
-            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "False"]
+    run_without_tensorflow("import export.service as s\n"
+                           f"app = s.create_app(s.OnnxPredictor({model_path!r}))")
 
 
 def test_service_start_errors(tmp_path):

@@ -3,8 +3,6 @@ layer-wise rates, weight decay, resume, .keras round trip, export and the
 TensorFlow-free runtime, and one clear error per bad input."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ import pytest
 pytest.importorskip("keras_hub")
 
 import keras  # noqa: E402
+from training_helpers import run_without_tensorflow  # noqa: E402
 
 import kerastransfer as kt  # noqa: E402
 from kerastransfer.errors import DataError, UnknownBackboneError, WeightsError  # noqa: E402
@@ -22,9 +21,6 @@ from tests.text_helpers import (  # noqa: E402
     make_preprocessor,
     sentiment_task,
 )
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 EPOCHS = 4
 
@@ -169,8 +165,6 @@ def test_export_parity_int8_and_tf_free_runtime(trained):
     int8 file's agreement come from the same export; the TF-free
     `TextPredictor` (a subprocess) gives exactly what onnxruntime gives on
     KerasHub's own token ids for the written file."""
-    import json
-
     import onnxruntime as ort
 
     from kerastransfer.backbones.kerashub import tokenize
@@ -189,18 +183,12 @@ def test_export_parity_int8_and_tf_free_runtime(trained):
         ("token_ids", "segment_ids", "padding_mask"))})[0]
     keras_top = model.predict(sentences, verbose=0).argmax(1)
     assert np.mean(expected.argmax(1) == keras_top) >= 0.99
-    code = (
-        "import sys, json, numpy as np\n"
+    data = run_without_tensorflow(
         "from kerastransfer.runtime import TextPredictor\n"
         f"p = TextPredictor({path!r})\n"
         f"out = p.predict({sentences!r})\n"
-        "print(json.dumps({'tf': 'tensorflow' in sys.modules,"
-        " 'keras': 'keras' in sys.modules, 'out': out.tolist(),"
-        " 'top': p.predict_labels(['a good film'])[0][0][0]}))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                            text=True, cwd=ROOT, check=True)
-    data = json.loads(result.stdout.strip().splitlines()[-1])
-    assert not data["tf"] and not data["keras"]
+        "result = {'out': out.tolist(),"
+        " 'top': p.predict_labels(['a good film'])[0][0][0]}\n")
     np.testing.assert_allclose(data["out"], expected, atol=1e-6)
     assert data["top"] in ("neg", "pos")
 

@@ -1,14 +1,14 @@
 """The runtime tokenizer (`tokenizers` file) gives exactly KerasHub's token ids;
 text CSV loading reports bad rows; the runtime imports without TensorFlow."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 pytest.importorskip("keras_hub")
 pytest.importorskip("tokenizers")
+
+from training_helpers import run_without_tensorflow  # noqa: E402
 
 from kerastransfer.data.text import load_text_csv, text_data_from_lists  # noqa: E402
 from kerastransfer.errors import DataError  # noqa: E402
@@ -43,11 +43,7 @@ def test_runtime_tokenizer_equals_kerashub(lowercase, strip_accents, sequence_le
 
 
 def test_runtime_imports_without_tensorflow():
-    code = ("import sys, kerastransfer.runtime as r; r.TextPredictor;"
-            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                         text=True, check=True).stdout.split()
-    assert out == ["False", "False"]
+    run_without_tensorflow("import kerastransfer.runtime as r; r.TextPredictor")
 
 
 def test_load_text_csv_reports_bad_rows(tmp_path, caplog):
