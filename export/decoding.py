@@ -91,7 +91,7 @@ def decode_upload(data: bytes, size: Sequence[int], max_pixels: int,
         budget: caps the pixels decoded at once. Defaults to `None`.
 
     Raises:
-        falcon.HTTPPayloadTooLarge: more pixels than `max_pixels`, or than
+        falcon.HTTPContentTooLarge: more pixels than `max_pixels`, or than
             Pillow's decompression-bomb limit.
         falcon.HTTPUnsupportedMediaType: a DICOM file when pydicom is not
             installed on the server.

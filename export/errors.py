@@ -40,6 +40,6 @@ def bad_request(message: str) -> falcon.HTTPBadRequest:
     return falcon.HTTPBadRequest(title="Bad request", description=message)
 
 
-def too_large(message: str) -> falcon.HTTPPayloadTooLarge:
+def too_large(message: str) -> falcon.HTTPContentTooLarge:
     """A 413 with the service's message."""
-    return falcon.HTTPPayloadTooLarge(title="Payload too large", description=message)
+    return falcon.HTTPContentTooLarge(title="Payload too large", description=message)
