@@ -86,3 +86,32 @@ def test_rate_cis_equal_the_sklearn_bootstrap():
             lambda a, b, k=k: clinical.sensitivity_specificity(a, b, 0.4)[k], y, s,
             n_resamples=150, seed=5)
         assert report[key] == pytest.approx(expected, abs=1e-12)
+
+
+def test_pr_auc_interval_skips_resamples_without_a_positive():
+    """Average precision is undefined without a positive: those resamples are
+    skipped (sklearn would score them 0, with a warning each)."""
+    import warnings
+
+    y = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    s = np.linspace(1.0, 0.1, 10)  # the positive ranks first: AP = 1 when defined
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = clinical.clinical_report(y, s, threshold=0.5, n_resamples=200, seed=0)
+    assert report["pr_auc"] == pytest.approx(1.0)
+    assert report["pr_auc_ci"] == pytest.approx((1.0, 1.0))
+
+
+def test_calibration_bins_scores_on_bin_edges_like_sklearn():
+    from sklearn.calibration import calibration_curve
+
+    y = np.array([0, 1, 0, 1, 1, 0, 1, 1, 1, 1])
+    s = np.round(np.arange(1, 11) / 10, 10)  # 0.1 ... 1.0, every one on an edge
+    out = clinical.calibration(y, s)
+    prob_true, prob_pred = calibration_curve(y, s, n_bins=10)
+    assert sum(out["counts"]) == len(y) and len(out["counts"]) == len(prob_true)
+    # ECE from the bins' sums, computed directly (scores in (k/10, (k+1)/10]).
+    ece = sum(abs(y[bin].sum() - s[bin].sum()) for bin in
+              (np.searchsorted(np.linspace(0, 1, 11)[1:-1], s) == k for k in range(10)))
+    assert out["ece"] == pytest.approx(ece / len(y), abs=1e-12)
+    np.testing.assert_allclose(out["prob_pred"], prob_pred)

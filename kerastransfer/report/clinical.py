@@ -165,6 +165,17 @@ def _bootstrap_values(metric: Callable, y_true, scores, *, n_resamples: int,
     return values
 
 
+def _average_precision(y_true, scores) -> float:
+    """`average_precision_score`, undefined (ValueError, so a bootstrap skips
+    the resample) without a positive: scikit-learn returns 0 there with a
+    warning, which pulled the PR AUC's interval down once per such resample."""
+    from sklearn.metrics import average_precision_score
+
+    if not np.any(np.asarray(y_true) == 1):
+        raise ValueError("average precision is undefined without a positive")
+    return average_precision_score(y_true, scores)
+
+
 def _rate_cis(y, decided, *, n_resamples: int, seed: int, confidence: float = 0.95):
     """Bootstrap CIs of sensitivity and specificity, all resamples at once.
 
@@ -201,8 +212,9 @@ def calibration(y_true, scores, n_bins: int = 10) -> dict:
     y, s = _binary(y_true, scores)
     prob_true, prob_pred = calibration_curve(y, s, n_bins=n_bins, strategy="uniform")
     bins = np.linspace(0.0, 1.0, n_bins + 1)
-    counts = np.bincount(np.searchsorted(bins[1:-1], s, side="right"),
-                         minlength=n_bins)
+    # calibration_curve's own binning (searchsorted, side "left"): a score on
+    # a bin edge, such as 0.3, goes to the lower bin there, so here too.
+    counts = np.bincount(np.searchsorted(bins[1:-1], s), minlength=n_bins)
     counts = counts[counts > 0]
     ece = float(np.sum(counts * np.abs(prob_true - prob_pred)) / len(y))
     return {"prob_true": prob_true.tolist(), "prob_pred": prob_pred.tolist(),
@@ -252,7 +264,7 @@ def _at_threshold(y, scores, threshold, n_resamples: int, seed: int):
     ci = dict(n_resamples=n_resamples, seed=seed)
     sens_ci, spec_ci = _rate_cis(y, scores >= threshold, **ci)
     values = {key: _bootstrap_values(metric, y, scores, **ci) for key, metric in
-              (("roc_auc", roc_auc_score), ("pr_auc", average_precision_score))}
+              (("roc_auc", roc_auc_score), ("pr_auc", _average_precision))}
     return {
         "threshold": float(threshold),
         "sensitivity": sens, "sensitivity_ci": sens_ci,
