@@ -52,8 +52,8 @@ def test_grayscale_model_equals_rgb_model_from_a_weights_file(tmp_path):
     gray = TransferModel("resnet50", 2, weights=path, input_shape=(32, 32, 1))
     assert gray.preprocessing_mode == "none"  # caffe folded into the first conv
     g = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 1)).astype("float32")
-    f3 = keras.Model(rgb.inputs, rgb.get_layer("pool").output)(np.repeat(g, 3, -1))
-    f1 = keras.Model(gray.inputs, gray.get_layer("pool").output)(g)
+    f3 = keras.Model(rgb.inputs[0], rgb.get_layer("pool").output)(np.repeat(g, 3, -1))
+    f1 = keras.Model(gray.inputs[0], gray.get_layer("pool").output)(g)
     assert _rel(f1, f3) < 1e-4
 
 

@@ -75,6 +75,7 @@ def test_cached_head_matches_uncached_head_with_dropout():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("error:.*shuffle=True.*:UserWarning")  # no Keras warning
 def test_cached_dataset_on_disk_matches_uncached(tmp_path):
     import tensorflow as tf
 

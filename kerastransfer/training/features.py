@@ -241,9 +241,11 @@ def fit_cached_phase(model, x, y, *, epochs: int, initial_epoch: int, callbacks,
         if val is not None:
             val_data = val.dataset.batch(validation_batch_size)
         kwargs.pop("validation_split", None)
+        # shuffle=False: the dataset reshuffles itself above, and Keras warns
+        # that its default shuffle=True is ignored for a dataset.
         return head.fit(data, epochs=epochs, initial_epoch=initial_epoch,
                         validation_data=val_data, callbacks=[forward],
-                        verbose=verbose, **kwargs)
+                        verbose=verbose, shuffle=False, **kwargs)
     val_data = None
     if val is not None:
         val_data = (val.features, val.labels) if val.sample_weight is None else (
