@@ -162,6 +162,14 @@ def check_arrays(model, x, y) -> None:
         model._check_labels(y)
 
 
+def _trains_batchnorm(model) -> bool:
+    """Whether the phase about to run trains some BatchNorm layer (after the
+    phase's freeze/unfreeze)."""
+    from kerastransfer.training.batchnorm import batchnorm_layers
+
+    return bool(batchnorm_layers(model, "trainable"))
+
+
 def _labels_are_one_hot(model, y) -> bool:
     if isinstance(y, np.ndarray):
         return model.task == "multiclass" and y.ndim == 2 and y.shape[1] > 1
@@ -272,7 +280,12 @@ def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
         show = verbose not in (0, False)
         first, last = run.callbacks(
             index, epoch, f"phase {number}/{len(active)} '{phase.name}'", shown_rate)
-        if precise_bn and phase.train_bn and model.strategy is None:
+        # Any BatchNorm this phase trains: the backbone's with train_bn, and a
+        # head's own in every phase (the segmentation decoder's), whose EMA
+        # statistics lag just the same.
+        recalibrate = (precise_bn and model.strategy is None
+                       and _trains_batchnorm(model))
+        if recalibrate:
             from kerastransfer.training.batchnorm import PreciseBatchNorm
 
             last = [*last, PreciseBatchNorm(raw_images)]
@@ -289,7 +302,7 @@ def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
             run.record_epoch(initial_epoch, {k: v[-1] for k, v in
                                              result.history.items()})
         recalibrated = 0
-        if precise_bn and phase.train_bn and model.strategy is None:
+        if recalibrate:
             # EMA statistics lag after few steps (docs/design.md, fact 2): recompute
             # them (also before each validation, by the PreciseBatchNorm callback).
             from kerastransfer.training.batchnorm import recalibrate_batchnorm
