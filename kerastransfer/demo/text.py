@@ -22,14 +22,21 @@
    * `tfidf_logreg`: TF-IDF (word 1-2 grams) + logistic regression
      (scikit-learn).
 
-Writes `summary.json` and `table.md` to `--out`. The table is what it is:
-see docs/text.md for the numbers measured here. Measured so far: with the
-defaults, the MLM's held-out masked-token accuracy was 0.104 at step 400 of
-800 against 0.045 for the unigram baseline (the first version, trained
-through `BertMaskedLM.fit(texts)` unshuffled, stayed on that baseline and its
-`pretrained` arm scored below `scratch`); the transfer table on the new
-encoder has not been run to the end yet (a machine shared by 30+ busy
-processes).
+Writes `summary.json` and `table.md` to `--out`. The table is what it is.
+Measured (seeds 0, 1, 2; docs/text.md has the checks behind it): the MLM's
+held-out masked-token accuracy was 0.123 after 800 steps and 0.277 after
+4,000 (the default), against 0.045 for the unigram baseline; held-out
+accuracy on the 480 test docstrings (mean ± std over seeds):
+
+| labels/class | pretrained, 800 steps | pretrained, 4,000 | scratch | tfidf_logreg |
+|---:|---:|---:|---:|---:|
+| 4 | 0.222 ± 0.022 | 0.243 ± 0.010 | 0.300 ± 0.030 | 0.390 ± 0.031 |
+| 16 | 0.397 ± 0.033 | 0.424 ± 0.002 | 0.525 ± 0.026 | 0.624 ± 0.017 |
+| 64 | 0.562 ± 0.026 | 0.735 ± 0.021 | 0.667 ± 0.017 | 0.810 ± 0.006 |
+
+The 4,000-step encoder transfers at 64 labels per family but not at 4 or 16
+(a random encoder sent through the same `pretrained` path scores exactly as
+`scratch`, so the path is not the cause), and TF-IDF beats both neural arms.
 """
 
 from __future__ import annotations
@@ -68,7 +75,7 @@ def _encoder(vocabulary_size: int, seed: int):
 
 
 def pretrain_encoder(texts: list[str], out_dir: str, *, vocabulary_size: int = 3000,
-                     steps: int = 800, batch_size: int = 64,
+                     steps: int = 4000, batch_size: int = 64,
                      learning_rate: float = 2e-3, warmup_steps: int = 100,
                      vocabulary_texts: int = 16000, held_out: int = 1000,
                      seed: int = 0) -> tuple[list[str], str, dict]:
@@ -80,7 +87,7 @@ def pretrain_encoder(texts: list[str], out_dir: str, *, vocabulary_size: int = 3
         texts: the unlabelled corpus.
         out_dir: where `vocab.txt`, `encoder.weights.h5` and `pretrain.json` go.
         vocabulary_size: WordPiece vocabulary size. Defaults to `3000`.
-        steps: MLM steps. Defaults to `800`.
+        steps: MLM steps. Defaults to `4000`.
         batch_size: MLM batch size. Defaults to `64`.
         learning_rate: peak AdamW rate. Defaults to `2e-3`.
         warmup_steps: linear warmup, then linear decay. Defaults to `100`.
@@ -169,6 +176,8 @@ def run_arms(corpus, vocabulary, weights_file, *, budgets=(4, 16, 64),
     Both neural arms train every layer for the same number of steps with the
     same optimizer (`TransformerAdamW(1e-3)`), batch and data order: they
     differ only in the encoder's initial weights (MLM-pretrained or random).
+    `weights_file` is read once; every `pretrained` run starts from a copy of
+    those weights.
 
     Returns:
         `{arm: {k: [accuracy per seed]}}` plus `"seconds"` per arm.
@@ -181,6 +190,12 @@ def run_arms(corpus, vocabulary, weights_file, *, budgets=(4, 16, 64),
 
     pool_x, pool_y = corpus.pool
     test_x, test_y = corpus.test
+    mlm_weights = None
+    if "pretrained" in arms:  # read the file once; every arm gets a copy
+        loaded = _encoder(len(vocabulary), 0)
+        loaded.load_weights(weights_file)
+        mlm_weights = [np.array(w, copy=True) for w in loaded.get_weights()]
+        del loaded
     results: dict = {arm: {} for arm in arms}
     seconds = {arm: 0.0 for arm in arms}
     for k in budgets:
@@ -201,7 +216,7 @@ def run_arms(corpus, vocabulary, weights_file, *, budgets=(4, 16, 64),
                     encoder = _encoder(len(vocabulary), seed)
                     pretrained = arm == "pretrained"
                     if pretrained:
-                        encoder.load_weights(weights_file)
+                        encoder.set_weights([w.copy() for w in mlm_weights])
                     keras.utils.set_random_seed(seed)
                     model = TextClassifier(
                         encoder, len(corpus.class_names),
@@ -209,11 +224,8 @@ def run_arms(corpus, vocabulary, weights_file, *, budgets=(4, 16, 64),
                         weights="pretrained" if pretrained else None,
                         class_names=corpus.class_names)
                     if pretrained:  # the MLM weights are the classifier's encoder
-                        loaded = keras_hub.models.BertBackbone.from_config(
-                            encoder.get_config())
-                        loaded.load_weights(weights_file)
-                        for a, b in zip(loaded.get_weights(),
-                                        model.backbone.get_weights(), strict=True):
+                        for a, b in zip(mlm_weights, model.backbone.get_weights(),
+                                        strict=True):
                             np.testing.assert_array_equal(a, b)
                     model.compile(optimizer=TransformerAdamW(1e-3))
                     if pretrained:  # no frozen phase: every layer, as scratch
@@ -266,7 +278,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=STEPS,
                         help=f"fine-tuning steps per arm (default {STEPS})")
-    parser.add_argument("--pretrain-steps", type=int, default=800)
+    parser.add_argument("--pretrain-steps", type=int, default=4000)
     parser.add_argument("--vocabulary-size", type=int, default=3000)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -276,7 +288,9 @@ def main(argv=None) -> dict:
     corpus = build_corpus(chunk_words=24)
     vocabulary, weights, info = pretrain_encoder(
         corpus.pretraining, os.path.join(args.out, "pretrained"),
-        vocabulary_size=args.vocabulary_size, steps=args.pretrain_steps)
+        vocabulary_size=args.vocabulary_size, steps=args.pretrain_steps,
+        # 100 warmup steps (the 800- and 4,000-step runs); short runs: 1/8
+        warmup_steps=min(100, max(1, args.pretrain_steps // 8)))
     arms = ("pretrained", "scratch", "tfidf_logreg")
     results = run_arms(corpus, vocabulary, weights, budgets=args.budgets,
                        seeds=args.seeds, steps=args.steps, arms=arms)
