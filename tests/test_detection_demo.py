@@ -26,6 +26,20 @@ def test_canvases_are_luminance_with_boxes_inside():
     other = demo.canvases(6, 4, seed=1, canvas=32)
     assert not np.array_equal(other["train"][0], data["train"][0])
     np.testing.assert_array_equal(other["test"][0], data["test"][0])
+    # color=True gives the RGB canvases whose luminance the default returns,
+    # with the same boxes; digits and digit_size reach the generator.
+    rgb = demo.canvases(6, 4, seed=0, canvas=32, color=True)
+    assert rgb["train"][0].shape == (6, 32, 32, 3)
+    np.testing.assert_allclose(demo._luminance(rgb["train"][0].astype("uint8")),
+                               data["train"][0])
+    np.testing.assert_array_equal(rgb["test"][1][0]["boxes"],
+                                  data["test"][1][0]["boxes"])
+    sized = demo.canvases(6, 4, seed=0, canvas=32, digits=(2, 2),
+                          digit_size=(16, 24))
+    for target in sized["train"][1] + sized["test"][1]:
+        sides = np.maximum(target["boxes"][:, 2] - target["boxes"][:, 0],
+                           target["boxes"][:, 3] - target["boxes"][:, 1])
+        assert len(sides) <= 2 and np.all((sides >= 12) & (sides <= 24))
 
 
 def test_encoder_is_the_pretrained_digits_cnn_at_strides_2_4_8():
@@ -41,6 +55,19 @@ def test_encoder_is_the_pretrained_digits_cnn_at_strides_2_4_8():
             np.testing.assert_array_equal(a, b)
     assert not np.allclose(scratch.get_layer("block1_conv").get_weights()[0],
                            shipped.get_layer("block1_conv").get_weights()[0])
+    # RGB: the pretrained first convolution is spread over the channels (a gray
+    # image repeated 3 times gives the 1-channel network's levels), and
+    # strides picks levels.
+    rgb = demo.encoder(True, 32, channels=3, strides=(4, 8))
+    assert [tuple(o.shape[1:]) for o in rgb.outputs] == [(8, 8, 128), (4, 4, 128)]
+    gray = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 1)).astype("float32")
+    want = pretrained(gray)[1:]
+    got = rgb(np.repeat(gray, 3, axis=-1))
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4,
+                                   atol=1e-4)
+    with pytest.raises(ValueError, match="strides"):
+        demo.encoder(False, 32, strides=(4, 16))
 
 
 @pytest.mark.slow  # two detectors trained (tiny settings)

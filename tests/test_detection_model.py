@@ -168,35 +168,49 @@ def test_nms_and_decoding_are_per_class_sorted_and_mapped_back():
 # --- The model ---------------------------------------------------------------
 
 @pytest.mark.slow
-def test_trains_better_than_chance_saves_and_reloads_exactly(tmp_path):
-    x, targets = blob_data(48)
-    model = build()
-    assert model.output_shape == (None, 16 * 16 + 8 * 8 + 4 * 4, 7)
+def test_digit_canvases_reach_map50_of_0_8_saves_and_reloads_exactly(tmp_path):
+    # The issue's CI criterion: held-out canvases of the demo's generator, with
+    # digit images the training canvases never use. Settings chosen on
+    # validation canvases drawn from the training digits (docs/design.md,
+    # fact 26): RGB canvases (luminance hides a quarter of the digits), the
+    # demo's digits_cnn from scratch read at strides 4 and 8, batches of 4.
+    from kerastransfer.demo import detection as demo
+
+    data = demo.canvases(1200, 100, seed=0, canvas=SIZE, color=True,
+                         digits=(1, 2), digit_size=(16, 24))
+    x, targets = data["train"]
+    keras.utils.set_random_seed(0)
+    model = kt.DetectionModel(demo.encoder(False, SIZE, channels=3, strides=(4, 8)),
+                              10, weights=None, preprocessing="unit", filters=48,
+                              head_convs=2)
+    assert model.output_shape == (None, 8 * 8 + 4 * 4, 15)
     before = [w.copy() for w in model.backbone.get_weights()]
-    model.compile(optimizer=keras.optimizers.Adam(3e-3))
-    history = model.fit(x[:40], targets[:40], epochs=12, fine_tune_epochs=4,
-                        batch_size=8, verbose=0,
-                        validation_data=(x[40:], targets[40:]),
-                        report_dir=tmp_path / "report")
-    assert [p["name"] for p in history.phases] == ["frozen", "fine_tune"]
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(x[:1100], targets[:1100], epochs=5, batch_size=4,
+                        verbose=0, validation_data=(x[1100:], targets[1100:]),
+                        validation_freq=5, report_dir=tmp_path / "report")
+    assert [p["name"] for p in history.phases] == ["from_scratch"]
     losses = history.history["loss"]
-    assert losses[-1] < 0.6 * losses[0], losses
+    assert np.all(np.diff(losses) < 0) and losses[-1] < 0.75 * losses[0], losses
     assert "val_loss" in history.history
     after = model.backbone.get_weights()
     assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
-    metrics = model.evaluate_detections(x[40:], targets[40:])
-    # Chance is ~0 (a random box rarely reaches IoU 0.5 with a 10 px object).
-    assert metrics["map50"] > 0.5, metrics
-    # The report evaluated the same model on the same validation canvases.
+    metrics = model.evaluate_detections(*data["test"])
+    assert metrics["map50"] >= 0.8, metrics
+    # The report evaluated the same model on the validation canvases (drawn
+    # from the training digits: about as good as held-out, 0.84 vs 0.85 in
+    # fact 26's run).
     written = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert written["map50"] == pytest.approx(metrics["map50"], abs=1e-9)
+    validation = model.evaluate_detections(x[1100:], targets[1100:])
+    assert written["map50"] == pytest.approx(validation["map50"], abs=1e-9)
     for name in ("learning_curves.png", "pr_curves.png", "detections_0.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
+    x = data["test"][0][:8]
     path = str(tmp_path / "det.keras")
     model.save(path)
     loaded = kt.load_model(path)
     assert type(loaded).__name__ == "DetectionModel"
-    assert loaded.class_names == ["square", "bar"]
+    assert loaded.class_names == [str(i) for i in range(10)]
     assert loaded.level_shapes == model.level_shapes
     np.testing.assert_array_equal(model.predict_raw(x), loaded.predict_raw(x))
     a, b = model.predict(x[:4]), loaded.predict(x[:4])
