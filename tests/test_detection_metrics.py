@@ -185,3 +185,26 @@ def test_detection_data_and_metrics_import_no_tensorflow():
         "import kerastransfer.report.detection as r\n"
         "r.detection_metrics([{'boxes': [[0, 0, 4, 4]], 'labels': [0]}],\n"
         "    [{'boxes': [[0, 0, 4, 4]], 'labels': [0], 'scores': [1.0]}])\n")
+
+
+def test_box_agreement_matches_same_class_boxes_one_to_one():
+    from kerastransfer.detection.agreement import box_agreement
+
+    def dets(boxes, labels, scores=None):
+        boxes = np.asarray(boxes, "float32").reshape(-1, 4)
+        return {"boxes": boxes, "labels": np.asarray(labels, "int32"),
+                "scores": np.asarray(scores if scores is not None
+                                     else np.linspace(1, 0.5, len(boxes)))}
+
+    reference = [dets([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 10]], [1, 2, 1]),
+                 dets([], [])]
+    assert box_agreement(reference, reference) == 1.0
+    # A box shifted by 2 px (IoU 8*10/120 = 0.667) matches; the other class's
+    # box does not; one candidate box cannot match two reference boxes.
+    other = [dets([[2, 0, 12, 10], [20, 20, 30, 30]], [1, 0]),
+             dets([[0, 0, 5, 5]], [0])]
+    assert box_agreement(reference, other) == pytest.approx(1 / 3)
+    assert box_agreement(reference, other, iou_threshold=0.7) == 0.0
+    assert box_agreement([dets([], [])], [dets([[0, 0, 1, 1]], [0])]) == 1.0
+    with pytest.raises(ValueError, match="same images"):
+        box_agreement(reference, other[:1])

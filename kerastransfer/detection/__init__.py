@@ -5,7 +5,9 @@
   training array per image;
 * `losses.py`: `DetectionLoss` (Keras's binary focal loss, GIoU, centerness
   BCE);
-* `head.py`: the FPN neck and the FCOS head layers and how they are wired.
+* `head.py`: the FPN neck and the FCOS head layers and how they are wired;
+* `agreement.py`: `box_agreement`, the share of one detector's boxes another
+  finds (same class, IoU >= 0.5): how an int8 export is compared.
 
 The numpy decoding (scores, per-class NMS, boxes mapped back to each image's own
 size) lives in `kerastransfer.runtime.detection`, shared by `DetectionModel.predict`
