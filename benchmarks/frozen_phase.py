@@ -26,7 +26,7 @@ Random weights stand in for pretrained ones (nothing can be downloaded here);
 the model is marked pretrained so that `fit` runs a frozen phase. (A first run
 built the model with `weights=None` and no such mark: `fit` then trained the
 whole network from scratch, which is what its 71.8x measured.)
-Measured 2026-12-03: see benchmarks/results.md and docs/design.md fact 26.
+Measured 2026-12-03: see benchmarks/results.md and docs/design.md fact 27.
 
 Usage:
 

@@ -96,7 +96,8 @@ def to_markdown(report: dict) -> str:
         lines.append(f"| {name} | {record['description']} | {status} | "
                      f"{record['seconds']} |")
     for name, record in report["results"].items():
-        lines += ["", f"## {name}", "", f"`python benchmarks/{record['command'].split('benchmarks/')[-1]}`",
+        script = record["command"].split("benchmarks/")[-1]
+        lines += ["", f"## {name}", "", f"`python benchmarks/{script}`",
                   "", "```", record["output"] or "(no output)", "```"]
         if "stderr_tail" in record:
             lines += ["", "stderr (tail):", "```", record["stderr_tail"], "```"]
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, ROOT)
     from kerastransfer.io import atomic_write_text
 
-    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+    report = {"date": datetime.datetime.now(datetime.UTC).isoformat(
         timespec="minutes"), "quick": args.quick, "machine": machine(), "results": {}}
     for name in args.only or list(BENCHMARKS):
         print(f"running {name} ...", flush=True)
