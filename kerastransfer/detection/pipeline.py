@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from kerastransfer.detection.targets import check_target_structure
+from kerastransfer.training.data_order import EpochSetter
 
 __all__ = ["unpack", "DetectionSequence", "augmented_sequence", "write_report"]
 
@@ -127,15 +128,6 @@ class DetectionSequence(keras.utils.PyDataset):
             yield self[index]
 
 
-class _EpochSetter(keras.callbacks.Callback):
-    def __init__(self, sequence: DetectionSequence):
-        super().__init__()
-        self.sequence = sequence
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.sequence.set_epoch(epoch)
-
-
 def augmented_sequence(model, images, targets, augmentation: Any, *,
                        batch_size=None, seed: int = 0, shuffle: bool = True):
     """`(sequence, None, [callbacks])` for `fit` with augmentation.
@@ -157,7 +149,7 @@ def augmented_sequence(model, images, targets, augmentation: Any, *,
     sequence = DetectionSequence(model, images, targets, augment,
                                  batch_size=batch_size or 32, seed=seed,
                                  shuffle=shuffle is not False)
-    return sequence, None, [_EpochSetter(sequence)]
+    return sequence, None, [EpochSetter(sequence)]
 
 
 def write_report(model, history, validation_data, report_dir: str,
