@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 # benchmarks/timing.py (the script's folder), after the log level is set
-from timing import median_seconds, smooth_images  # noqa: E402
+from timing import alternating_medians, print_ratio_table, smooth_images  # noqa: E402
 
 
 def conditioned_model(backbone: str, decoder: str, size: int):
@@ -67,26 +67,14 @@ def bench(backbone: str, decoder: str, size: int, repeats: int, folder: str) -> 
     masks = {k: p.predict_masks(evaluation) for k, p in predictors.items()}
     agreement = float((masks["fp32"] == masks["int8"]).mean())
 
-    results = {}
-    for batch in (1, 8):
-        x = smooth_images(batch, size, seed=10 + batch)
-        reps = repeats if batch == 1 else max(3, repeats // 4)
-        # Alternate the two files so both see the same machine load.
-        for _ in range(2):
-            for k, predictor in predictors.items():
-                t = median_seconds(
-                    lambda p=predictor, x=x, b=batch: p.predict(x, batch_size=b),
-                    reps)
-                results.setdefault((k, batch), []).append(t)
-    results = {key: min(values) for key, values in results.items()}
+    results = alternating_medians(
+        {k: (lambda x, p=p: p.predict(x, batch_size=len(x)))
+         for k, p in predictors.items()},
+        {b: smooth_images(b, size, seed=10 + b) for b in (1, 8)}, repeats)
 
     print(f"\n== {backbone} + {decoder} at {size}px, 3 classes ==")
-    print(f"{'':<26}{'batch 1':>12}{'batch 8':>12}")
-    for label, key in [("ORT fp32 (ms)", "fp32"), ("ORT int8 static (ms)", "int8")]:
-        print(f"{label:<26}{results[(key, 1)] * 1e3:>12.2f}"
-              f"{results[(key, 8)] * 1e3:>12.2f}")
-    print(f"{'int8 / fp32':<26}{results[('int8', 1)] / results[('fp32', 1)]:>12.2f}"
-          f"{results[('int8', 8)] / results[('fp32', 8)]:>12.2f}")
+    print_ratio_table(results, {"fp32": "ORT fp32 (ms)",
+                                "int8": "ORT int8 static (ms)"}, (1, 8), width=26)
     print(f"int8 pixel agreement with fp32 on {len(evaluation)} images: "
           f"{agreement:.4f} (export report: {q.agreement:.4f}, "
           f"max |dprob| {q.quantized_max_abs_diff:.3g}); file size "

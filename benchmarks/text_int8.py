@@ -29,7 +29,7 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # benchmarks/timing.py (the script's folder), after the log level is set
-from timing import median_seconds  # noqa: E402
+from timing import alternating_medians, print_ratio_table  # noqa: E402
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TOPICS = [["goal", "match", "team"], ["stock", "market", "bank"],
@@ -92,25 +92,14 @@ def bench(sequence_length: int, epochs: int, repeats: int, vocab_size: int,
     agreement = float((top["fp32"] == top["int8"]).mean())
     accuracy = {k: float((t == truth).mean()) for k, t in top.items()}
 
-    results = {}
-    for batch in (1, 32):
-        texts = held_out[:batch]
-        reps = repeats if batch == 1 else max(3, repeats // 4)
-        for _ in range(2):  # alternate the files: both see the same machine load
-            for k, predictor in predictors.items():
-                t = median_seconds(lambda p=predictor, x=texts: p.predict(x), reps)
-                results.setdefault((k, batch), []).append(t)
-    results = {key: min(values) for key, values in results.items()}
+    results = alternating_medians({k: p.predict for k, p in predictors.items()},
+                                  {b: held_out[:b] for b in (1, 32)}, repeats)
 
     print(f"\n== BERT 2x128 (bert_tiny shape), sequence length {sequence_length}, "
           f"{len(model.preprocessor.tokenizer.vocabulary)} tokens ==")
     print(f"float32 export max |dprob| vs Keras: {fp32.max_abs_diff:.2g}")
-    print(f"{'':<28}{'batch 1':>12}{'batch 32':>12}")
-    for label, key in [("ORT fp32 (ms)", "fp32"), ("ORT int8 dynamic (ms)", "int8")]:
-        print(f"{label:<28}{results[(key, 1)] * 1e3:>12.2f}"
-              f"{results[(key, 32)] * 1e3:>12.2f}")
-    print(f"{'int8 / fp32':<28}{results[('int8', 1)] / results[('fp32', 1)]:>12.2f}"
-          f"{results[('int8', 32)] / results[('fp32', 32)]:>12.2f}")
+    print_ratio_table(results, {"fp32": "ORT fp32 (ms)",
+                                "int8": "ORT int8 dynamic (ms)"}, (1, 32))
     print(f"int8 top-1 agreement with fp32 on {len(held_out)} held-out texts: "
           f"{agreement:.4f} (export report: {q.agreement:.4f}, max |dprob| "
           f"{q.quantized_max_abs_diff:.3g}); accuracy fp32 {accuracy['fp32']:.3f}, "

@@ -50,3 +50,32 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self._start)
+
+
+def alternating_medians(runs: dict, inputs: dict, repeats: int) -> dict:
+    """`{(name, batch): seconds}`: each `runs[name](inputs[batch])` timed by
+    `median_seconds`, the names alternating twice so every one sees the same
+    machine load (the smaller median is kept). Batches above 1 get a quarter
+    of the repeats (at least 3)."""
+    results: dict = {}
+    for batch, x in inputs.items():
+        reps = repeats if batch == 1 else max(3, repeats // 4)
+        for _ in range(2):
+            for name, run in runs.items():
+                t = median_seconds(lambda run=run, x=x: run(x), reps)
+                results[(name, batch)] = min(t, results.get((name, batch), t))
+    return results
+
+
+def print_ratio_table(results: dict, labels: dict, batches, width: int = 28) -> None:
+    """Prints milliseconds per `labels` row (`{name: label}`, the first name the
+    reference) for each batch, then each other row's time over the reference's."""
+    names = list(labels)
+    print(f"{'':<{width}}" + "".join(f"{f'batch {b}':>12}" for b in batches))
+    for name in names:
+        print(f"{labels[name]:<{width}}"
+              + "".join(f"{results[(name, b)] * 1e3:>12.2f}" for b in batches))
+    for name in names[1:]:
+        print(f"{f'{name} / {names[0]}':<{width}}"
+              + "".join(f"{results[(name, b)] / results[(names[0], b)]:>12.2f}"
+                        for b in batches))
