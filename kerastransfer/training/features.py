@@ -35,7 +35,8 @@ import numpy as np
 
 from kerastransfer.errors import DataError
 
-__all__ = ["head_model", "extract_features", "fit_cached_phase", "can_cache"]
+__all__ = ["head_model", "extract_features", "validation_features", "fit_cached_phase",
+           "can_cache"]
 
 logger = logging.getLogger("kerastransfer")
 
@@ -184,7 +185,7 @@ for _hook in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end"
     setattr(_ForwardToModel, _hook, _forwarder(_hook))
 
 
-def _validation_features(model, validation_data, batch_size, cache_dir):
+def validation_features(model, validation_data, batch_size, cache_dir):
     if validation_data is None:
         return None
     if _is_dataset(validation_data):
@@ -225,7 +226,7 @@ def fit_cached_phase(model, x, y, *, epochs: int, initial_epoch: int, callbacks,
                 batch_size = int(element[0].shape[0])
     train = extract_features(model, x, y, batch_size=batch_size,
                              sample_weight=sample_weight, cache_dir=cache_dir)
-    val = _validation_features(model, validation_data, validation_batch_size,
+    val = validation_features(model, validation_data, validation_batch_size,
                                cache_dir)
     head = head_model(model)
     model._compile_head(head)
@@ -256,84 +257,6 @@ def fit_cached_phase(model, x, y, *, epochs: int, initial_epoch: int, callbacks,
                     callbacks=[forward], verbose=verbose, **kwargs)
 
 
-def _materialize(features: FeatureSet) -> FeatureSet:
-    """An in-memory copy of a feature set cached on disk."""
-    if features.dataset is None:
-        return features
-    rows = list(features.dataset.as_numpy_iterator())
-    columns = [np.stack(column) for column in zip(*rows, strict=True)]
-    return FeatureSet(*columns)
-
-
-def _probe_weights(model, train: FeatureSet, class_weight) -> np.ndarray | None:
-    weights = train.sample_weight
-    if class_weight:
-        labels = train.labels if train.labels.ndim == 1 else train.labels.argmax(-1)
-        per_class = np.array([class_weight.get(c, 1.0) for c in labels], "float64")
-        weights = per_class if weights is None else weights * per_class
-    return weights
-
-
-def fit_probe_phase(model, x, y, *, initial_epoch: int, fit_kwargs: dict,
-                    cache_dir: str | None = None):
-    """Solves a frozen phase's linear head with the linear-probe solver.
-
-    The backbone's features are computed once; `training.probe.fit_linear_probe`
-    fits L2-regularized logistic regression on them (its strength chosen by
-    cross-validation on the training features only), and the result becomes the
-    head's `logits` kernel and bias. The phase is recorded as one epoch whose
-    metrics are the head's on the training (and validation) features.
-
-    Returns:
-        A Keras `History` with that one epoch.
-
-    Raises:
-        ValueError: the head is not linear (`hidden_units`) or the task is not
-            multiclass/multilabel.
-    """
-    from kerastransfer.training.probe import fit_linear_probe
-
-    names = [layer.name for layer in model.head_layers]
-    if any(name.startswith("hidden_") for name in names) or "logits" not in names \
-            or getattr(model, "task", None) not in ("multiclass", "multilabel"):
-        raise ValueError(
-            "head='linear_probe' needs a linear classification head: a "
-            "multiclass or multilabel task without hidden_units. Use head='epochs' "
-            f"for this model. Received: head layers {names}"
-        )
-    kwargs = dict(fit_kwargs)
-    batch_size = kwargs.get("batch_size") or 32
-    train = _materialize(extract_features(
-        model, x, y, batch_size=batch_size, sample_weight=kwargs.get("sample_weight"),
-        cache_dir=cache_dir))
-    labels = train.labels
-    if model.task == "multiclass" and labels.ndim == 2:
-        labels = labels.argmax(-1)  # one-hot rows
-    probe = fit_linear_probe(
-        train.features, labels, num_classes=model.num_classes, task=model.task,
-        sample_weight=_probe_weights(model, train, kwargs.get("class_weight")))
-    model.head_layers[names.index("logits")].set_weights([probe.kernel, probe.bias])
-    logger.info("Linear probe: C=%s chosen on the training features, %.2f s.",
-                probe.C, probe.seconds)
-    head = model.head_model()
-    model._compile_head(head)
-    logs = head.evaluate(train.features, train.labels,
-                         sample_weight=train.sample_weight, batch_size=batch_size,
-                         verbose=0, return_dict=True)
-    val = _validation_features(model, kwargs.get("validation_data"), batch_size,
-                               cache_dir)
-    if val is not None:
-        val = _materialize(val)
-        val_logs = head.evaluate(val.features, val.labels,
-                                 sample_weight=val.sample_weight,
-                                 batch_size=batch_size, verbose=0, return_dict=True)
-        logs.update({f"val_{k}": v for k, v in val_logs.items()})
-    history = keras.callbacks.History()
-    history.epoch = [initial_epoch]
-    history.history = {k: [float(v)] for k, v in logs.items()}
-    return history
-
-
 def run_phase(model, x, y, *, cache_features, augmentation, epochs: int,
               initial_epoch: int, callbacks, verbose, fit_kwargs: dict,
               linear_probe: bool = False):
@@ -360,6 +283,8 @@ def run_phase(model, x, y, *, cache_features, augmentation, epochs: int,
                 "head='linear_probe'")
         if augmentation is not None:
             logger.info("Linear probe: augmentation is not used by the solver.")
+        from kerastransfer.training.probe_phase import fit_probe_phase
+
         return fit_probe_phase(model, x, y, initial_epoch=initial_epoch,
                                fit_kwargs=fit_kwargs, cache_dir=cache_dir), True
     if cache_features and augmentation is None:
