@@ -2,7 +2,7 @@
 
 With the backbone frozen, the head's phase can run on features computed once
 (`cache_features=True`). This measures, side by side in one run (interleaved
-repeats, medians; this machine is shared, so compare ratios):
+repeats; this machine is shared, so compare ratios):
 
 * `feature pass`: `feature_extractor().predict` over the training images -
   the floor of any frozen phase;
@@ -10,23 +10,21 @@ repeats, medians; this machine is shared, so compare ratios):
   (the feature pass + 10 Keras epochs of the Dense head);
 * `linear probe`: `TransferModel.fit(epochs=1, head="linear_probe")` (the
   feature pass + the head solved to convergence by `fit_linear_probe`,
-  cross-validation of its L2 strength included);
-* `one compiled loop`: the feature pass + the same 10 epochs of Adam on the
-  cached features as a single Keras epoch (`steps_per_epoch = 10 x steps`),
-  so Keras's per-epoch overhead is paid once.
+  cross-validation of its L2 strength included).
 
-With `--parts`, also the pieces of those calls, to see where the time goes:
-fit's feature extraction (`training.features.extract_features`, which traces
-a new `tf.function` per call) and the same with one traced function reused;
-the head's 10 Keras epochs on cached features alone (as `fit` compiles it),
-and with `steps_per_execution=8` (one call per epoch); the probe solver alone
-with `standardize=True` (what `fit` uses), `"auto"` and `False`.
+Each is timed twice: *cold*, on a freshly built model (what a user's `fit`
+call pays: the backbone is traced once, by `predict` or by `fit`), and
+*warm*, called again on the same model (traced functions reused).
+
+With `--parts`, also the pieces, to see where the time goes: fit's
+extraction alone (`training.features.extract_features`, traced once per
+model), the head's 10 epochs on cached features given to Keras as arrays
+(a new shuffled iterator per epoch, as before the repeated pipeline), and
+the probe's solver with `standardize=True`, `"auto"` and `False`.
 
 Random weights stand in for pretrained ones (nothing can be downloaded here);
-the model is marked pretrained so that `fit` runs a frozen phase. (A first run
-built the model with `weights=None` and no such mark: `fit` then trained the
-whole network from scratch, which is what its 71.8x measured.)
-Measured 2026-12-03: see benchmarks/results.md and docs/design.md fact 27.
+the model is marked pretrained so that `fit` runs a frozen phase.
+Measured 2026-12-03: see benchmarks/results.md and docs/design.md fact 29.
 
 Usage:
 
@@ -69,108 +67,92 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (args.images, args.size, args.size, 3)).astype("float32")
     y = np.arange(args.images) % args.classes
-    keras.utils.set_random_seed(0)
-    model = kt.TransferModel(args.backbone, num_classes=args.classes, weights=None,
-                             input_shape=(args.size, args.size, 3), dropout=0.0)
-    model.pretrained = True  # random weights stand in for pretrained ones
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    extractor = model.feature_extractor()
     steps = math.ceil(args.images / args.batch_size)
 
-    def feature_pass():
-        return extractor.predict(x, batch_size=args.batch_size, verbose=0)
+    def build():
+        keras.utils.set_random_seed(0)
+        model = kt.TransferModel(args.backbone, num_classes=args.classes,
+                                 weights=None, input_shape=(args.size, args.size, 3),
+                                 dropout=0.0)
+        model.pretrained = True  # random weights stand in for pretrained ones
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        return model
 
-    def fit_cached():
+    extractors = {}  # one per model, so that its predict function is reused
+
+    def feature_pass(model):
+        if id(model) not in extractors:
+            extractors[id(model)] = model.feature_extractor()
+        return extractors[id(model)].predict(x, batch_size=args.batch_size,
+                                             verbose=0)
+
+    def fit_cached(model):
         model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size,
                   cache_features=True, verbose=0)
 
-    def linear_probe():
+    def linear_probe(model):
         model.fit(x, y, epochs=1, batch_size=args.batch_size, head="linear_probe",
                   verbose=0)
 
-    head = keras.Sequential([keras.Input((extractor.output_shape[-1],)),
-                             keras.layers.Dense(args.classes, activation="softmax")])
-    head.compile(optimizer=keras.optimizers.Adam(1e-3),
-                 loss="sparse_categorical_crossentropy")
-
-    def one_loop():
-        features = feature_pass()
-        data = (tf.data.Dataset.from_tensor_slices((features, y))
-                .shuffle(len(y), seed=0).batch(args.batch_size).repeat())
-        head.fit(data, steps_per_epoch=steps * args.epochs, epochs=1, verbose=0)
-
     candidates = {"feature pass": feature_pass,
                   f"fit, {args.epochs} cached epochs": fit_cached,
-                  "linear probe": linear_probe,
-                  f"one compiled loop ({args.epochs} epochs)": one_loop}
+                  "linear probe": linear_probe}
+    warm_model = build()
     if args.parts:
-        candidates.update(_parts(model, x, y, args))
-    for fn in candidates.values():  # warm up: tracing, thread pools
-        fn()
-    times = {name: [] for name in candidates}
+        candidates.update(_parts(warm_model, x, y, args))
+    for fn in candidates.values():  # warm up: thread pools, the warm model
+        fn(warm_model)
+    times = {(name, mode): [] for name in candidates for mode in ("cold", "warm")}
     for _ in range(args.repeats):
         for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(v) for name, v in times.items()}
-    # On a shared machine other processes only ever add time: the minimum over
-    # repeats is the steadier estimate, the median the more typical one.
-    minima = {name: min(v) for name, v in times.items()}
+            for mode in ("cold", "warm"):
+                if mode == "cold" and name.startswith("  "):
+                    continue  # the parts are timed warm only
+                model = build() if mode == "cold" else warm_model
+                start = time.perf_counter()
+                fn(model)
+                times[name, mode].append(time.perf_counter() - start)
+    medians = {key: statistics.median(v) for key, v in times.items() if v}
     print(f"{args.backbone} (random weights) at {args.size} px, {args.images} images, "
           f"batch {args.batch_size} ({steps} steps/epoch), {args.repeats} interleaved "
-          "repeats:")
-    print(f"  {'':<38s} {'median':>9s} {'ratio':>6s} {'minimum':>9s} {'ratio':>6s}")
+          "repeats, medians:")
+    print(f"  {'':<40s} {'cold':>8s} {'ratio':>6s} {'warm':>8s} {'ratio':>6s}")
     for name in candidates:
-        print(f"  {name:<38s} {medians[name]:8.3f}s "
-              f"{medians[name] / medians['feature pass']:5.2f}x "
-              f"{minima[name]:8.3f}s {minima[name] / minima['feature pass']:5.2f}x")
-    print("ratio = time / the feature pass's time (same statistic)")
+        row = f"  {name:<40s}"
+        for mode in ("cold", "warm"):
+            if (name, mode) in medians:
+                value = medians[name, mode]
+                row += f" {value:7.3f}s {value / medians['feature pass', mode]:5.2f}x"
+            else:
+                row += f" {'-':>8s} {'':>6s}"
+        print(row)
+    print("ratio = time / the feature pass's time (same mode); cold = a freshly "
+          "built model, warm = the same model again")
 
 
 def _parts(model, x, y, args) -> dict:
-    """The pieces of the two fit calls, each timed alone (see the docstring)."""
-    import keras
-
+    """The pieces of the fit calls, each timed alone on a warm model."""
     from kerastransfer.training import features as features_lib
     from kerastransfer.training.probe import fit_linear_probe
 
     model.freeze_backbone()
     features = model.feature_extractor().predict(x, batch_size=args.batch_size,
                                                  verbose=0)
-    traced = features_lib._extract_fn(model)  # one tf.function, traced once
 
-    def extract_reused():
-        original = features_lib._extract_fn
-        features_lib._extract_fn = lambda _: traced
-        try:
-            features_lib.extract_features(model, x, y, batch_size=args.batch_size)
-        finally:
-            features_lib._extract_fn = original
-
-    def head_epochs(steps_per_execution):
-        def run():
-            head = model.head_model()
-            model._compile_head(head)  # as fit does: a fresh train function
-            if steps_per_execution > 1:
-                head.compile(optimizer=keras.optimizers.Adam(1e-3),
-                             loss="sparse_categorical_crossentropy",
-                             steps_per_execution=steps_per_execution)
-            head.fit(features, y, batch_size=args.batch_size, epochs=args.epochs,
-                     verbose=0)
-        return run
+    def head_epochs_as_arrays(_):
+        head = model.head_model()
+        model._compile_head(head)  # as fit does: a fresh train function
+        head.fit(features, y, batch_size=args.batch_size, epochs=args.epochs,
+                 verbose=0)
 
     def solver(standardize):
-        return lambda: fit_linear_probe(features, y, num_classes=args.classes,
-                                        standardize=standardize)
+        return lambda _: fit_linear_probe(features, y, num_classes=args.classes,
+                                          standardize=standardize)
 
-    steps = math.ceil(args.images / args.batch_size)
     return {
-        "  fit's extraction (new tf.function)": lambda: features_lib.extract_features(
+        "  fit's extraction (traced once)": lambda _: features_lib.extract_features(
             model, x, y, batch_size=args.batch_size),
-        "  the same, tf.function reused": extract_reused,
-        f"  {args.epochs} head epochs alone": head_epochs(1),
-        f"  the same, steps_per_execution={steps}": head_epochs(steps),
+        f"  {args.epochs} head epochs, arrays": head_epochs_as_arrays,
         "  probe solver, standardize=True": solver(True),
         "  probe solver, standardize='auto'": solver("auto"),
         "  probe solver, standardize=False": solver(False),

@@ -26,8 +26,10 @@ too big for memory.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import uuid
+import weakref
 from typing import Any
 
 import keras
@@ -77,15 +79,28 @@ class FeatureSet:
         self.count = count if dataset is not None else len(labels)
 
 
+_EXTRACTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _extract_fn(model):
-    import tensorflow as tf
+    """The model's feature extraction as one `tf.function`, traced once per model.
 
-    extractor = model.feature_extractor()
+    Every `fit` call, its validation data and a linear probe's unlabelled
+    images reuse it: tracing the backbone again costs about as much as the
+    feature pass itself (docs/design.md, fact 29). The function reads the
+    model's variables, so later weight or BatchNorm-statistics changes are seen.
+    """
+    extract = _EXTRACTORS.get(model)
+    if extract is None:
+        import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
-    def extract(images):
-        return extractor(images, training=False)
+        extractor = model.feature_extractor()
 
+        @tf.function(reduce_retracing=True)
+        def extract(images):
+            return extractor(images, training=False)
+
+        _EXTRACTORS[model] = extract
     return extract
 
 
@@ -233,28 +248,72 @@ def fit_cached_phase(model, x, y, *, epochs: int, initial_epoch: int, callbacks,
     forward = _ForwardToModel(callbacks, model)
     model.stop_training = False
 
-    if train.dataset is not None:  # on disk
+    if train.dataset is not None:  # on disk: shuffled through a bounded buffer
         data = train.dataset
         if shuffle:
             data = data.shuffle(min(train.count, 10_000), reshuffle_each_iteration=True)
-        data = data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-        val_data = None
-        if val is not None:
-            val_data = val.dataset.batch(validation_batch_size)
-        kwargs.pop("validation_split", None)
-        # shuffle=False: the dataset reshuffles itself above, and Keras warns
-        # that its default shuffle=True is ignored for a dataset.
-        return head.fit(data, epochs=epochs, initial_epoch=initial_epoch,
-                        validation_data=val_data, callbacks=[forward],
-                        verbose=verbose, shuffle=False, **kwargs)
-    val_data = None
-    if val is not None:
-        val_data = (val.features, val.labels) if val.sample_weight is None else (
-            val.features, val.labels, val.sample_weight)
-    return head.fit(train.features, train.labels, sample_weight=train.sample_weight,
-                    batch_size=batch_size, shuffle=shuffle, epochs=epochs,
-                    initial_epoch=initial_epoch, validation_data=val_data,
-                    callbacks=[forward], verbose=verbose, **kwargs)
+        data = data.batch(batch_size)
+        val_data = val.dataset.batch(validation_batch_size) if val else None
+        count = train.count
+    else:
+        val_data = None if val is None else tuple(
+            c for c in (val.features, val.labels, val.sample_weight) if c is not None)
+        columns = (_as_tuple(train.features), train.labels, train.sample_weight)
+        if kwargs.get("validation_split") and val_data is None:
+            columns, val_data = _split_like_keras(columns, kwargs["validation_split"])
+        data, count = _batches_in_memory(columns, batch_size, shuffle), len(columns[1])
+    kwargs.pop("validation_split", None)
+    # One pipeline repeated, with `steps_per_epoch`, keeps a single iterator for
+    # the whole phase; arrays would make Keras build and shuffle a new one every
+    # epoch, which costs more than the head's steps (docs/design.md, fact 29).
+    # shuffle=False: the pipeline reshuffles itself, and Keras warns that its
+    # default shuffle=True is ignored for a dataset.
+    return head.fit(data.repeat().prefetch(tf.data.AUTOTUNE),
+                    steps_per_epoch=math.ceil(count / batch_size), shuffle=False,
+                    epochs=epochs, initial_epoch=initial_epoch,
+                    validation_data=val_data, callbacks=[forward], verbose=verbose,
+                    **kwargs)
+
+
+def _as_tuple(features):
+    """A multi-level head's inputs as a tuple (what `tf.data` slices together)."""
+    return tuple(features) if isinstance(features, list) else features
+
+
+def _split_like_keras(columns, validation_split: float):
+    """`validation_split` as Keras applies it to arrays: the last fraction."""
+    count = len(columns[1])
+    split_at = int(math.floor(count * (1.0 - validation_split)))
+    if split_at in (0, count):
+        raise DataError(f"validation_split leaves no training or no validation "
+                        f"data for {count} samples. Received: "
+                        f"validation_split={validation_split}")
+
+    def part(start, end):
+        return keras.tree.map_structure(
+            lambda a: None if a is None else a[start:end], columns)
+
+    train, val = part(0, split_at), part(split_at, count)
+    return train, tuple(c for c in val if c is not None)
+
+
+def _batches_in_memory(columns, batch_size: int, shuffle: bool):
+    """The cached features in batches, as Keras batches arrays.
+
+    The indices are shuffled (once per epoch) and each batch gathered, so no
+    shuffle buffer copies the features; with `shuffle=False` the batches are
+    the ones Keras makes from the arrays, in the same order.
+    """
+    import tensorflow as tf
+
+    tensors = tuple(keras.tree.map_structure(tf.convert_to_tensor, column)
+                    for column in columns if column is not None)
+    indices = tf.data.Dataset.range(len(columns[1]))
+    if shuffle:
+        indices = indices.shuffle(len(columns[1]), reshuffle_each_iteration=True)
+    return indices.batch(batch_size).map(
+        lambda index: keras.tree.map_structure(lambda t: tf.gather(t, index), tensors),
+        num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def run_phase(model, x, y, *, cache_features, augmentation, epochs: int,

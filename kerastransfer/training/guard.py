@@ -51,14 +51,24 @@ class DivergenceGuard(keras.callbacks.Callback):
         self._good: list | None = None
         self._good_epoch: int | None = None
         self._epoch = 0
+        self._variables: list = []
 
     def _snapshot(self, epoch):
-        values = [v.numpy() for v in self.model.variables]
+        values = [v.numpy() for v in self._variables]
         if finite(values):
             self._good, self._good_epoch = values, epoch
 
     def on_train_begin(self, logs=None):
+        from kerastransfer.training.phases import iter_layers
+
         self._good = None
+        # Only what this phase can change: a frozen layer's weights (BatchNorm
+        # statistics included, frozen layers run in inference mode) stay as
+        # they are. Copying every weight of a frozen backbone at each epoch end
+        # cost more than a cached frozen epoch itself (docs/design.md, fact 29).
+        frozen = {id(v) for layer in iter_layers(self.model, include_self=False)
+                  if not layer.trainable for v in layer.variables}
+        self._variables = [v for v in self.model.variables if id(v) not in frozen]
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -74,7 +84,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.diverged = {"epoch": self._epoch, "batch": batch, "loss": loss}
         self.model.stop_training = True
         if self._good is not None:
-            for variable, value in zip(self.model.variables, self._good, strict=True):
+            for variable, value in zip(self._variables, self._good, strict=True):
                 variable.assign(value)
 
     def on_epoch_end(self, epoch, logs=None):
