@@ -185,4 +185,23 @@ def test_shuffled_cached_phase_is_reproducible_and_reshuffles():
     for a, b in zip(runs[0], runs[1], strict=True):  # same seed, same result
         np.testing.assert_array_equal(a, b)
     # shuffling changed the batches (so the equality above is not trivial)
-    assert max(np.abs(a - b).max() for a, b in zip(runs[0], runs[2], strict=True)) > 1e-4
+    assert max(np.abs(a - b).max()
+               for a, b in zip(runs[0], runs[2], strict=True)) > 1e-4
+
+
+@pytest.mark.parametrize("weighting", ["class_weight", "sample_weight"])
+def test_class_or_sample_weights_match_uncached(weighting):
+    x, y = data()
+    kwargs = ({"class_weight": {0: 1.0, 1: 3.0, 2: 0.5}} if weighting == "class_weight"
+              else {"sample_weight": np.linspace(0.2, 2.0, len(x)).astype("float32")})
+    plain, h_plain, _ = train(False, x, y, **kwargs)
+    cached, h_cached, _ = train(True, x, y, **kwargs)
+    assert h_cached.phases[0]["cached_features"] is True
+    np.testing.assert_allclose(h_cached.history["loss"], h_plain.history["loss"],
+                               atol=1e-5)
+    for a, b in zip(head_weights(plain), head_weights(cached), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+    # the weights changed the result (the equality above is not trivial)
+    unweighted, _, _ = train(True, x, y)
+    assert max(np.abs(a - b).max() for a, b in
+               zip(head_weights(unweighted), head_weights(cached), strict=True)) > 1e-4
