@@ -205,3 +205,29 @@ def test_class_or_sample_weights_match_uncached(weighting):
     unweighted, _, _ = train(True, x, y)
     assert max(np.abs(a - b).max() for a, b in
                zip(head_weights(unweighted), head_weights(cached), strict=True)) > 1e-4
+
+
+def test_cached_phase_with_checkpoints_resumes_exactly(tmp_path):
+    from training_helpers import StopAt
+
+    x, y = data()
+
+    def run(directory, callbacks=()):
+        model = build()
+        keras.utils.set_random_seed(11)
+        history = model.fit(x, y, epochs=4, batch_size=8, verbose=0,
+                            cache_features=True, checkpoint_dir=directory,
+                            callbacks=list(callbacks))
+        return model, history
+
+    reference, h_reference = run(tmp_path / "reference")
+    assert h_reference.phases[0]["cached_features"] is True  # cached, shuffled
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "run", [StopAt(2)])
+    resumed, h_resumed = run(tmp_path / "run")
+    assert h_resumed.phases[0]["cached_features"] is True
+    assert h_resumed.epoch == [0, 1, 2, 3]
+    np.testing.assert_allclose(h_resumed.history["loss"],
+                               h_reference.history["loss"], atol=1e-6)
+    for a, b in zip(head_weights(reference), head_weights(resumed), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)

@@ -45,11 +45,14 @@ class SeededArrayDataset(keras.utils.PyDataset):
     def set_epoch(self, epoch: int) -> None:
         """Fixes the order of the batches of `epoch`."""
         self.epoch = int(epoch)
+        self.order = self.epoch_order(self.epoch)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The order of the samples in `epoch` (a permutation of their indices)."""
         n = len(self.x)
         if self.shuffle:
-            self.order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
-        else:
-            self.order = np.arange(n)
+            return np.random.default_rng([self.seed, int(epoch)]).permutation(n)
+        return np.arange(n)
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)

@@ -5,7 +5,9 @@ epoch pushes the same images through the same backbone to get the same
 features. `fit(..., cache_features=True)` computes them once, then trains the
 head alone on them: the *same* layer objects as the `TransferModel`'s head (so the
 weights are shared, nothing to copy back), the same loss, metrics, optimizer
-object, class and sample weights, batch size and order. Validation runs on
+object, class and sample weights and batch size; with `shuffle=False` the same
+batches in the same order (with shuffling, a reshuffle per epoch of its own,
+reproducible under `keras.utils.set_random_seed`). Validation runs on
 cached validation features, so the cached phase reports the same `val_*`
 metrics. User callbacks see the full `TransferModel` (ModelCheckpoint saves the
 whole model, EarlyStopping and ReduceLROnPlateau work unchanged).
@@ -15,7 +17,8 @@ features are computed with `training=False`, which is the same function unless
 the backbone has train-time randomness of its own (e.g. EfficientNet's
 stochastic depth), which a frozen backbone should not apply anyway. The head
 (including its Dropout, whose seed generator is shared) sees identical inputs,
-so the head weights match the uncached run to float32 round-off (tested).
+so without shuffling the head weights match the uncached run to float32
+round-off (tested).
 
 Features live in memory (`cache_features=True`, a float32 array of
 `n x feature_dim`, e.g. 576 floats per image for MobileNetV3Small), or in
@@ -217,10 +220,15 @@ def validation_features(model, validation_data, batch_size, cache_dir):
 
 
 def fit_cached_phase(model, x, y, *, epochs: int, initial_epoch: int, callbacks,
-                     verbose: Any, fit_kwargs: dict, cache_dir: str | None = None):
+                     verbose: Any, fit_kwargs: dict, cache_dir: str | None = None,
+                     order=None):
     """Trains the head of a frozen `model` on cached features for one phase.
 
     `model` must already be compiled for the phase (its optimizer is reused).
+    `order`, when given, sets each epoch's order of the samples (anything with
+    `epoch_order(epoch)`, e.g. the `SeededArrayDataset` checkpointing wraps
+    arrays in), so that a resumed phase sees the batches an uninterrupted one
+    sees; features cached on disk are read in a shuffled stream instead.
     Returns the Keras `History` of the head's `fit`.
     """
     import tensorflow as tf
@@ -261,7 +269,10 @@ def fit_cached_phase(model, x, y, *, epochs: int, initial_epoch: int, callbacks,
         columns = (_as_tuple(train.features), train.labels, train.sample_weight)
         if kwargs.get("validation_split") and val_data is None:
             columns, val_data = _split_like_keras(columns, kwargs["validation_split"])
-        data, count = _batches_in_memory(columns, batch_size, shuffle), len(columns[1])
+        orders = None if order is None else np.stack(
+            [order.epoch_order(epoch) for epoch in range(initial_epoch, epochs)])
+        data = _batches_in_memory(columns, batch_size, shuffle, orders)
+        count = len(columns[1])
     kwargs.pop("validation_split", None)
     # One pipeline repeated, with `steps_per_epoch`, keeps a single iterator for
     # the whole phase; arrays would make Keras build and shuffle a new one every
@@ -297,23 +308,42 @@ def _split_like_keras(columns, validation_split: float):
     return train, tuple(c for c in val if c is not None)
 
 
-def _batches_in_memory(columns, batch_size: int, shuffle: bool):
+def _batches_in_memory(columns, batch_size: int, shuffle: bool, orders=None):
     """The cached features in batches, as Keras batches arrays.
 
     The indices are shuffled (once per epoch) and each batch gathered, so no
     shuffle buffer copies the features; with `shuffle=False` the batches are
-    the ones Keras makes from the arrays, in the same order.
+    the ones Keras makes from the arrays, in the same order. `orders`, an
+    array `(epochs, n)`, gives each epoch's order instead.
     """
     import tensorflow as tf
 
     tensors = tuple(keras.tree.map_structure(tf.convert_to_tensor, column)
                     for column in columns if column is not None)
-    indices = tf.data.Dataset.range(len(columns[1]))
-    if shuffle:
-        indices = indices.shuffle(len(columns[1]), reshuffle_each_iteration=True)
-    return indices.batch(batch_size).map(
+    if orders is not None:  # batches never straddle two epochs
+        indices = tf.data.Dataset.from_tensor_slices(orders).flat_map(
+            lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+    else:
+        indices = tf.data.Dataset.range(len(columns[1]))
+        if shuffle:
+            indices = indices.shuffle(len(columns[1]), reshuffle_each_iteration=True)
+        indices = indices.batch(batch_size)
+    return indices.map(
         lambda index: keras.tree.map_structure(lambda t: tf.gather(t, index), tensors),
         num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _arrays_of(x, y, fit_kwargs: dict):
+    """`(seeded, (x, y, fit_kwargs))`: the arrays inside the `SeededArrayDataset`
+    that checkpointing wraps arrays in (and the wrapper, for its per-epoch
+    order), or the inputs unchanged (and None)."""
+    from kerastransfer.training.data_order import SeededArrayDataset
+
+    if not isinstance(x, SeededArrayDataset):
+        return None, (x, y, fit_kwargs)
+    kwargs = {**fit_kwargs, "sample_weight": x.sample_weight,
+              "batch_size": x.batch_size, "shuffle": x.shuffle}
+    return x, (x.x, x.y, kwargs)
 
 
 def run_phase(model, x, y, *, cache_features, augmentation, epochs: int,
@@ -327,13 +357,9 @@ def run_phase(model, x, y, *, cache_features, augmentation, epochs: int,
     """
     cache_dir = (os.fspath(cache_features)
                  if isinstance(cache_features, (str, os.PathLike)) else None)
+    seeded, (cached_x, cached_y, cached_kwargs) = _arrays_of(x, y, fit_kwargs)
     if linear_probe:
-        from kerastransfer.training.checkpoint import SeededArrayDataset
-
-        if isinstance(x, SeededArrayDataset):  # checkpointing wrapped the arrays
-            fit_kwargs = {**fit_kwargs, "sample_weight": x.sample_weight,
-                          "batch_size": x.batch_size}
-            x, y = x.x, x.y
+        x, y, fit_kwargs = cached_x, cached_y, cached_kwargs
         ok, reason = can_cache(model, x, fit_kwargs)
         if not ok:
             raise ValueError(
@@ -347,14 +373,14 @@ def run_phase(model, x, y, *, cache_features, augmentation, epochs: int,
         return fit_probe_phase(model, x, y, initial_epoch=initial_epoch,
                                fit_kwargs=fit_kwargs, cache_dir=cache_dir), True
     if cache_features and augmentation is None:
-        ok, reason = can_cache(model, x, fit_kwargs)
+        ok, reason = can_cache(model, cached_x, cached_kwargs)
         if ok:
             logger.info("Training the head on cached backbone features%s.",
                         f" (files in {cache_dir})" if cache_dir else " (in memory)")
             result = fit_cached_phase(
-                model, x, y, epochs=epochs, initial_epoch=initial_epoch,
-                callbacks=callbacks, verbose=verbose, fit_kwargs=fit_kwargs,
-                cache_dir=cache_dir,
+                model, cached_x, cached_y, epochs=epochs, initial_epoch=initial_epoch,
+                callbacks=callbacks, verbose=verbose, fit_kwargs=cached_kwargs,
+                cache_dir=cache_dir, order=seeded,
             )
             return result, True
         if model.backbone.trainable is False:
