@@ -60,6 +60,16 @@ def _parse_weights(value: str) -> str | None:
 @click.option("--unfreeze", default="all", show_default=True,
               help="What fine-tuning unfreezes: all, top:N, blocks:N, fraction:F, "
                    "from:LAYER.")
+@click.option("--head", type=click.Choice(["epochs", "linear_probe"]),
+              default="epochs", show_default=True,
+              help="How the frozen phase trains the head: epochs of the optimizer, "
+                   "or linear_probe (logistic regression solved once on the "
+                   "features; one epoch in the history).")
+@click.option("--unlabelled", type=click.Path(exists=True, file_okay=False),
+              default=None,
+              help="--head linear_probe, --task image: a folder of unlabelled "
+                   "images of the same domain; the probe is self-trained on "
+                   "them (pseudo-labels).")
 @click.option("--train-bn", is_flag=True,
               help="Let BatchNorm statistics train during fine-tuning.")
 @click.option("--lr-decay", type=click.FloatRange(min=0, min_open=True, max=1),
@@ -130,6 +140,7 @@ def train(**options):
     """
     import_tensorflow_quietly()
     options["out"] = check_out_path(options["out"], ".keras", "'--out'")
+    check_unlabelled(options)
     run_training(task_hooks(options["task"]), options)
 
 
@@ -150,6 +161,10 @@ def run_training(hooks, options: dict) -> None:
     if options["checkpoint_dir"] is not None:
         os.makedirs(options["checkpoint_dir"], exist_ok=True)
     x, extra = hooks.fit_arguments(options, data)
+    if options["head"] != "epochs":  # every task's fit takes the default
+        extra = {**extra, "head": options["head"]}
+    if options["unlabelled"] is not None:
+        extra["unlabelled"] = load_unlabelled_images(options)
     history = model.fit(
         x, epochs=options["epochs"], fine_tune_epochs=options["fine_tune_epochs"],
         learning_rate=options["learning_rate"], fine_tune_lr=options["fine_tune_lr"],
@@ -160,6 +175,45 @@ def run_training(hooks, options: dict) -> None:
         logger.info("Phase %s: epochs %d-%d", phase["name"], phase["start_epoch"] + 1,
                     phase["end_epoch"])
     hooks.describe(options, data, model, history)
+
+
+def check_unlabelled(options: dict) -> None:
+    """`--unlabelled` needs `--head linear_probe` and `--task image`."""
+    if options.get("unlabelled") is None:
+        return
+    if options["head"] != "linear_probe" or options["task"] != "image":
+        raise click.BadParameter(
+            "--unlabelled self-trains the linear probe of an image classifier: "
+            "use it with --head linear_probe and --task image. Received: "
+            f"--head {options['head']} --task {options['task']}",
+            param_hint="'--unlabelled'")
+
+
+def load_unlabelled_images(options: dict):
+    """The images of the `--unlabelled` folder as a numpy array, decoded and
+    resized by the pipeline that reads the training images (unreadable files
+    are skipped with a warning, or refused with --strict)."""
+    import numpy as np
+
+    from kerastransfer.data.checks import scan_images
+    from kerastransfer.data.pipeline import file_pipeline
+    from kerastransfer.runtime import list_image_files
+
+    paths = list_image_files(options["unlabelled"])
+    good, _ = scan_images(paths, strict=options["strict"],
+                          channels=options["channels"])
+    if not good:
+        raise click.BadParameter(
+            "Expected a folder holding readable images. "
+            f"Received: {options['unlabelled']!r} ({len(paths)} image files)",
+            param_hint="'--unlabelled'")
+    paths = [paths[i] for i in good]
+    dataset = file_pipeline(paths, np.zeros(len(paths), "int64"),
+                            image_size=options["image_size"],
+                            batch_size=options["batch_size"], shuffle=False,
+                            seed=options["seed"], cache=False,
+                            channels=options["channels"])
+    return np.concatenate([images.numpy() for images, _ in dataset])
 
 
 def check_folder_and_weights(options: dict) -> None:

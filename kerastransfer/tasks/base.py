@@ -202,6 +202,7 @@ class TransferTask(PhaseCompiling, keras.Model):
         augmentation: Any = None,
         precise_bn: bool = True,
         head: str = "epochs",
+        unlabelled=None,
         **kwargs,
     ):
         """Trains in phases: the head on a frozen backbone, then fine-tuning.
@@ -267,6 +268,14 @@ class TransferTask(PhaseCompiling, keras.Model):
                 as one epoch; then fine-tuning starts from it — LP-FT; linear
                 classification heads only, see
                 `kerastransfer.training.probe`). Defaults to `"epochs"`.
+            unlabelled: images without labels, a numpy array shaped like `x`'s
+                images, of the same domain (never validation or test images).
+                With `head="linear_probe"` on a multiclass task, the probe is
+                self-trained on their features: it labels them, the most
+                confident per class join the labelled images with those labels
+                and it is refitted, twice
+                (`kerastransfer.training.self_train`). Fine-tuning still trains
+                on `x` alone. Defaults to `None`.
             **kwargs: other `keras.Model.fit` arguments (`class_weight`, also
                 `"balanced"`; `steps_per_epoch`, `shuffle`, ...).
 
@@ -285,7 +294,8 @@ class TransferTask(PhaseCompiling, keras.Model):
             validation_data=validation_data, callbacks=callbacks,
             checkpoint_dir=checkpoint_dir,
             verbose=verbose, cache_features=cache_features, report_dir=report_dir,
-            augmentation=augmentation, precise_bn=precise_bn, head=head, **kwargs,
+            augmentation=augmentation, precise_bn=precise_bn, head=head,
+            unlabelled=unlabelled, **kwargs,
         )
 
     def lr_find(self, x, y=None, **kwargs):

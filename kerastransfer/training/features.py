@@ -348,7 +348,7 @@ def _arrays_of(x, y, fit_kwargs: dict):
 
 def run_phase(model, x, y, *, cache_features, augmentation, epochs: int,
               initial_epoch: int, callbacks, verbose, fit_kwargs: dict,
-              linear_probe: bool = False):
+              linear_probe: bool = False, unlabelled=None):
     """Runs one phase with Keras's `fit`, or on cached features when allowed.
 
     Returns:
@@ -371,7 +371,8 @@ def run_phase(model, x, y, *, cache_features, augmentation, epochs: int,
         from kerastransfer.training.probe_phase import fit_probe_phase
 
         return fit_probe_phase(model, x, y, initial_epoch=initial_epoch,
-                               fit_kwargs=fit_kwargs, cache_dir=cache_dir), True
+                               fit_kwargs=fit_kwargs, cache_dir=cache_dir,
+                               unlabelled=unlabelled), True
     if cache_features and augmentation is None:
         ok, reason = can_cache(model, cached_x, cached_kwargs)
         if ok:

@@ -223,13 +223,18 @@ def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
                checkpoint_dir=None,
                callbacks=None, verbose: Any = "auto", cache_features=False,
                report_dir=None, augmentation=None, precise_bn: bool = True,
-               head: str = "epochs", **fit_kwargs) -> PhasedHistory:
+               head: str = "epochs", unlabelled=None, **fit_kwargs) -> PhasedHistory:
     from kerastransfer import data as data_lib
     from kerastransfer.training import features as features_lib
 
     if head not in HEAD_SOLVERS:
         raise ValueError(
             f"head must be one of {HEAD_SOLVERS}. Received: head={head!r}")
+    if unlabelled is not None and head != "linear_probe":
+        raise ValueError(
+            "`unlabelled` images self-train the linear probe of a frozen phase; "
+            "pass head='linear_probe' with them, or drop them. "
+            f"Received: head={head!r}")
 
     # Before augmentation: the images BatchNorm statistics should see.
     raw_images = x.train if isinstance(x, data_lib.ImageData) else x
@@ -295,6 +300,7 @@ def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
             callbacks=[*first, _PhaseAnnouncer(text, show), *callbacks, *last],
             verbose=verbose, fit_kwargs=fit_kwargs,
             linear_probe=head == "linear_probe" and phase.unfreeze.kind == "none",
+            unlabelled=unlabelled,
         )
         run.raise_if_diverged()
         if head == "linear_probe" and phase.unfreeze.kind == "none":
