@@ -20,10 +20,19 @@ as the demo does. The held-out images are never loaded.
 * `raw_*`: the probe and self-training on raw pixels (the demo's raw-pixel
   arm), to see whether self-training favours the pretrained features.
 
+`--study self_training` runs the demo's own arms (`kerastransfer.demo.arms`)
+on the same halves instead: half A plays the unlabelled target images (AdaBN
+and self-training), half B the held-out images. It compares, per arm, the
+probe with and without self-training (`kerastransfer.training.self_train`),
+fine-tuning after the self-trained probe on the labelled images only or on
+them plus the probe's pseudo-labelled images, and scratch trained once or
+retrained from random weights on the images its first run pseudo-labels.
+
 Usage:
 
     TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/few_shot_levers.py
     python benchmarks/few_shot_levers.py --budgets 1 --seeds 0 1
+    python benchmarks/few_shot_levers.py --study self_training
 """
 
 from __future__ import annotations
@@ -112,11 +121,44 @@ def run(k: int, seed: int) -> dict:
     return row
 
 
+def run_self_training(k: int, seed: int) -> dict:
+    """The demo's arms on the pool's halves (see the module docstring)."""
+    from kerastransfer.demo import arms
+    from kerastransfer.demo.digits import load_target, target_split
+
+    split = target_split(k, seed=seed)
+    images, labels = load_target()
+    pool = split["unlabelled_index"]
+    order = np.random.default_rng(1000 + seed).permutation(len(pool))
+    half_a, half_b = pool[order[: len(order) // 2]], pool[order[len(order) // 2:]]
+    split = {**split, "x_unlabelled": images[half_a], "x_test": images[half_b],
+             "y_test": labels[half_b]}
+    row = {}
+    for self_train in (False, True):
+        tag = "self_train" if self_train else "plain"
+        for pseudo in ((False, True) if self_train else (False,)):
+            _, _, result = arms.run_pretrained(split, seed, self_train=self_train,
+                                               fine_tune_pseudo=pseudo)
+            row[f"pretrained_{tag}_probe"] = result["probe_accuracy"]
+            row[f"pretrained_{tag}_ft{'_pseudo' if pseudo else ''}"] = \
+                result["accuracy"]
+        row[f"raw_{tag}"] = arms.run_raw_pixels(split, seed, self_train)["accuracy"]
+        row[f"random_{tag}"] = arms.run_random_frozen(split, seed,
+                                                      self_train)["accuracy"]
+    _, _, result = arms.run_scratch(split, seed, pseudo=True)
+    row["scratch"] = result["first_run_accuracy"]
+    row["scratch_pseudo"] = result["accuracy"]
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=int, nargs="+", default=[1, 3, 10])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--study", choices=("levers", "self_training"),
+                        default="levers")
     args = parser.parse_args()
+    study = run if args.study == "levers" else run_self_training
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -124,7 +166,7 @@ def main() -> None:
     for k in args.budgets:
         rows = []
         for seed in args.seeds:
-            rows.append(run(k, seed))
+            rows.append(study(k, seed))
             print(f"k={k} seed={seed} " + " ".join(
                 f"{name} {value:.3f}" for name, value in rows[-1].items()), flush=True)
         print(f"k={k}: accuracy on pool half B, mean ± std over seeds {args.seeds}")

@@ -1,9 +1,10 @@
 """Measure the transfer effect of the offline digits demo over several seeds.
 
 Runs the demo's four arms (`kerastransfer.demo.arms`: pretrained through
-`TransferModel` = AdaBN + linear probe + fine-tuning; the same network from
-scratch; the linear probe on raw pixels; the linear probe on a frozen random
-network) at k = 1 / 3 / 10 labels per class on the demo's fixed 800 held-out
+`TransferModel` = AdaBN + a linear probe self-trained on the unlabelled target
+images + fine-tuning; the same network from scratch, retrained on the images
+it pseudo-labels; the self-trained linear probe on raw pixels and on a frozen
+random network) at k = 1 / 3 / 10 labels per class on the demo's fixed 800 held-out
 images, and prints mean ± std over seeds, the pretrained run's probe-only
 accuracy, and the epochs each of pretrained and scratch needs to reach 90% of
 its own final accuracy (the "faster convergence" claim).

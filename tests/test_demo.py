@@ -31,15 +31,17 @@ def test_demo_runs_offline_and_writes_its_outputs(tmp_path):
     for k in ("1", "10"):
         assert set(summary["transfer"][k]) == ARMS
     one, ten = summary["transfer"]["1"], summary["transfer"]["10"]
-    # Measured (seed 0, every probe with standardize="auto"): k=1 pretrained
-    # 0.754, scratch 0.407, raw pixels 0.624, random frozen 0.296; k=10
-    # pretrained 0.956, raw pixels 0.878, random frozen 0.906 (scratch 0.915 in
-    # the previous run; its code did not change).
-    assert one["pretrained"] > 0.70, one
+    # Measured (seed 0, every probe self-trained on the unlabelled target
+    # images, scratch retrained on its own pseudo-labels; default threads):
+    # k=1 pretrained 0.829, scratch 0.526, raw pixels 0.719, random frozen
+    # 0.364; k=10 pretrained 0.960, scratch 0.927, raw pixels 0.892, random
+    # frozen 0.914 (without self-training, k=1 pretrained was 0.754).
+    assert one["pretrained"] > 0.80, one
     assert one["pretrained"] - one["raw_pixels"] > 0.05, one
-    assert one["pretrained"] - one["scratch"] > 0.10, one
-    assert ten["pretrained"] > 0.93 and ten["scratch"] > 0.6, ten
+    assert one["pretrained"] - one["scratch"] > 0.15, one
+    assert ten["pretrained"] > 0.94 and ten["scratch"] > 0.8, ten
     assert ten["pretrained"] - ten["raw_pixels"] > 0.04, ten
+    assert ten["pretrained"] > ten["scratch"], ten
     assert one["random_frozen"] < one["pretrained"]
     rows = [r for r in summary["rows"] if r["k"] == 10 and r["arm"] == "pretrained"]
     curve = rows[0]["curve"]

@@ -9,9 +9,10 @@ What it shows, on real handwritten digits with no download:
    scanned at 8x8 (a domain shift), with only k labelled images per class,
    scored on the same 800 held-out images. Four arms (`kerastransfer.demo.arms`):
    the pretrained backbone through `TransferModel` (AdaBN on the unlabelled
-   target images, a linear probe on the frozen features, then fine-tuning),
-   the same network from scratch (same epochs and steps), the same linear
-   probe on raw pixels, and on a frozen random network. A time-to-accuracy
+   target images, a linear probe on the frozen features self-trained on
+   those images, then fine-tuning), the same network from scratch (same
+   epochs and steps), the same self-trained linear probe on raw pixels, and
+   on a frozen random network. A time-to-accuracy
    plot (held-out accuracy vs epochs and vs seconds, pretrained vs scratch)
    goes to `report/time_to_accuracy.png`.
 2. The product path on the largest-k pretrained model: a training report
@@ -167,12 +168,20 @@ def main(argv=None) -> dict:
     _echo("kerastransfer demo: digits_cnn pretrained on 10,000 real MNIST digits + "
           "font-rendered characters (82 classes) -> scikit-learn digits (other "
           "writers, 8x8 scans), 800 held-out images.")
-    _echo(f"pretrained = AdaBN on unlabelled target images + linear probe on frozen "
-          f"features + fine-tuning (lr {arms.FINE_TUNE_LR:g}, BatchNorm frozen); "
+    probe = "linear probe"
+    if arms.SELF_TRAIN:
+        probe = (f"linear probe self-trained on them ({arms.SELF_TRAIN_ROUNDS} "
+                 "rounds of confident pseudo-labels)")
+    _echo(f"pretrained = AdaBN on the unlabelled target images + {probe} on "
+          f"frozen features + fine-tuning (lr {arms.FINE_TUNE_LR:g}, BatchNorm "
+          "frozen" + (", pseudo-labelled images included" if arms.SELF_TRAIN
+                      and arms.FINE_TUNE_PSEUDO else "") + "); "
           f"scratch = same network, same epochs (at most {arms.MAX_EPOCHS} epochs or "
-          f"{arms.STEPS} steps, lr "
-          f"{arms.SCRATCH_LR:g}); raw_pixels / random_frozen = the same linear "
-          "probe on pixels / on a frozen random network.\n")
+          f"{arms.STEPS} steps, lr {arms.SCRATCH_LR:g}"
+          + ("; then retrained on the images it pseudo-labels" if arms.SCRATCH_PSEUDO
+             else "") + "); raw_pixels / random_frozen = the same "
+          + ("self-trained " if arms.SELF_TRAIN else "")
+          + "linear probe on pixels / on a frozen random network.\n")
     try:
         rows, showcase = run_study(args.budgets, args.seeds)
     except KerasTransferError as error:
