@@ -32,8 +32,13 @@ Fixtures, made in the temporary folder before the first block:
   `flowers/`, `data/`, `calib_images/`, `calibration_images/`;
 - arrays of 32x32 RGB images in [0, 255] and integer labels: `x, y` (training),
   `xv, yv` and `x_val` (validation), `images, labels`;
+- `tiny_test_net`, a registered three-block backbone (`tests/training_helpers`),
+  when a block names it: offline variants use it in place of catalog backbones
+  whose only role in the block is "a backbone", because Keras traces a
+  MobileNetV3Small train step for about 20 s on this machine per `fit` and the
+  docs call `fit` many times;
 - only when a block names them: `model` (when used before a block assigns it:
-  `TransferModel("mobilenet_v3_small", num_classes=2, weights=None,
+  `TransferModel("tiny_test_net", num_classes=2, weights=None,
   input_shape=(32, 32, 3))`), `model.keras` (that model, saved, when a block
   loads it before one saves it), `train_ds, val_ds` (batched `tf.data` of
   `x, y` / `xv, yv`),
@@ -225,10 +230,17 @@ def _make_fixtures(source):
     needs_model = first_use is not None and not first_use.group(1)
     first_file = re.search(r"(load_model\(\s*)?[\"']model\.keras[\"']", source)
     needs_file = first_file is not None and first_file.group(1) is not None
-    if needs_model or needs_file:  # used before the docs make it
+    if needs_model or needs_file or "tiny_test_net" in source:
+        from training_helpers import tiny_backbone
+
         import kerastransfer as kt
 
-        model = kt.TransferModel("mobilenet_v3_small", num_classes=2,
+        kt.register_backbone(
+            "tiny_test_net", tiny_backbone, preprocessing="unit", default_size=32,
+            feature_dim=16, blocks=kt.BlockRule((r"^(block[A-C])_",)),
+            overwrite=True)
+    if needs_model or needs_file:  # used before the docs make it
+        model = kt.TransferModel("tiny_test_net", num_classes=2,
                                  weights=None, input_shape=(32, 32, 3))
         if needs_model:
             namespace["model"] = model
