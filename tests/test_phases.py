@@ -171,8 +171,8 @@ def test_gradual_plan_unfreezes_one_more_block_per_phase(tiny_spec):
         def on_train_begin(self, logs=None):
             seen.append(trainable_layer_names(model))
 
-    history = model.fit(x, y, plan=plan, callbacks=[Record()], batch_size=8,
-                        verbose=0)
+    history = model.fit(x, y, plan=plan, callbacks=[Record()], head="epochs",
+                        batch_size=8, verbose=0)
     assert seen == [[], ["blockC_conv"], ["blockB_conv", "blockC_conv"],
                     ["blockA_conv", "blockB_conv", "blockC_conv"]]
     assert [p["start_epoch"] for p in history.phases] == [0, 1, 2, 3]
@@ -188,8 +188,8 @@ def test_callbacks_work_across_phases(tiny_spec, tmp_path):
             epochs.append(epoch)
 
     path = str(tmp_path / "best.keras")
-    model.fit(x, y, epochs=2, fine_tune_epochs=2, batch_size=8, verbose=0,
-              callbacks=[Epochs(), keras.callbacks.ModelCheckpoint(path)])
+    model.fit(x, y, epochs=2, fine_tune_epochs=2, head="epochs", batch_size=8,
+              verbose=0, callbacks=[Epochs(), keras.callbacks.ModelCheckpoint(path)])
     assert epochs == [0, 1, 2, 3]
     assert kt.load_model(path).class_names == ["0", "1"]
 
@@ -225,8 +225,9 @@ def test_precise_bn_recomputes_statistics_after_training_bn(tiny_spec, precise_b
 def test_history_aligns_validation_with_validation_freq(tiny_spec):
     x, y = separable_images(n_per_class=8)
     model = make(tiny_spec)
-    history = model.fit(x, y, epochs=3, fine_tune_epochs=3, batch_size=16,
-                        validation_data=(x, y), validation_freq=2, verbose=0)
+    history = model.fit(x, y, epochs=3, fine_tune_epochs=3, head="epochs",
+                        batch_size=16, validation_data=(x, y), validation_freq=2,
+                        verbose=0)
     values = history.history["val_loss"]
     assert len(values) == 6 == len(history.history["loss"])
     assert [v is not None for v in values] == [False, True, False, True, False, True]

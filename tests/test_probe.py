@@ -381,6 +381,36 @@ def test_fit_self_trains_the_probe_on_unlabelled_images_then_fine_tunes(tmp_path
     np.testing.assert_allclose(rerun.history["loss"], history.history["loss"])
 
 
+def test_auto_head_solves_small_image_data_with_the_probe():
+    """`fit(head="auto")` (the default) is the linear probe for at most 10
+    images per class - the same head as `head="linear_probe"` - and epochs of
+    the optimizer above that, with augmentation, or for a hidden layer."""
+    import keras
+
+    import kerastransfer as kt
+
+    def fitted(x, y, **kwargs):
+        keras.utils.set_random_seed(0)
+        model = kt.TransferModel(_conv_backbone(), num_classes=3, dropout=0.0,
+                                 hidden_units=kwargs.pop("hidden_units", ()))
+        history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, **kwargs)
+        return model, history
+
+    small, labels = _images(30, seed=0)  # 10 per class
+    auto, history = fitted(small, labels)
+    probe, _ = fitted(small, labels, head="linear_probe")
+    assert history.phases[0]["head"] == "linear_probe" and len(history.epoch) == 1
+    np.testing.assert_allclose(auto.predict(small, verbose=0),
+                               probe.predict(small, verbose=0), atol=1e-6)
+    data = kt.data.from_arrays(small, labels, class_names=["a", "b", "c"])
+    assert fitted(data, None)[1].phases[0]["head"] == "linear_probe"
+    larger, more_labels = _images(33, seed=0)  # 11 per class
+    assert fitted(larger, more_labels)[1].phases[0]["head"] == "epochs"
+    for kwargs in ({"augmentation": "light"}, {"hidden_units": (4,)}):
+        _, history = fitted(small, labels, **kwargs)
+        assert history.phases[0]["head"] == "epochs" and len(history.epoch) == 2
+
+
 def test_fit_with_unlabelled_images_rejects_bad_input():
     import kerastransfer as kt
 

@@ -60,11 +60,12 @@ def _parse_weights(value: str) -> str | None:
 @click.option("--unfreeze", default="all", show_default=True,
               help="What fine-tuning unfreezes: all, top:N, blocks:N, fraction:F, "
                    "from:LAYER.")
-@click.option("--head", type=click.Choice(["epochs", "linear_probe"]),
-              default="epochs", show_default=True,
+@click.option("--head", type=click.Choice(["auto", "epochs", "linear_probe"]),
+              default="auto", show_default=True,
               help="How the frozen phase trains the head: epochs of the optimizer, "
-                   "or linear_probe (logistic regression solved once on the "
-                   "features; one epoch in the history).")
+                   "linear_probe (logistic regression solved once on the "
+                   "features; one epoch in the history), or auto (linear_probe "
+                   "for image classifiers with at most 10 images per class).")
 @click.option("--unlabelled", type=click.Path(exists=True, file_okay=False),
               default=None,
               help="--head linear_probe, --task image: a folder of unlabelled "
@@ -161,7 +162,7 @@ def run_training(hooks, options: dict) -> None:
     if options["checkpoint_dir"] is not None:
         os.makedirs(options["checkpoint_dir"], exist_ok=True)
     x, extra = hooks.fit_arguments(options, data)
-    if options["head"] != "epochs":  # every task's fit takes the default
+    if options["head"] != "auto":  # every task's fit takes the default
         extra = {**extra, "head": options["head"]}
     if options["unlabelled"] is not None:
         extra["unlabelled"] = load_unlabelled_images(options)

@@ -26,6 +26,10 @@ from kerastransfer.tasks.backbone import build_scope, resolve_backbone
 from kerastransfer.tasks.base import TransferTask
 from kerastransfer.tasks.classes import resolve_classes
 
+# fit(head="auto") solves the frozen phase's head with the linear probe up to
+# this many training images per class (docs/design.md fact 30).
+AUTO_PROBE_PER_CLASS = 10
+
 __all__ = ["TransferModel", "TASKS", "POOLINGS"]
 
 logger = logging.getLogger(__name__)
@@ -229,6 +233,24 @@ class TransferModel(TransferTask):
 
     def _check_labels(self, y) -> None:
         _check_classification_labels(self.task, self.num_classes, y)
+
+    def _auto_head(self, x, augmentation=None) -> str:
+        # Small data only: measured up to 10 labelled images per class
+        # (docs/design.md fact 30); the solver's cross-validation grows with n.
+        from kerastransfer.data import ImageData
+
+        if (augmentation is not None or self.strategy is not None
+                or self.task != "multiclass" or self.hidden_units):
+            return "epochs"
+        if isinstance(x, ImageData):
+            count = x.num_train
+        elif isinstance(x, np.ndarray) and x.ndim == 4 \
+                and np.issubdtype(x.dtype, np.number):
+            count = len(x)
+        else:  # a tf.data pipeline (unknown size), texts, ...
+            return "epochs"
+        return ("linear_probe" if count <= AUTO_PROBE_PER_CLASS * self.num_classes
+                else "epochs")
 
     def get_config(self) -> dict:
         return {

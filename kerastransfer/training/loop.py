@@ -32,7 +32,7 @@ logger = logging.getLogger("kerastransfer")
 
 DEFAULT_LEARNING_RATE = 1e-3
 FINE_TUNE_FACTOR = 0.1
-HEAD_SOLVERS = ("epochs", "linear_probe")
+HEAD_SOLVERS = ("auto", "epochs", "linear_probe")
 
 
 class PhasedHistory(keras.callbacks.History):
@@ -223,18 +223,22 @@ def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
                checkpoint_dir=None,
                callbacks=None, verbose: Any = "auto", cache_features=False,
                report_dir=None, augmentation=None, precise_bn: bool = True,
-               head: str = "epochs", unlabelled=None, **fit_kwargs) -> PhasedHistory:
+               head: str = "auto", unlabelled=None, **fit_kwargs) -> PhasedHistory:
     from kerastransfer import data as data_lib
     from kerastransfer.training import features as features_lib
 
     if head not in HEAD_SOLVERS:
         raise ValueError(
             f"head must be one of {HEAD_SOLVERS}. Received: head={head!r}")
+    # Self-training is asked for by name, not by head="auto".
     if unlabelled is not None and head != "linear_probe":
         raise ValueError(
             "`unlabelled` images self-train the linear probe of a frozen phase; "
             "pass head='linear_probe' with them, or drop them. "
             f"Received: head={head!r}")
+    if head == "auto":  # the linear probe for small image data (the task decides)
+        auto = getattr(model, "_auto_head", None)
+        head = auto(x, augmentation=augmentation) if auto else "epochs"
 
     # Before augmentation: the images BatchNorm statistics should see.
     raw_images = x.train if isinstance(x, data_lib.ImageData) else x
@@ -322,6 +326,7 @@ def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
             keras.saving.serialize_keras_object(rate),
             "lr_decay": phase.lr_decay,
             "cached_features": cached,
+            "head": head if frozen else None,  # what head="auto" chose
             "precise_bn_images": recalibrated,
         }, start_epoch=epoch, validation_freq=fit_kwargs.get("validation_freq", 1))
         epoch = len(history.epoch)
