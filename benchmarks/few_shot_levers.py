@@ -131,9 +131,9 @@ def run(k: int, seed: int) -> dict:
     return row
 
 
-def run_self_training(k: int, seed: int) -> dict:
-    """The demo's arms on the pool's halves (see the module docstring)."""
-    from kerastransfer.demo import arms
+def _pool_halves(k: int, seed: int):
+    """`(split, images, labels, half_a, half_b)`: the demo's split and the
+    labelled pool outside the held-out images cut in halves (target indices)."""
     from kerastransfer.demo.digits import load_target, target_split
 
     split = target_split(k, seed=seed)
@@ -141,6 +141,14 @@ def run_self_training(k: int, seed: int) -> dict:
     pool = split["unlabelled_index"]
     order = np.random.default_rng(1000 + seed).permutation(len(pool))
     half_a, half_b = pool[order[: len(order) // 2]], pool[order[len(order) // 2:]]
+    return split, images, labels, half_a, half_b
+
+
+def run_self_training(k: int, seed: int) -> dict:
+    """The demo's arms on the pool's halves (see the module docstring)."""
+    from kerastransfer.demo import arms
+
+    split, images, labels, half_a, half_b = _pool_halves(k, seed)
     split = {**split, "x_unlabelled": images[half_a], "x_test": images[half_b],
              "y_test": labels[half_b]}
     row = {}
@@ -172,13 +180,8 @@ def run_head(k: int, seed: int) -> dict:
 
     import kerastransfer as kt
     from kerastransfer.demo import arms
-    from kerastransfer.demo.digits import load_target, target_split
 
-    split = target_split(k, seed=seed)
-    images, labels = load_target()
-    pool = split["unlabelled_index"]
-    order = np.random.default_rng(1000 + seed).permutation(len(pool))
-    half_a, half_b = pool[order[: len(order) // 2]], pool[order[len(order) // 2:]]
+    split, images, labels, half_a, half_b = _pool_halves(k, seed)
     x, y = arms._model_input(split["x_train"]), split["y_train"]
     x_b, y_b = arms._model_input(images[half_b]), labels[half_b]
     plan = arms.schedule(len(x))
