@@ -225,7 +225,9 @@ class TransferTask(PhaseCompiling, keras.Model):
                 from `kerastransfer.data` (its validation split is used unless
                 `validation_data` is given), in the form the task takes (images:
                 RGB float values in [0, 255]).
-            epochs: epochs of the frozen phase. Defaults to `1`.
+            epochs: epochs of the frozen phase (when `head` solves it with
+                the linear probe, as `"auto"` does for small image data, the
+                phase is one epoch whatever this says). Defaults to `1`.
             fine_tune_epochs: epochs of the fine-tuning phase. Defaults to `0`.
             learning_rate: learning rate of the frozen phase. Defaults to the
                 compiled optimizer's (1e-3 for the default Adam).
