@@ -169,11 +169,6 @@ def run_self_training(k: int, seed: int) -> dict:
     return row
 
 
-def _accuracy(model, images, labels) -> float:
-    return float(np.mean(
-        model.predict(images, batch_size=256, verbose=0).argmax(1) == labels))
-
-
 def run_head(k: int, seed: int) -> dict:
     """`head="epochs"` vs `head="linear_probe"` (see the module docstring)."""
     import keras
@@ -183,7 +178,12 @@ def run_head(k: int, seed: int) -> dict:
 
     split, images, labels, half_a, half_b = _pool_halves(k, seed)
     x, y = arms._model_input(split["x_train"]), split["y_train"]
+    x_a = arms._model_input(images[half_a])
     x_b, y_b = arms._model_input(images[half_b]), labels[half_b]
+
+    def accuracy(model) -> float:
+        return arms._accuracy(model.predict(x_b, batch_size=256, verbose=0), y_b)
+
     plan = arms.schedule(len(x))
     name, shape = arms.register_backbone()
     row = {}
@@ -193,17 +193,17 @@ def run_head(k: int, seed: int) -> dict:
         keras.utils.set_random_seed(seed)
         model = kt.TransferModel(name, num_classes=10, input_shape=shape,
                                  weights="mnist", dropout=0.0)
-        model.adapt(arms._model_input(images[half_a]))
+        model.adapt(x_a)
         start = time.perf_counter()
         model.fit(x, y, epochs=epochs, head=head, cache_features=True,
                   batch_size=plan["batch_size"], verbose=0)
         row[f"{tag}_seconds"] = time.perf_counter() - start
-        row[tag] = _accuracy(model, x_b, y_b)
+        row[tag] = accuracy(model)
         model.compile(optimizer=keras.optimizers.Adam(arms.FINE_TUNE_LR))
         model.fit(x, y, epochs=0, fine_tune_epochs=plan["epochs"] - 1,
                   fine_tune_lr=arms.FINE_TUNE_LR, batch_size=plan["batch_size"],
                   verbose=0)
-        row[f"{tag}_ft"] = _accuracy(model, x_b, y_b)
+        row[f"{tag}_ft"] = accuracy(model)
     return row
 
 

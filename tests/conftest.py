@@ -326,13 +326,9 @@ def tiny_spec():
     """`tests/training_helpers.tiny_backbone` registered as "tiny_test_net" (three
     blocks, so phases and per-block learning rates apply) for one test."""
     import kerastransfer as kt
-    from tests.training_helpers import tiny_backbone
+    from tests.training_helpers import register_tiny_backbone
 
-    spec = kt.register_backbone(
-        "tiny_test_net", tiny_backbone, preprocessing="unit", default_size=32,
-        feature_dim=16, blocks=kt.BlockRule((r"^(block[A-C])_",)), overwrite=True,
-    )
-    yield spec
+    yield register_tiny_backbone()
     kt.unregister_backbone("tiny_test_net")
 
 

@@ -231,15 +231,12 @@ def _make_fixtures(source):
     first_file = re.search(r"(load_model\(\s*)?[\"']model\.keras[\"']", source)
     needs_file = first_file is not None and first_file.group(1) is not None
     if needs_model or needs_file or "tiny_test_net" in source:
-        from training_helpers import tiny_backbone
+        from training_helpers import register_tiny_backbone
 
+        register_tiny_backbone()
+    if needs_model or needs_file:  # used before the docs make it
         import kerastransfer as kt
 
-        kt.register_backbone(
-            "tiny_test_net", tiny_backbone, preprocessing="unit", default_size=32,
-            feature_dim=16, blocks=kt.BlockRule((r"^(block[A-C])_",)),
-            overwrite=True)
-    if needs_model or needs_file:  # used before the docs make it
         model = kt.TransferModel("tiny_test_net", num_classes=2,
                                  weights=None, input_shape=(32, 32, 3))
         if needs_model:

@@ -38,7 +38,7 @@ def checkpoint_optimizer_values(checkpoint_dir):
 
 def tiny_backbone(input_shape=(32, 32, 3), weights=None):
     """Three conv blocks with BatchNorm (`blockA`-`blockC`): small enough for two
-    CPU cores. Registered as "tiny_test_net" by the `tiny_spec` fixture."""
+    CPU cores. Registered as "tiny_test_net" by `register_tiny_backbone`."""
     inputs = keras.Input(input_shape)
     x = inputs
     for i, (name, filters) in enumerate([("blockA", 8), ("blockB", 16),
@@ -49,6 +49,17 @@ def tiny_backbone(input_shape=(32, 32, 3), weights=None):
         if i < 2:
             x = keras.layers.MaxPooling2D(name=f"{name}_pool")(x)
     return keras.Model(inputs, x, name="tiny")
+
+
+def register_tiny_backbone():
+    """Registers `tiny_backbone` as "tiny_test_net" (three blocks, so phases and
+    per-block learning rates apply); returns its `BackboneSpec`."""
+    import kerastransfer as kt
+
+    return kt.register_backbone(
+        "tiny_test_net", tiny_backbone, preprocessing="unit", default_size=32,
+        feature_dim=16, blocks=kt.BlockRule((r"^(block[A-C])_",)), overwrite=True,
+    )
 
 
 def tiny_pyramid(size=32, channels=3, widths=(8, 16, 16)):

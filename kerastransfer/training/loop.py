@@ -237,8 +237,7 @@ def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
             "pass head='linear_probe' with them, or drop them. "
             f"Received: head={head!r}")
     if head == "auto":  # the linear probe for small image data (the task decides)
-        auto = getattr(model, "_auto_head", None)
-        head = auto(x, augmentation=augmentation) if auto else "epochs"
+        head = model._auto_head(x, augmentation=augmentation)
 
     # Before augmentation: the images BatchNorm statistics should see.
     raw_images = x.train if isinstance(x, data_lib.ImageData) else x
@@ -303,11 +302,11 @@ def _fit_phases(model, plan: plan_lib.PhasePlan, x=None, y=None, *,
             epochs=epoch + phase.epochs, initial_epoch=initial_epoch,
             callbacks=[*first, _PhaseAnnouncer(text, show), *callbacks, *last],
             verbose=verbose, fit_kwargs=fit_kwargs,
-            linear_probe=head == "linear_probe" and phase.unfreeze.kind == "none",
+            linear_probe=head == "linear_probe" and frozen,
             unlabelled=unlabelled,
         )
         run.raise_if_diverged()
-        if head == "linear_probe" and phase.unfreeze.kind == "none":
+        if head == "linear_probe" and frozen:
             # The solver ran no Keras epoch: record its one epoch for resuming.
             run.record_epoch(initial_epoch, {k: v[-1] for k, v in
                                              result.history.items()})
