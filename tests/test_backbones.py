@@ -186,6 +186,32 @@ def test_register_user_backbone_from_model_and_builder():
         kt.get_backbone("user_net")
 
 
+def test_a_registered_pyramid_makes_a_user_backbone_a_segmentation_encoder():
+    from kerastransfer.backbones.pyramid import pyramid_model
+
+    inputs = keras.Input((32, 32, 3))
+    a = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="a_conv")(inputs)
+    b = keras.layers.Conv2D(6, 3, strides=2, padding="same", name="b_conv")(a)
+    net = keras.Model(inputs, b)
+    with pytest.raises(ValueError, match=r"strides increasing.*Received: pyr"):
+        kt.register_backbone("pyr_net", net, pyramid=((4, "b_conv"), (2, "a_conv")))
+    with pytest.raises(UnknownBackboneError):  # nothing half-registered
+        kt.get_backbone("pyr_net")
+    spec = kt.register_backbone("pyr_net", net, pyramid=[(2, "a_conv"), (4, "b_conv")],
+                                overwrite=True)
+    try:
+        assert spec.pyramid == ((2, "a_conv"), (4, "b_conv"))
+        encoder = pyramid_model("pyr_net", (32, 32, 3))
+        assert [tuple(o.shape[1:]) for o in encoder.outputs] == [(16, 16, 4),
+                                                                 (8, 8, 6)]
+        model = kt.SegmentationModel("pyr_net", 3, weights=None,
+                                     input_shape=(32, 32, 3), decoder_filters=(8, 8))
+        assert model.predict(np.zeros((1, 32, 32, 3)), verbose=0).shape == \
+            (1, 32, 32, 3)
+    finally:
+        kt.unregister_backbone("pyr_net")
+
+
 def test_snake_names_are_unique_and_stable():
     names = [keras_apps.snake_name(n) for n in KERAS_NAMES]
     assert len(set(names)) == len(names)

@@ -32,7 +32,8 @@ Fixtures, made in the temporary folder before the first block:
   `flowers/`, `data/`, `calib_images/`, `calibration_images/`;
 - arrays of 32x32 RGB images in [0, 255] and integer labels: `x, y` (training),
   `xv, yv` and `x_val` (validation), `images, labels`;
-- `tiny_test_net`, a registered three-block backbone (`tests/training_helpers`),
+- `tiny_test_net`, a registered three-block backbone with a two-level pyramid
+  (`tests/training_helpers`),
   when a block names it: offline variants use it in place of catalog backbones
   whose only role in the block is "a backbone", because Keras traces a
   MobileNetV3Small train step for about 20 s on this machine per `fit` and the

@@ -360,7 +360,10 @@ def test_export_parity_runtime_masks_and_metadata(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_train_evaluate_export_predict(tmp_path):
+def test_cli_train_evaluate_export_predict(tmp_path, tiny_spec):
+    # tiny_test_net (a registered two-level pyramid): the commands' plumbing is
+    # the point; every catalog family's encoder is exported in
+    # tests/test_segmentation_catalog.py.
     from click.testing import CliRunner
 
     from kerastransfer.cli import cli
@@ -376,7 +379,7 @@ def test_cli_train_evaluate_export_predict(tmp_path):
         return result.output
 
     out = run("train", tmp_path / "data", "--task", "segmentation", "--backbone",
-              "mobilenet_v2", "--weights", "none", "--image-size", "32",
+              "tiny_test_net", "--weights", "none", "--image-size", "32",
               "--epochs", "1", "--batch-size", "4", "--validation-split", "0.25",
               "--out", model)
     assert "Validation mean IoU" in out

@@ -53,12 +53,14 @@ def tiny_backbone(input_shape=(32, 32, 3), weights=None):
 
 def register_tiny_backbone():
     """Registers `tiny_backbone` as "tiny_test_net" (three blocks, so phases and
-    per-block learning rates apply); returns its `BackboneSpec`."""
+    per-block learning rates apply; a two-level pyramid, so it can be a
+    segmentation encoder); returns its `BackboneSpec`."""
     import kerastransfer as kt
 
     return kt.register_backbone(
         "tiny_test_net", tiny_backbone, preprocessing="unit", default_size=32,
-        feature_dim=16, blocks=kt.BlockRule((r"^(block[A-C])_",)), overwrite=True,
+        feature_dim=16, blocks=kt.BlockRule((r"^(block[A-C])_",)),
+        pyramid=((2, "blockB_relu"), (4, "blockC_relu")), overwrite=True,
     )
 
 

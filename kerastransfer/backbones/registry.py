@@ -125,6 +125,7 @@ def register_backbone(
     channels: int = 3,
     aliases: Sequence[str] = (),
     family: str = "user",
+    pyramid: Sequence[tuple[int, str]] | None = None,
     overwrite: bool = False,
 ) -> BackboneSpec:
     """Registers a user's own backbone under `name`.
@@ -146,6 +147,11 @@ def register_backbone(
         channels: input channels. Defaults to `3`.
         aliases: other accepted names. Defaults to `()`.
         family: a family label. Defaults to `"user"`.
+        pyramid: the layers giving the backbone's feature maps by stride,
+            `((stride, layer name), ...)`, shallowest first, so it can be the
+            encoder of a `SegmentationModel` or a `DetectionModel` (see
+            `kerastransfer/backbones/pyramid.py`). Defaults to `None` (no
+            pyramid: classification only).
         overwrite: replace an existing registration. Defaults to `False`.
 
     Returns:
@@ -163,7 +169,8 @@ def register_backbone(
     import keras
 
     fields = dict(family=family, source="user", aliases=aliases,
-                  preprocessing=preprocessing, min_size=min_size, blocks=blocks)
+                  preprocessing=preprocessing, min_size=min_size, blocks=blocks,
+                  pyramid=_checked_pyramid(pyramid))
     if isinstance(model, keras.Model):
         source_model = model
         shape = tuple(source_model.input_shape[1:])
@@ -194,6 +201,23 @@ def register_backbone(
     _ensure_builtins()
     _add(spec, overwrite=overwrite)
     return spec
+
+
+def _checked_pyramid(pyramid):
+    """`pyramid` as a tuple of `(stride, layer name)` in increasing stride."""
+    if pyramid is None:
+        return None
+    try:
+        levels = tuple((int(stride), str(layer)) for stride, layer in pyramid)
+    except (TypeError, ValueError):
+        levels = ()
+    strides = [stride for stride, _ in levels]
+    if not levels or strides != sorted(set(strides)) or strides[0] < 1:
+        raise ValueError(
+            "pyramid must be ((stride, layer name), ...) with strides increasing "
+            "from 1 up, e.g. ((2, 'block1_relu'), (4, 'block2_relu')). "
+            f"Received: pyramid={pyramid!r}")
+    return levels
 
 
 def unregister_backbone(name: str) -> None:
