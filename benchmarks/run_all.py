@@ -39,6 +39,8 @@ BENCHMARKS = {
     "service_load": ("edge service: 8 clients x 50 requests", [], [], False),
     "transfer_effect": ("pretrained vs scratch on the digits target",
                         [], ["--seeds", "0", "1", "2"], True),
+    "probe_row_space": ("linear probe in the features' row space vs full width",
+                        [], ["--repeats", "1"], False),
 }
 
 

@@ -43,6 +43,32 @@ def test_dense_weights_reproduce_sklearn_predict_proba(standardize):
     assert probe.C == 0.3 and probe.cv_scores is None
 
 
+@pytest.mark.parametrize("shape", ["wide", "low_rank"])
+def test_row_space_fit_equals_the_full_width_fit(shape):
+    """Few examples of many features (or features of low rank, like resized
+    pixels): the solver works in the features' row space and gives the
+    full-width optimum."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    x, y = _blobs(n_per_class=8, num_classes=3, dim=60 if shape == "wide" else 6)
+    if shape == "low_rank":  # 6 dimensions spread over 200 columns
+        x = x @ rng.normal(size=(6, 200))
+    z, basis = probe_lib._row_space(x)
+    assert basis is not None and basis.shape == (x.shape[1], 24 if shape == "wide"
+                                                 else 6)
+    np.testing.assert_allclose(z @ basis.T, x, atol=1e-9)  # nothing dropped
+    probe = fit_linear_probe(x, y, num_classes=3, C=0.3, standardize=False)
+    reference = LogisticRegression(C=0.3, tol=1e-10, max_iter=20000).fit(x, y)
+    new = x[:10] + rng.normal(size=x[:10].shape)  # off the span too
+    np.testing.assert_allclose(probe.predict_proba(new),
+                               reference.predict_proba(new), atol=1e-5)
+    # the same kernel, not just the same probabilities on these points
+    np.testing.assert_allclose(probe.kernel, reference.coef_.T, atol=1e-4)
+    # full width, where the span is most of it: no basis
+    assert probe_lib._row_space(rng.normal(size=(30, 40)))[1] is None
+
+
 def test_two_classes_give_two_softmax_columns_equal_to_sklearn():
     from sklearn.linear_model import LogisticRegression
 

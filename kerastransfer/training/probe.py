@@ -18,6 +18,17 @@ cross-entropy with `kernel_regularizer=keras.regularizers.L2(1 / (2 * C * n))`
 (Keras's `L2(l)` adds `l * sum(W ** 2)`); `tests/test_probe.py` checks that a
 long full-batch Keras run converges to the same probabilities.
 
+Few examples of wide features: the optimal kernel lies in the span of the
+training features (the gradient of the loss in `W` is `X^T G + W / C`, zero
+only for `W = -C X^T G`), so with a basis `V` of that span (`W = V A`,
+`||W|| = ||A||`) the solver fits the same problem on `X V`, of `rank(X)`
+columns instead of `X`'s width, and the kernel is `V A`. Raw 32x32 pixels of
+the demo's digits (scanned at 8x8 and resized) have rank 60 of 1,024; 10
+labelled images of 128 features have rank 10. Directions whose singular
+value is below `_RANK_RTOL` of the largest are float32 rounding noise and
+are dropped. `tests/test_probe.py` checks that the probabilities equal those
+of the full-width fit.
+
 This module is numpy + scikit-learn only (no TensorFlow, no model state).
 """
 
@@ -46,6 +57,13 @@ _CV_TOL, _CV_MAX_ITER = 1e-4, 500  # fold fits only rank the candidates
 # a loaded 2-core machine a 100 x 128 probe took 75 s with two OpenBLAS
 # threads and 6 s with one.
 _SINGLE_THREAD_BELOW = 2_000_000
+# Singular values below this fraction of the largest are float32 rounding
+# noise of features computed in float32 (the demo's resized digits: the 61st
+# is 5e-9 of the first, the 60th 3e-4).
+_RANK_RTOL = 1e-6
+# The decomposition costs about n * d * min(n, d) operations (a second here at
+# this bound): above it, skipped.
+_ROW_SPACE_MAX_WORK = 2e9
 _ABSENT_LOGIT = 30.0  # a class with no example sits this far below the others
 
 
@@ -189,6 +207,7 @@ def _fit_probe(x, y, weights, num_classes, task, C, cv, seed, Cs, standardize,
     standardized = {False: x}
     if True in options:
         standardized[True] = (x - mean) / std
+    reduced = {}  # option -> (features in their row space's basis, the basis)
 
     def fit(labels, classes):
         """One logistic regression per option, folded to raw features."""
@@ -197,9 +216,13 @@ def _fit_probe(x, y, weights, num_classes, task, C, cv, seed, Cs, standardize,
             tried = (False,)  # nothing to choose by: see `standardize`
         fits = {}
         for option in tried:
+            if option not in reduced:
+                reduced[option] = _row_space(standardized[option])
+            z, basis = reduced[option]
             kernel, bias, chosen, scores = _fit_multiclass(
-                standardized[option], labels, weights, classes, C, cv, seed, Cs,
-                tol, max_iter)
+                z, labels, weights, classes, C, cv, seed, Cs, tol, max_iter)
+            if basis is not None:  # W = V A (see the module docstring)
+                kernel = basis @ kernel
             if option:  # ((x - m) / s) @ W + b = x @ (W / s) + (b - m @ (W / s))
                 kernel = kernel / std[:, None]
                 bias = bias - mean @ kernel
@@ -285,6 +308,22 @@ def _check_inputs(features, labels, num_classes, task, sample_weight, C, cv,
                 "`sample_weight` must hold one non-negative weight per example. "
                 f"Received: sample_weight.shape={weights.shape}")
     return x, y, weights
+
+
+def _row_space(z):
+    """`(z V, V)` for an orthonormal basis `V` of the span of `z`'s rows when
+    that span has at most half of `z`'s dimensions, else `(z, None)`: the
+    solver's cost per iteration is proportional to the width it works on."""
+    if z.shape[0] * z.shape[1] * min(z.shape) > _ROW_SPACE_MAX_WORK:
+        return z, None
+    _, values, vt = np.linalg.svd(z, full_matrices=False)
+    if not values.size or values[0] <= 0:
+        return z, None
+    rank = int(np.sum(values > values[0] * _RANK_RTOL))
+    if 2 * rank > z.shape[1]:
+        return z, None
+    basis = vt[:rank].T
+    return z @ basis, basis
 
 
 def _solver(C, tol, max_iter):
