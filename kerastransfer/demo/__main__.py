@@ -84,8 +84,9 @@ def run_study(budgets, seeds, echo=_echo, curves: str = "all"):
 
     `curves="all"` records the held-out curves of every pretrained and scratch
     run; `"showcase"` only those of the largest budget's first seed (the
-    plot's), which saves a tenth of the demo's time: validating changes no
-    weight, so every accuracy is the same either way.
+    plot's): 143 s instead of 163 s for the demo, one run after the other
+    (docs/design.md fact 32). Validating changes no weight, so every accuracy
+    is the same either way.
     """
     from kerastransfer.demo import arms
     from kerastransfer.demo.digits import target_split

@@ -55,10 +55,11 @@ SCRATCH_PSEUDO = True
 # 0.10 / 0.05 / 0.02 at k = 1 / 3 / 10 and made no difference to the
 # pretrained features (docs/design.md fact 25).
 STANDARDIZE = "auto"
-EVALUATIONS = 6  # held-out evaluations per curve (plus the first epochs)
-# The curves' held-out evaluations in batches of 256, not of the training batch
-# (10 images at k = 1: 80 steps per evaluation, a third of the scratch arm's
-# time). Inference only: the training, and so every accuracy, is unchanged.
+# The curves' held-out evaluations: six per run (plus the first epochs), in
+# batches of 256 rather than of the training batch (10 images at k = 1: 80
+# steps per evaluation). Together they had taken a third of the scratch arm's
+# time (docs/design.md fact 32). Inference only: every accuracy is unchanged.
+EVALUATIONS = 6
 VALIDATION_BATCH = 256
 
 
