@@ -170,7 +170,7 @@ def register_backbone(
 
     fields = dict(family=family, source="user", aliases=aliases,
                   preprocessing=preprocessing, min_size=min_size, blocks=blocks,
-                  pyramid=_checked_pyramid(pyramid))
+                  pyramid=pyramid)
     if isinstance(model, keras.Model):
         source_model = model
         shape = tuple(source_model.input_shape[1:])
@@ -201,23 +201,6 @@ def register_backbone(
     _ensure_builtins()
     _add(spec, overwrite=overwrite)
     return spec
-
-
-def _checked_pyramid(pyramid):
-    """`pyramid` as a tuple of `(stride, layer name)` in increasing stride."""
-    if pyramid is None:
-        return None
-    try:
-        levels = tuple((int(stride), str(layer)) for stride, layer in pyramid)
-    except (TypeError, ValueError):
-        levels = ()
-    strides = [stride for stride, _ in levels]
-    if not levels or strides != sorted(set(strides)) or strides[0] < 1:
-        raise ValueError(
-            "pyramid must be ((stride, layer name), ...) with strides increasing "
-            "from 1 up, e.g. ((2, 'block1_relu'), (4, 'block2_relu')). "
-            f"Received: pyramid={pyramid!r}")
-    return levels
 
 
 def unregister_backbone(name: str) -> None:

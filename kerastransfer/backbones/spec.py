@@ -258,6 +258,8 @@ class BackboneSpec:
                 f"Backbone aliases must be strings. Received: aliases={aliases!r}"
             )
         _check_fields(name, fields)
+        if fields.get("pyramid") is not None:
+            fields["pyramid"] = _checked_pyramid(name, fields["pyramid"])
         if build is not None:
             builder = _weights_builder(name, build, pretrained_only)
         return cls(name=name, builder=builder, family=family, source=source,
@@ -286,6 +288,22 @@ def _check_fields(name: str, fields: dict) -> None:
             f"input_dtype must be one of {INPUT_DTYPES}. Received: name={name!r}, "
             f"input_dtype={dtype!r}"
         )
+
+
+def _checked_pyramid(name: str, pyramid) -> tuple:
+    """`pyramid` as `((stride, layer), ...)` tuples in increasing stride."""
+    try:
+        levels = tuple((int(stride), layer) for stride, layer in pyramid)
+    except (TypeError, ValueError):
+        levels = ()
+    strides = [stride for stride, _ in levels]
+    if (not levels or strides != sorted(set(strides)) or strides[0] < 1
+            or not all(isinstance(layer, (str, int)) for _, layer in levels)):
+        raise ValueError(
+            "pyramid must be ((stride, layer name or index), ...) with strides "
+            "increasing from 1 up, e.g. ((2, 'block1_relu'), (4, 'block2_relu')). "
+            f"Received: pyramid={pyramid!r} for backbone {name!r}")
+    return levels
 
 
 def _weights_builder(name: str, build: Callable, pretrained_only: bool):

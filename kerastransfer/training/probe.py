@@ -207,7 +207,8 @@ def _fit_probe(x, y, weights, num_classes, task, C, cv, seed, Cs, standardize,
     standardized = {False: x}
     if True in options:
         standardized[True] = (x - mean) / std
-    reduced = {}  # option -> (features in their row space's basis, the basis)
+    # option -> (the features in a basis of their row space, that basis or None)
+    reduced = {option: _row_space(z) for option, z in standardized.items()}
 
     def fit(labels, classes):
         """One logistic regression per option, folded to raw features."""
@@ -216,8 +217,6 @@ def _fit_probe(x, y, weights, num_classes, task, C, cv, seed, Cs, standardize,
             tried = (False,)  # nothing to choose by: see `standardize`
         fits = {}
         for option in tried:
-            if option not in reduced:
-                reduced[option] = _row_space(standardized[option])
             z, basis = reduced[option]
             kernel, bias, chosen, scores = _fit_multiclass(
                 z, labels, weights, classes, C, cv, seed, Cs, tol, max_iter)
