@@ -14,8 +14,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# pip byte-compiles what it installs on one core, a third of the install's time
-# (TensorFlow's thousands of modules); compileall does it on every core.
+# pip byte-compiles what it installs on one core (TensorFlow's thousands of
+# modules); compileall does it on every core: 0.88x the install's time
+# (docs/design.md fact 32).
 INSTALL := $(PY) -m pip install --quiet --no-compile
 COMPILE := $(PY) -m compileall -q -j 0 $(VENV)/lib
 

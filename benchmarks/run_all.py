@@ -41,6 +41,8 @@ BENCHMARKS = {
                         [], ["--seeds", "0", "1", "2"], True),
     "probe_row_space": ("linear probe in the features' row space vs full width",
                         [], ["--repeats", "1"], False),
+    "demo_time": ("make demo's curves, processes and install, side by side",
+                  [], ["--parts", "curves", "--repeats", "1"], False),
 }
 
 

@@ -84,9 +84,8 @@ def run_study(budgets, seeds, echo=_echo, all_curves: bool = True):
 
     `all_curves` records the held-out curves of every pretrained and scratch
     run; without it, only those of the largest budget's first seed (the
-    plot's): 143 s instead of 163 s for the demo, one run after the other
-    (docs/design.md fact 32). Validating changes no weight, so every accuracy
-    is the same either way.
+    plot's), which the demo uses (docs/design.md fact 32). Validating changes
+    no weight, so every accuracy is the same either way.
     """
     from kerastransfer.demo import arms
     from kerastransfer.demo.digits import target_split
